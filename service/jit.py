@@ -1,0 +1,33 @@
+"""The one numba setting every lowlat kernel is compiled with, and where its cache lives.
+
+Import ``kernel`` (the decorator) from here, never ``numba.njit`` directly, so that every
+kernel is cached in the same writable directory and compiled the same way.
+
+The cache directory is chosen before any kernel is decorated, first match wins:
+``NUMBA_CACHE_DIR``; systemd's ``CACHE_DIRECTORY`` (from ``CacheDirectory=`` in the unit) plus
+``/numba``; ``$XDG_CACHE_HOME/lowlat/numba``; ``~/.cache/lowlat/numba``. numba keys its cache
+on the CPU model, so a cache warmed on another instance type is recompiled, not misused.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numba
+
+
+def cache_dir() -> Path:
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return Path(os.environ["NUMBA_CACHE_DIR"])
+    if os.environ.get("CACHE_DIRECTORY"):
+        return Path(os.environ["CACHE_DIRECTORY"].split(":")[0]) / "numba"
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "lowlat" / "numba"
+
+
+numba.config.CACHE_DIR = str(cache_dir())
+
+# nogil: stages never hold the GIL; error_model numpy: no Python exception checks on division.
+KERNEL_OPTIONS = {"nogil": True, "cache": True, "error_model": "numpy", "boundscheck": False}
+kernel = numba.njit(**KERNEL_OPTIONS)
