@@ -1,0 +1,1 @@
+"""lowlat host tuning as code (see issue 4)."""

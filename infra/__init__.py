@@ -1,0 +1,1 @@
+"""lowlat CDK constructs and stacks (see issue 5)."""
