@@ -14,6 +14,7 @@ busy-polling processes on one core would take turns instead of polling.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import tomllib
@@ -22,6 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from service.stats_layout import MAX_INSTRUMENTS, STAGES
+
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 class ConfigError(ValueError):
@@ -155,8 +159,13 @@ def _check_value(where: str, f: dataclasses.Field, value: Any) -> Any:
     m = f.metadata
     want = type(f.default)
     ok = isinstance(value, want) and not (want is int and isinstance(value, bool))
+    if ok and want is int and not INT64_MIN <= value <= INT64_MAX:
+        ok = False  # TOML integers are 64-bit; tomllib does not check
     if want is float and isinstance(value, int) and not isinstance(value, bool):
-        value, ok = float(value), True
+        try:
+            value, ok = float(value), True
+        except OverflowError:
+            ok = False
     if ok and want is float and not math.isfinite(value):
         ok = False
     if ok and m["choices"] and value not in m["choices"]:
@@ -230,6 +239,8 @@ def load(path: str | os.PathLike | None) -> Config:
         raise ConfigError(f"{path}: no such config file") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config file ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}): save it as UTF-8 TOML") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -248,6 +259,14 @@ def check_cores(config: Config) -> None:
             )
 
 
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    return repr(value)
+
+
 def to_toml(config: Config) -> str:
     """The effective configuration as commented TOML (``trading-service config``)."""
     lines = [f"# lowlat trading-service configuration (from {config.source})", ""]
@@ -258,6 +277,6 @@ def to_toml(config: Config) -> str:
         section = getattr(config, name)
         for f in dataclasses.fields(section):
             value = getattr(section, f.name)
-            rendered = f'"{value}"' if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else repr(value)
+            rendered = _toml_value(value)
             lines.append(f"{f.name} = {rendered}  # {f.metadata['help']}")
     return "\n".join(lines) + "\n"

@@ -1,0 +1,554 @@
+"""``trading-service bench``: every figure that matters, measured side by side in one run.
+
+The machines this runs on are shared and noisy, so the figures that carry targets are ratios
+of things measured in the same run: the ring against ``multiprocessing.Queue`` and against a
+C++ ring of the same shape, and latencies against this machine's floor (a cross-core
+ping-pong on one cache line: no ring moves data between cores faster than that).
+
+Cross-process measurements run two pinned processes on two distinct CPUs; the parent only
+sleeps while they run, so no two busy-polling processes ever share a core.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from service.atomics import load_acquire, monotonic_ns, store_release
+from service.histogram import HIST_WORDS, hist_record, summary
+from service.jit import kernel
+from service.ring import (
+    attach_ring,
+    create_ring,
+    ring_claim,
+    ring_publish,
+    ring_read_slot,
+    ring_readable,
+    ring_release,
+    ring_try_pop,
+    ring_try_push,
+    ring_write_slot,
+)
+from service.shm import Segment
+
+SEGMENT_KIND_BENCH = 9
+LINE = 16  # int64 words per 128-byte line
+# words of the bench control segment (W_READY+1 and +2: the two parties' start flags)
+W_READY, W_PING, W_START_NS, W_END_NS, W_SUM, W_ERRORS = (i * LINE for i in range(6))
+W_HIST = 6 * LINE
+BENCH_WORDS = W_HIST + HIST_WORDS
+
+E2E_RATES = (100_000, 1_000_000)
+
+
+class BenchError(RuntimeError):
+    """The benchmark cannot run here as asked (the message says why)."""
+
+
+def parse_cpus(text: str | None) -> tuple[int, int]:
+    allowed = sorted(os.sched_getaffinity(0))
+    if text is None:
+        if len(allowed) < 2:
+            raise BenchError("the benchmark needs two CPUs; this process may use only "
+                             f"{allowed}")
+        return allowed[-2], allowed[-1]
+    try:
+        a, b = (int(x) for x in text.split(","))
+    except ValueError:
+        raise BenchError(f"--cpus {text!r}: give two CPU numbers like 0,1") from None
+    if a == b or a not in allowed or b not in allowed:
+        raise BenchError(f"--cpus {text!r}: need two different CPUs from {allowed}")
+    return a, b
+
+
+# ------------------------------------------------------------------------------ kernels
+
+
+@kernel
+def floor_initiator(words, rounds, hist):
+    """Ping-pong on one cache line: write an odd value, wait for the next even one."""
+    for i in range(rounds):
+        t0 = monotonic_ns()
+        store_release(words, W_PING, 2 * i + 1)
+        while load_acquire(words, W_PING) != 2 * i + 2:
+            pass
+        hist_record(hist, 0, monotonic_ns() - t0)
+
+
+@kernel
+def floor_responder(words, rounds):
+    for i in range(rounds):
+        while load_acquire(words, W_PING) != 2 * i + 1:
+            pass
+        store_release(words, W_PING, 2 * i + 2)
+
+
+@kernel
+def ring_producer(r, items, batch):
+    """Push 1..items; batch=0: one publish per item, else up to ``batch`` per publish."""
+    from_value = 1
+    if batch == 0:
+        while from_value <= items:
+            if ring_try_push(r, np.int64(from_value)):
+                from_value += 1
+    else:
+        while from_value <= items:
+            n = ring_claim(r, min(batch, items - from_value + 1))
+            for k in range(n):
+                r.data[ring_write_slot(r, k)] = from_value + k
+            if n > 0:
+                ring_publish(r, n)
+                from_value += n
+
+
+@kernel
+def ring_consumer(r, items, batch, scratch):
+    """Pop ``items`` values; returns (sum, order errors)."""
+    expected = 1
+    total = 0
+    errors = 0
+    while expected <= items:
+        if batch == 0:
+            if ring_try_pop(r, scratch, 0):
+                v = scratch[0]
+                errors += v != expected
+                total += v
+                expected += 1
+        else:
+            n = ring_readable(r, batch)
+            for k in range(n):
+                v = r.data[ring_read_slot(r, k)]
+                errors += v != expected
+                total += v
+                expected += 1
+            if n > 0:
+                ring_release(r, n)
+    return total, errors
+
+
+@kernel
+def ring_rtt_initiator(out_ring, in_ring, rounds, hist, scratch):
+    for i in range(rounds):
+        t0 = monotonic_ns()
+        while not ring_try_push(out_ring, np.int64(i)):
+            pass
+        while not ring_try_pop(in_ring, scratch, 0):
+            pass
+        hist_record(hist, 0, monotonic_ns() - t0)
+
+
+@kernel
+def ring_rtt_responder(in_ring, out_ring, rounds, scratch):
+    for _ in range(rounds):
+        while not ring_try_pop(in_ring, scratch, 0):
+            pass
+        while not ring_try_push(out_ring, scratch[0]):
+            pass
+
+
+# ------------------------------------------------------------------------------ processes
+
+
+def _attach_words(shm_dir: str, name: str) -> np.ndarray:
+    segment = Segment.attach(Path(shm_dir), name, SEGMENT_KIND_BENCH)
+    return segment.array(np.int64, 128, BENCH_WORDS)
+
+
+@kernel
+def _ready_and_wait(words, me):
+    """Two-party start barrier: each side sets its bit, then waits for both."""
+    store_release(words, W_READY + 1 + me, 1)
+    while not (load_acquire(words, W_READY + 1) and load_acquire(words, W_READY + 2)):
+        pass
+
+
+def _child(role: str, cpu: int, shm_dir: str, prefix: str, n: int, batch: int) -> None:
+    os.sched_setaffinity(0, {cpu})
+    words = _attach_words(shm_dir, f"{prefix}.words")
+    hist = words[W_HIST:]
+    scratch = np.zeros(1, dtype=np.int64)
+    if role in ("floor-a", "floor-b"):
+        if role == "floor-a":
+            floor_initiator(words, 0, hist)  # compile / load before the barrier
+            _ready_and_wait(words, 0)
+            floor_initiator(words, n, hist)
+        else:
+            floor_responder(words, 0)
+            _ready_and_wait(words, 1)
+            floor_responder(words, n)
+        return
+    if role in ("ring-producer", "ring-consumer"):
+        _, r = attach_ring(Path(shm_dir), f"{prefix}.ring", np.int64)
+        if role == "ring-producer":
+            ring_producer(r, 0, batch)
+            _ready_and_wait(words, 0)
+            words[W_START_NS] = time.monotonic_ns()
+            ring_producer(r, n, batch)
+        else:
+            ring_consumer(r, 0, batch, scratch)
+            _ready_and_wait(words, 1)
+            total, errors = ring_consumer(r, n, batch, scratch)
+            words[W_END_NS] = time.monotonic_ns()
+            words[W_SUM], words[W_ERRORS] = total, errors
+        return
+    _, ab = attach_ring(Path(shm_dir), f"{prefix}.ab", np.int64)
+    _, ba = attach_ring(Path(shm_dir), f"{prefix}.ba", np.int64)
+    if role == "rtt-a":
+        ring_rtt_initiator(ab, ba, 0, hist, scratch)
+        _ready_and_wait(words, 0)
+        ring_rtt_initiator(ab, ba, n, hist, scratch)
+    else:
+        ring_rtt_responder(ab, ba, 0, scratch)
+        _ready_and_wait(words, 1)
+        ring_rtt_responder(ab, ba, n, scratch)
+
+
+class _Pair:
+    """Shared segments for one two-process measurement, removed afterwards."""
+
+    def __init__(self, rings: tuple[str, ...] = (), capacity: int = 4096):
+        self.shm_dir = "/dev/shm"
+        self.prefix = f"lowlat-bench-{os.getpid()}"
+        self.segments = [Segment.create(Path(self.shm_dir), f"{self.prefix}.words",
+                                        128 + BENCH_WORDS * 8, SEGMENT_KIND_BENCH)]
+        self.words = self.segments[0].array(np.int64, 128, BENCH_WORDS)
+        for name in rings:
+            seg, _ = create_ring(Path(self.shm_dir), f"{self.prefix}.{name}", np.int64, capacity)
+            self.segments.append(seg)
+
+    def run(self, roles, cpus, n, batch=0, timeout=600.0) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        procs = [ctx.Process(target=_child, args=(role, cpu, self.shm_dir, self.prefix, n, batch))
+                 for role, cpu in zip(roles, cpus, strict=True)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(timeout)
+        failed = [p for p in procs if p.exitcode != 0]
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+        if failed:
+            raise BenchError(f"benchmark process failed (exit codes {[p.exitcode for p in procs]})")
+
+    def histogram(self) -> dict:
+        return summary(self.words[W_HIST:].copy())
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for seg in self.segments:
+            seg.unlink()
+
+
+def measure_floor(cpus, rounds: int) -> dict:
+    with _Pair() as pair:
+        pair.run(("floor-a", "floor-b"), cpus, rounds)
+        return pair.histogram()
+
+
+def measure_ring_throughput(cpus, items: int, batch: int, capacity: int = 4096) -> float:
+    with _Pair(("ring",), capacity) as pair:
+        pair.run(("ring-producer", "ring-consumer"), cpus, items, batch)
+        w = pair.words
+        expected = items * (items + 1) // 2
+        if int(w[W_ERRORS]) != 0 or int(w[W_SUM]) != expected:
+            raise BenchError(f"ring checksum failed: sum {int(w[W_SUM])} != {expected}, "
+                             f"{int(w[W_ERRORS])} items out of order")
+        return items / ((int(w[W_END_NS]) - int(w[W_START_NS])) / 1e9)
+
+
+def measure_ring_rtt(cpus, rounds: int, capacity: int = 4096) -> dict:
+    with _Pair(("ab", "ba"), capacity) as pair:
+        pair.run(("rtt-a", "rtt-b"), cpus, rounds)
+        return pair.histogram()
+
+
+# ------------------------------------------------------------------------------ mp.Queue
+
+
+def _mpq_producer(cpu, q, items):
+    os.sched_setaffinity(0, {cpu})
+    for i in range(1, items + 1):
+        q.put(i)
+
+
+def _mpq_echo(cpu, q_in, q_out, rounds):
+    os.sched_setaffinity(0, {cpu})
+    for _ in range(rounds):
+        q_out.put(q_in.get())
+
+
+def measure_mpqueue(cpus, items: int, rounds: int) -> tuple[float, dict]:
+    """multiprocessing.Queue in the same two shapes: throughput and ping-pong RTT."""
+    ctx = multiprocessing.get_context("spawn")
+    allowed = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpus[1]})  # the parent is the consumer: pin it like the rings
+    try:
+        q = ctx.Queue()
+        p = ctx.Process(target=_mpq_producer, args=(cpus[0], q, items))
+        p.start()
+        first = q.get()
+        start = time.perf_counter()
+        total = first
+        for _ in range(items - 1):
+            total += q.get()
+        elapsed = time.perf_counter() - start
+        p.join()
+        if total != items * (items + 1) // 2:
+            raise BenchError("multiprocessing.Queue checksum failed")
+        q_ab, q_ba = ctx.Queue(), ctx.Queue()
+        p = ctx.Process(target=_mpq_echo, args=(cpus[0], q_ab, q_ba, rounds + 100))
+        p.start()
+        samples = np.empty(rounds, dtype=np.int64)
+        for i in range(rounds + 100):
+            t0 = time.monotonic_ns()
+            q_ab.put(i)
+            q_ba.get()
+            if i >= 100:
+                samples[i - 100] = time.monotonic_ns() - t0
+        p.join()
+    finally:
+        os.sched_setaffinity(0, allowed)
+    p50, p99 = np.percentile(samples, [50, 99])
+    return (items - 1) / elapsed, {"p50": float(p50), "p99": float(p99)}
+
+# ------------------------------------------------------------------------------ kernels
+
+
+def measure_kernels(repeats: int) -> tuple[float, float]:
+    """Single-core book updates/s and model inferences/s on realistic simulated data."""
+    from service.book import book_throughput_kernel, new_book
+    from service.config import Config
+    from service.feed import new_simulator, sim_fill
+    from service.records import LEVEL, MARKET_DATA
+    from service.signals import default_model_path, inference_throughput_kernel, load_model
+    from service.stages import sim_params
+
+    config = Config()
+    sim = new_simulator(sim_params(config))
+    stream = np.zeros(200_000, dtype=MARKET_DATA)
+    sim_fill(sim, stream, stream.shape[0])
+    levels = stream[stream["kind"] == LEVEL]
+    insts = levels["instrument"].astype(np.int64)
+    sides = levels["side"].astype(np.int64)
+    prices = levels["price"].astype(np.int64)
+    qtys = levels["qty"].astype(np.int64)
+    book = new_book(config.feed.instruments, config.engine.book_window_ticks)
+    book_throughput_kernel(book, insts, sides, prices, qtys, 1)  # compile, warm caches
+    t = time.perf_counter()
+    book_throughput_kernel(book, insts, sides, prices, qtys, repeats)
+    book_rate = len(insts) * repeats / (time.perf_counter() - t)
+
+    model = load_model(default_model_path())
+    rng = np.random.default_rng(1)
+    values = rng.standard_normal((4096, model.weights.shape[0]))
+    inference_throughput_kernel(model.weights, model.bias, model.logistic, values, 1)
+    reps = max(1, repeats * len(insts) // 4096)
+    t = time.perf_counter()
+    inference_throughput_kernel(model.weights, model.bias, model.logistic, values, reps)
+    inference_rate = 4096 * reps / (time.perf_counter() - t)
+    return book_rate, inference_rate
+
+
+# ------------------------------------------------------------------------------ pipeline
+
+
+def measure_e2e(cpus, rate: int, duration_s: float) -> dict:
+    """Tick-to-order through the whole pipeline at a fixed offered rate (feed | engine+gateway)."""
+    from service.config import Config, ServiceConfig
+    from service.pipeline import run_pipeline
+    from service.stats import describe
+
+    base = Config()
+    config = dataclasses.replace(
+        base,
+        cores={"feed": cpus[0], "engine": cpus[1], "gateway": cpus[1]},
+        feed=dataclasses.replace(base.feed, rate=rate),
+        service=dataclasses.replace(ServiceConfig(), shm_prefix=f"lowlat-bench-e2e-{os.getpid()}"),
+        source="<bench>",
+    )
+    result = run_pipeline(config, duration_s, log=lambda m: None)
+    if result.exit_code != 0:
+        raise BenchError(f"pipeline at {rate} msgs/s failed: {'; '.join(result.problems)}")
+    d = describe(result.stats, result.n_instruments)
+    t2o = d["tick_to_order"]
+    return {
+        "p50": t2o["p50"], "p90": t2o["p90"], "p99": t2o["p99"], "p999": t2o["p999"],
+        "max": t2o["max"], "drops": d["md_messages_dropped"], "orders": t2o["count"],
+        "messages": d["md_messages_processed"],
+        "achieved_msgs_per_s": d["md_messages_processed"] / max(result.elapsed_s, 1e-9),
+    }
+
+
+def machine() -> dict:
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "cpu part")):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu_model": model, "cores": os.cpu_count(), "kernel": platform.release(),
+            "arch": platform.machine()}
+
+
+def run_bench(quick: bool, cpus: tuple[int, int]) -> dict:
+    from service import baseline
+
+    n_ring = 10_000_000
+    n_rtt = 50_000 if quick else 500_000
+    n_mpq, n_mpq_rtt = (100_000, 2_000) if quick else (300_000, 10_000)
+    e2e_s = 2.0 if quick else 10.0
+    sweep = (2_000_000, 5_000_000) if quick else (2_000_000, 3_000_000, 5_000_000, 7_000_000, 10_000_000)
+    figures: dict = {"machine": machine(), "cpus": list(cpus), "quick": quick}
+    steps = 9 + len(sweep)
+    with Progress(transient=True) as progress:
+        task = progress.add_task("benchmark", total=steps)
+
+        def step(label):
+            progress.update(task, description=label)
+
+        step("floor: cache-line ping-pong")
+        figures["floor_rtt_ns"] = _pick(measure_floor(cpus, n_rtt), "p50", "p99")
+        progress.advance(task)
+        step("ring throughput (one publish per item)")
+        figures["ring_items_per_s"] = measure_ring_throughput(cpus, n_ring, 0)
+        progress.advance(task)
+        step("ring throughput (batch API)")
+        figures["ring_batch_items_per_s"] = measure_ring_throughput(cpus, n_ring, 256)
+        progress.advance(task)
+        step("ring round trip")
+        figures["ring_rtt_ns"] = _pick(measure_ring_rtt(cpus, n_rtt), "p50", "p99", "p999", "max")
+        progress.advance(task)
+        step("multiprocessing.Queue")
+        rate, rtt = measure_mpqueue(cpus, n_mpq, n_mpq_rtt)
+        figures["mpqueue_items_per_s"], figures["mpqueue_rtt_ns"] = rate, rtt
+        progress.advance(task)
+        step("C++ ring of the same shape")
+        if baseline.cpp_ring_available():
+            try:
+                single = baseline.measure_cpp_ring_throughput(n_ring, 4096, False, cpus)
+                batch = baseline.measure_cpp_ring_throughput(n_ring, 4096, True, cpus)
+                rtt = baseline.measure_cpp_ring_rtt(n_rtt, 4096, cpus)["rtt_ns"]
+                figures["cpp_ring_items_per_s"] = single["items_per_s"]
+                figures["cpp_ring_batch_items_per_s"] = batch["items_per_s"]
+                figures["cpp_ring_rtt_ns"] = _pick(rtt, "p50", "p99", "p999", "max")
+            except baseline.BaselineError as exc:
+                figures["cpp_ring_error"] = str(exc)
+        else:
+            figures["cpp_ring_error"] = "no C++ compiler on PATH"
+        progress.advance(task)
+        step("kernels (single core)")
+        figures["book_updates_per_s"], figures["inference_per_s"] = measure_kernels(
+            5 if quick else 20)
+        progress.advance(task)
+        figures["e2e"] = {}
+        for rate in E2E_RATES:
+            step(f"pipeline at {rate:,} msgs/s")
+            figures["e2e"][str(rate)] = measure_e2e(cpus, rate, e2e_s)
+            progress.advance(task)
+        floor = figures["floor_rtt_ns"]["p50"]
+        best = 0
+        figures["rate_sweep"] = {}
+        for rate in sweep:
+            step(f"sweep at {rate:,} msgs/s")
+            result = measure_e2e(cpus, rate, 1.0 if quick else 3.0)
+            figures["rate_sweep"][str(rate)] = result
+            progress.advance(task)
+            if result["drops"] == 0 and result["p99"] is not None and result["p99"] <= 40 * floor:
+                best = rate
+            else:
+                break
+        figures["max_rate_msgs_per_s"] = best
+        progress.advance(task)
+    figures["ratios"] = ratios(figures)
+    return _finite(figures)
+
+
+def _pick(d: dict, *keys) -> dict:
+    return {k: float(d[k]) for k in keys}
+
+
+def _finite(value):
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def ratios(f: dict) -> dict:
+    floor = f["floor_rtt_ns"]["p50"]
+    r = {
+        "ring_vs_mpqueue": f["ring_items_per_s"] / f["mpqueue_items_per_s"],
+        "ring_rtt_p50_vs_floor": f["ring_rtt_ns"]["p50"] / floor,
+        "e2e_1m_p50_vs_floor": (f["e2e"]["1000000"]["p50"] or float("nan")) / floor,
+        "e2e_1m_p99_vs_floor": (f["e2e"]["1000000"]["p99"] or float("nan")) / floor,
+    }
+    if "cpp_ring_items_per_s" in f:
+        r["ring_vs_cpp"] = f["ring_items_per_s"] / f["cpp_ring_items_per_s"]
+        r["ring_batch_vs_cpp_batch"] = f["ring_batch_items_per_s"] / f["cpp_ring_batch_items_per_s"]
+        r["cpp_ring_rtt_p50_vs_floor"] = f["cpp_ring_rtt_ns"]["p50"] / floor
+    return r
+
+
+TARGETS = {  # ratio -> (goal, "min" | "max"), from the issue; checked in the printed table
+    "ring_vs_mpqueue": (500.0, "min"),
+    "ring_vs_cpp": (0.8, "min"),
+    "ring_rtt_p50_vs_floor": (4.0, "max"),
+    "e2e_1m_p50_vs_floor": (10.0, "max"),
+    "e2e_1m_p99_vs_floor": (40.0, "max"),
+}
+
+
+def print_bench_report(f: dict, console: Console | None = None) -> None:
+    console = console or Console()
+    m = f["machine"]
+    t = Table(title=f"trading-service bench on {m['cpu_model']} ({m['cores']} cores, "
+              f"{m['kernel']}), cpus {f['cpus']}{' --quick' if f['quick'] else ''}")
+    t.add_column("figure")
+    t.add_column("value", justify="right")
+    t.add_row("floor RTT p50 / p99", f"{f['floor_rtt_ns']['p50']:.0f} / {f['floor_rtt_ns']['p99']:.0f} ns")
+    t.add_row("ring items/s (publish per item)", f"{f['ring_items_per_s']:,.0f}")
+    t.add_row("ring items/s (batch)", f"{f['ring_batch_items_per_s']:,.0f}")
+    rr = f["ring_rtt_ns"]
+    t.add_row("ring RTT p50 / p99 / p99.9 / max", f"{rr['p50']:.0f} / {rr['p99']:.0f} / {rr['p999']:.0f} / {rr['max']:.0f} ns")
+    t.add_row("mp.Queue items/s", f"{f['mpqueue_items_per_s']:,.0f}")
+    t.add_row("mp.Queue RTT p50 / p99", f"{f['mpqueue_rtt_ns']['p50']:,.0f} / {f['mpqueue_rtt_ns']['p99']:,.0f} ns")
+    if "cpp_ring_items_per_s" in f:
+        t.add_row("C++ ring items/s (single / batch)", f"{f['cpp_ring_items_per_s']:,.0f} / {f['cpp_ring_batch_items_per_s']:,.0f}")
+        t.add_row("C++ ring RTT p50 / p99", f"{f['cpp_ring_rtt_ns']['p50']:.0f} / {f['cpp_ring_rtt_ns']['p99']:.0f} ns")
+    else:
+        t.add_row("C++ ring", f.get("cpp_ring_error", "-"))
+    t.add_row("book updates/s (1 core)", f"{f['book_updates_per_s']:,.0f}")
+    t.add_row("inferences/s (1 core)", f"{f['inference_per_s']:,.0f}")
+    for rate, e in {**f["e2e"], **f["rate_sweep"]}.items():
+        vals = " / ".join("-" if e[k] is None else f"{e[k]:,.0f}" for k in ("p50", "p90", "p99", "p999", "max"))
+        t.add_row(f"tick-to-order @ {int(rate):,}/s p50/p90/p99/p99.9/max", f"{vals} ns, drops {e['drops']:,}")
+    t.add_row("max rate (no drops, p99 <= 40x floor)", f"{f['max_rate_msgs_per_s']:,} msgs/s")
+    console.print(t)
+    r = Table(title="ratios measured in this run")
+    r.add_column("ratio")
+    r.add_column("value", justify="right")
+    r.add_column("goal", justify="right")
+    for name, value in f["ratios"].items():
+        goal = TARGETS.get(name)
+        mark = ""
+        if goal and value is not None:
+            ok = value >= goal[0] if goal[1] == "min" else value <= goal[0]
+            mark = f"{'>=' if goal[1] == 'min' else '<='} {goal[0]:g} {'ok' if ok else 'MISSED'}"
+        r.add_row(name, "-" if value is None else f"{value:.2f}", mark)
+    console.print(r)
+

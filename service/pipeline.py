@@ -1,0 +1,307 @@
+"""Process glue: create the segments, start one pinned process per core, supervise, drain.
+
+``run_pipeline`` is what ``trading-service run`` does:
+
+1. create the control block, the stats block and the three rings under the configured prefix
+   (replacing segments a crashed run left behind; refusing ones a live run owns);
+2. start one process per core in ``config.process_groups()``; each pins itself, attaches,
+   warms every kernel on a private shadow copy of the segments with the production types
+   (so the real run never compiles), says ``warm`` and waits for ``GO``;
+3. once all are warm, set ``GO``; then wait for the duration, SIGTERM/SIGINT, the end of a
+   replay, or a stage dying;
+4. set ``STOP``, let the stages drain front to back, print what was measured, unlink
+   everything, and exit 0; if a stage died or had to be killed, exit 1 so a service manager
+   restarts the service.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import multiprocessing
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from service import control as C
+from service import stats_layout as L
+from service.config import Config
+from service.records import FILL, MARKET_DATA, ORDER
+from service.ring import Ring, attach_ring, create_ring
+from service.shm import Segment, stale_segments
+from service.stats import attach_stats, create_stats, set_state, snapshot
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+RING_SPECS = (("md", MARKET_DATA, "md_capacity"), ("orders", ORDER, "order_capacity"),
+              ("fills", FILL, "fill_capacity"))
+
+
+@dataclass
+class Segments:
+    """One set of attached segments (the live ones, or a stage's private warm-up shadow)."""
+
+    prefix: str
+    shm_dir: Path
+    control: np.ndarray
+    stats: np.ndarray
+    rings: dict[str, Ring]
+    owned: list[Segment] = field(default_factory=list)
+
+    def unlink(self) -> None:
+        for segment in self.owned:
+            segment.unlink()
+
+
+def create_segments(config: Config, prefix: str | None = None) -> Segments:
+    """Create every segment of one pipeline (the caller owns and later unlinks them)."""
+    prefix = prefix or config.service.shm_prefix
+    shm_dir = Path(config.service.shm_dir)
+    owned = []
+    try:
+        seg, control = C.create_control(shm_dir, f"{prefix}.control")
+        owned.append(seg)
+        seg, stats = create_stats(shm_dir, f"{prefix}.stats")
+        owned.append(seg)
+        rings = {}
+        for name, dtype, capacity_key in RING_SPECS:
+            seg, rings[name] = create_ring(
+                shm_dir, f"{prefix}.{name}", dtype, getattr(config.rings, capacity_key)
+            )
+            owned.append(seg)
+    except BaseException:
+        for seg in owned:
+            seg.unlink()
+        raise
+    return Segments(prefix, shm_dir, control, stats, rings, owned)
+
+
+def attach_segments(config: Config) -> Segments:
+    prefix = config.service.shm_prefix
+    shm_dir = Path(config.service.shm_dir)
+    _, control = C.attach_control(shm_dir, f"{prefix}.control")
+    _, stats = attach_stats(shm_dir, f"{prefix}.stats")
+    rings = {name: attach_ring(shm_dir, f"{prefix}.{name}", dtype)[1] for name, dtype, _ in RING_SPECS}
+    return Segments(prefix, shm_dir, control, stats, rings)
+
+
+# ------------------------------------------------------------------------------ stage process
+
+
+def _die_with_parent() -> None:
+    """Ask the kernel to kill this process if the supervisor dies (no orphaned spinners)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _stage_states(config: Config, replay, start_ns: float = 0.0):
+    from service import stages as S
+
+    n_instruments = _instrument_count(config, replay)
+    return (
+        S.new_feed_state(config, replay, start_ns),
+        S.new_engine_state(config, n_instruments),
+        S.new_gateway_state(config),
+    )
+
+
+def _instrument_count(config: Config, replay) -> int:
+    if replay is not None and replay.shape[0] > 0:
+        return int(replay["instrument"].max()) + 1
+    return config.feed.instruments
+
+
+def open_replay(config: Config):
+    if config.feed.source != "replay":
+        return None
+    from service.recording import open_recording
+
+    return open_recording(config.feed.replay_file).records
+
+
+def stage_process(config: Config, core: int, stage_names: tuple[str, ...]) -> None:
+    """Entry point of one pinned process running ``stage_names`` fused on ``core``."""
+    # the supervisor coordinates shutdown: a terminal's Ctrl-C or systemd's SIGTERM to the
+    # whole group must not kill a stage mid-drain
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _die_with_parent()
+    os.sched_setaffinity(0, {core})
+    from service import stages as S
+
+    mask = sum(S.STAGE_BITS[L.STAGES.index(name)] for name in stage_names)
+    starts = [L.SECTION_START[L.STAGES.index(name)] for name in stage_names]
+    live = attach_segments(config)
+    local = np.zeros(L.STATS_WORDS, dtype=np.int64)
+    for start in starts:
+        local[start + L.PID] = os.getpid()
+        set_state(live.stats, local, start, L.S_WARMING)
+    try:
+        replay = open_replay(config)
+        interval_ns = config.service.stats_interval_us * 1000
+        rings = S.Rings(live.rings["md"], live.rings["orders"], live.rings["fills"])
+        _warm_up(config, mask, replay, interval_ns)
+        for start in starts:
+            set_state(live.stats, local, start, L.S_WARM)
+        while C.get_word(live.control, C.GO) == 0 and C.get_word(live.control, C.STOP) == 0:
+            time.sleep(0.0005)
+        feed, engine, gateway = _stage_states(config, replay, float(time.monotonic_ns()))
+        for start in starts:
+            set_state(live.stats, local, start, L.S_RUNNING)
+        S.run_loop(mask, rings, feed, engine, gateway, live.control, live.stats, local,
+                   interval_ns, -1)
+        for start in starts:
+            set_state(live.stats, local, start, L.S_STOPPED)
+    except BaseException:
+        for start in starts:
+            set_state(live.stats, local, start, L.S_FAILED)
+        raise
+
+
+def _warm_up(config: Config, mask: int, replay, interval_ns: int) -> None:
+    """Compile (or load from the cache) every kernel with the production types, then drain.
+
+    The shadow segments are made by the same code as the live ones, so the argument types
+    are identical and the live ``run_loop`` call finds its compiled code.
+    """
+    from service import stages as S
+
+    shadow = create_segments(config, f"{config.service.shm_prefix}.warmup-{os.getpid()}")
+    try:
+        rings = S.Rings(shadow.rings["md"], shadow.rings["orders"], shadow.rings["fills"])
+        feed, engine, gateway = _stage_states(config, replay)
+        local = np.zeros(L.STATS_WORDS, dtype=np.int64)
+        # every stage of the pipeline runs here, whatever this process will run: the fused
+        # loop needs the others' output to exercise its own path
+        S.run_loop(7, rings, feed, engine, gateway, shadow.control, shadow.stats, local,
+                   interval_ns, 20_000)
+        C.set_word(shadow.control, C.STOP, 1)
+        S.run_loop(7, rings, feed, engine, gateway, shadow.control, shadow.stats, local,
+                   interval_ns, 5_000_000)
+    finally:
+        shadow.unlink()
+
+
+# ------------------------------------------------------------------------------ supervisor
+
+
+@dataclass
+class RunResult:
+    exit_code: int
+    stats: np.ndarray
+    elapsed_s: float
+    problems: list[str]
+    n_instruments: int
+
+
+class _Signals:
+    """Remembers SIGTERM/SIGINT instead of dying, so the pipeline can drain."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+
+    def __enter__(self):
+        self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGTERM, signal.SIGINT)}
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.received = signum
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self._old.items():
+            signal.signal(s, handler)
+
+
+def _stage_states_of(stats: np.ndarray) -> list[int]:
+    return [int(stats[start + L.STATE]) for start in L.SECTION_START]
+
+
+def run_pipeline(config: Config, duration_s: float | None, log=print) -> RunResult:
+    """Run the service until ``duration_s`` passes, a signal arrives, or the replay ends."""
+    replay = open_replay(config)  # fail on a bad recording or model before anything starts
+    if config.engine.model_file:
+        from service.signals import load_model
+
+        load_model(config.engine.model_file)
+    n_instruments = _instrument_count(config, replay)
+    for path in stale_segments(Path(config.service.shm_dir), config.service.shm_prefix):
+        log(f"replacing stale segment {path} left by a run that no longer exists")
+    segments = create_segments(config)
+    ctx = multiprocessing.get_context("spawn")
+    processes = []
+    problems: list[str] = []
+    started = time.monotonic()
+    try:
+        with _Signals() as signals:
+            for core, stage_names in config.process_groups():
+                p = ctx.Process(target=stage_process, args=(config, core, stage_names),
+                                name=f"lowlat-{'+'.join(stage_names)}", daemon=False)
+                p.start()
+                processes.append((p, stage_names, core))
+            groups = ", ".join(f"{'+'.join(s)} on cpu{c}" for _, s, c in processes)
+            log(f"starting {groups}; warming up kernels")
+            deadline = time.monotonic() + config.service.ready_timeout_s
+            while not all(s == L.S_WARM for s in _stage_states_of(segments.stats)):
+                _check_alive(processes, problems)
+                if problems or signals.received:
+                    break
+                if time.monotonic() > deadline:
+                    problems.append(f"stages not warm after {config.service.ready_timeout_s} s")
+                    break
+                time.sleep(0.01)
+            if not problems and not signals.received:
+                C.set_word(segments.control, C.GO, 1)
+                started = time.monotonic()
+                log("ready: all stages running")
+                end = started + duration_s if duration_s is not None else None
+                while not signals.received:
+                    _check_alive(processes, problems, allow_clean_exit=True)
+                    if problems or all(not p.is_alive() for p, _, _ in processes):
+                        break
+                    if end is not None and time.monotonic() >= end:
+                        break
+                    time.sleep(0.02)
+            elapsed = time.monotonic() - started
+            if signals.received:
+                log(f"received {signal.Signals(signals.received).name}: draining")
+            C.set_word(segments.control, C.STOP, 1)
+            _drain(processes, config.service.drain_timeout_s, problems)
+        stats = snapshot(segments.stats)
+    finally:
+        for p, _, _ in processes:
+            if p.is_alive():
+                p.kill()
+                p.join()
+        segments.unlink()
+    return RunResult(EXIT_FAILED if problems else EXIT_OK, stats, elapsed, problems, n_instruments)
+
+
+def _check_alive(processes, problems: list[str], allow_clean_exit: bool = False) -> None:
+    for p, stage_names, core in processes:
+        code = p.exitcode
+        if code is None or (code == 0 and allow_clean_exit):
+            continue
+        what = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        message = f"stage process {'+'.join(stage_names)} (cpu{core}, pid {p.pid}) ended with {what}"
+        if message not in problems:
+            problems.append(message)
+
+
+def _drain(processes, timeout_s: float, problems: list[str]) -> None:
+    deadline = time.monotonic() + timeout_s
+    for p, stage_names, _ in processes:
+        p.join(max(0.0, deadline - time.monotonic()))
+        if p.is_alive():
+            problems.append(f"stage {'+'.join(stage_names)} did not drain within {timeout_s} s: killed")
+            p.kill()
+            p.join()
+    _check_alive(processes, problems, allow_clean_exit=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use `trading-service run`")

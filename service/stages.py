@@ -1,0 +1,441 @@
+"""The hot path: the three stages and the loop that runs them, all numba, in one module.
+
+::
+
+    feed ──ring md──► engine (book ► features ► model ► strategy ► risk) ──ring orders──►
+    gateway (batcher ► simulated exchange) ──ring fills──► engine (positions)
+
+Each ``*_step`` does a bounded amount of work and returns; ``run_loop`` calls the steps of the
+stages that share its core (one stage per core on a host, all three fused on a small machine)
+until they have all drained, publishing counters every ``stats_interval_ns``. Nothing here
+allocates or touches a Python object: all state is numpy arrays created by ``new_*_state``.
+
+Latency is measured from each message's *intended* send time (``send_ns``), not from when it
+was actually published, so a stage that falls behind shows up in the figures instead of
+slowing the clock that measures it (no coordinated omission).
+
+Stopping drains the pipeline front to back: the supervisor sets ``STOP``; the feed stops and
+sets ``FEED_DONE``; the engine, once the market-data ring is empty after ``FEED_DONE``, sends no
+more orders and sets ``ENGINE_DONE``; the gateway flushes what it holds and sets
+``GATEWAY_DONE``; the engine then takes the last fills and finishes. Deadlock-free because the
+engine always drains fills before anything else and the gateway never waits on the engine.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+
+import numpy as np
+
+from service import control as C
+from service import stats_layout as L
+from service.atomics import load_acquire, load_relaxed, monotonic_ns, store_release
+from service.book import book_reset, book_set_level, new_book
+from service.feed import SimParams, new_simulator, sim_next, sim_next_interval_ns
+from service.histogram import hist_record
+from service.records import (
+    BUY,
+    CANCELLED,
+    FILLED,
+    LEVEL,
+    MARKET_DATA,
+    ORDER,
+    SNAPSHOT_BEGIN,
+    SNAPSHOT_END,
+    TRADE,
+)
+from service.ring import (
+    ring_claim,
+    ring_occupancy,
+    ring_publish,
+    ring_read_slot,
+    ring_readable,
+    ring_release,
+    ring_write_slot,
+)
+from service.jit import kernel
+from service.stats import publish_section
+from service.risk import ACCEPTED, RiskLimits, new_risk_state, risk_check, risk_on_execution
+from service.signals import (
+    default_model_path,
+    load_model,
+    model_score,
+    new_features,
+    strategy_decide,
+    strategy_order_price,
+    update_book_features,
+    update_trade_flow,
+)
+
+FEED_BIT, ENGINE_BIT, GATEWAY_BIT = 1, 2, 4
+STAGE_BITS = (FEED_BIT, ENGINE_BIT, GATEWAY_BIT)
+BATCH = 64  # most records a step moves at once: bounds the time between two heartbeats
+
+Rings = namedtuple("Rings", "md orders fills")
+FeedState = namedtuple("FeedState", "sim replay scratch ivars fvars")
+EngineState = namedtuple(
+    "EngineState", "book features model limits risk last_signal stale snap_clean ivars fvars"
+)
+GatewayState = namedtuple("GatewayState", "batch pop_ns ivars fvars")
+
+# FeedState.ivars / fvars
+F_NEXT_SEQ, F_REPLAY_POS = 0, 1
+F_NEXT_NS, F_INTERVAL_NS = 0, 1  # intended time of the next message; 0 interval = flat out
+# EngineState.ivars / fvars
+E_EXPECTED_SEQ, E_NEXT_ORDER_ID, E_INSTRUMENTS, E_ORDER_QTY, E_STALE, E_CLOSED = range(6)
+E_ALPHA, E_THRESHOLD = 0, 1
+# GatewayState.ivars / fvars
+G_PENDING, G_BATCH_SIZE, G_TIMEOUT_NS, G_RNG = range(4)
+G_FILL_RATIO = 0
+
+
+# ------------------------------------------------------------------------------------ feed
+
+
+@kernel
+def feed_step(feed, md, ctrl, shared_stats, local, now):
+    """Publish the messages due by ``now``; True once stopped (or the replay has ended)."""
+    if load_acquire(ctrl, C.STOP) != 0:
+        return True
+    replaying = feed.replay.shape[0] > 0
+    if replaying and feed.ivars[F_REPLAY_POS] >= feed.replay.shape[0]:
+        return True
+    interval = feed.fvars[F_INTERVAL_NS]
+    if interval > 0.0 and now < feed.fvars[F_NEXT_NS]:
+        return False  # nothing due yet
+    room = ring_claim(md, BATCH)
+    published = 0
+    dropped = 0
+    for _ in range(BATCH):
+        if interval > 0.0:
+            intended = feed.fvars[F_NEXT_NS]
+            if intended > now:
+                break
+            feed.fvars[F_NEXT_NS] = intended + sim_next_interval_ns(feed.sim, interval)
+        else:
+            if published == room:
+                break  # flat out: back-pressure, never drop
+            intended = now
+        if published < room:
+            out, i = md.data, ring_write_slot(md, published)
+        else:  # fixed rate and the ring is full: the message is lost, as on a real wire
+            out, i = feed.scratch, 0
+            dropped += 1
+        if replaying:
+            pos = feed.ivars[F_REPLAY_POS]
+            out[i] = feed.replay[pos]
+            feed.ivars[F_REPLAY_POS] = pos + 1
+        else:
+            sim_next(feed.sim, out, i)
+            out[i].seq = feed.ivars[F_NEXT_SEQ]
+        feed.ivars[F_NEXT_SEQ] = out[i].seq + 1
+        out[i].send_ns = np.int64(intended)
+        if published < room:
+            published += 1
+            hist_record(shared_stats, L.H_FEED_LAG, now - np.int64(intended))
+        if replaying and feed.ivars[F_REPLAY_POS] >= feed.replay.shape[0]:
+            break
+    if published > 0:
+        ring_publish(md, published)
+        local[L.MD_SENT] += published
+    if dropped > 0 or room == 0:
+        local[L.MD_RING_FULL] += 1
+        local[L.MD_DROPPED] += dropped
+    return False
+
+
+# ------------------------------------------------------------------------------------ engine
+
+
+@kernel
+def _engine_take_fills(engine, fills, local):
+    n = ring_readable(fills, BATCH)
+    for k in range(n):
+        fill = fills.data[ring_read_slot(fills, k)]
+        inst = np.int64(fill.instrument)
+        # IOC orders end with their one report: release the whole order quantity
+        risk_on_execution(engine.risk, inst, fill.side, engine.ivars[E_ORDER_QTY], fill.qty)
+        if fill.status == FILLED:
+            local[L.FILLS] += 1
+        else:
+            local[L.CANCELS] += 1
+        local[L.POSITIONS + inst] = engine.risk.position[inst]
+    if n > 0:
+        ring_release(fills, n)
+    return n
+
+
+@kernel
+def _engine_on_gap(engine, seq, local):
+    local[L.SEQUENCE_GAPS] += 1
+    local[L.MD_LOST] += seq - engine.ivars[E_EXPECTED_SEQ]
+    for inst in range(engine.ivars[E_INSTRUMENTS]):
+        engine.stale[inst] = 1  # one channel: a lost message may have been any instrument's
+        engine.snap_clean[inst] = 0
+    engine.ivars[E_STALE] = engine.ivars[E_INSTRUMENTS]
+
+
+@kernel
+def engine_step(engine, rings, ctrl, shared_stats, local, now):
+    """Apply up to BATCH messages and send the orders they cause; True once drained."""
+    work = _engine_take_fills(engine, rings.fills, local)
+    if engine.ivars[E_CLOSED] != 0:  # no more orders: only fills until the gateway is done
+        gateway_done = load_acquire(ctrl, C.GATEWAY_DONE) != 0
+        return gateway_done and ring_readable(rings.fills, 1) == 0 and work == 0
+    feed_done = load_acquire(ctrl, C.FEED_DONE) != 0  # before looking at the ring: see docstring
+    order_room = ring_claim(rings.orders, BATCH)
+    if order_room == 0:
+        local[L.ORDER_RING_FULL] += 1
+        return False
+    n = ring_readable(rings.md, order_room)  # each message causes at most one order
+    if n == 0:
+        if feed_done:
+            engine.ivars[E_CLOSED] = 1
+            store_release(ctrl, C.ENGINE_DONE, 1)
+        return False
+    kill_on = load_relaxed(ctrl, C.KILL_SWITCH) != 0
+    alpha, threshold = engine.fvars[E_ALPHA], engine.fvars[E_THRESHOLD]
+    qty = engine.ivars[E_ORDER_QTY]
+    orders = 0
+    for k in range(n):
+        msg = rings.md.data[ring_read_slot(rings.md, k)]
+        seq = msg.seq
+        if seq != engine.ivars[E_EXPECTED_SEQ] and engine.ivars[E_EXPECTED_SEQ] != 0:
+            if seq > engine.ivars[E_EXPECTED_SEQ]:
+                _engine_on_gap(engine, seq, local)
+        engine.ivars[E_EXPECTED_SEQ] = seq + 1
+        inst = np.int64(msg.instrument)
+        kind = msg.kind
+        if kind == LEVEL:
+            book_set_level(engine.book, inst, np.int64(msg.side), msg.price, np.int64(msg.qty))
+            valid = update_book_features(engine.features, engine.book, inst, alpha)
+            if valid and engine.stale[inst] == 0:
+                score = model_score(
+                    engine.model.weights, engine.model.bias, engine.model.logistic,
+                    engine.features.values, inst,
+                )
+                side = strategy_decide(score, threshold, engine.last_signal, inst)
+                if side >= 0:
+                    price = strategy_order_price(engine.book, inst, side)
+                    reason = risk_check(
+                        engine.limits, engine.risk, inst, side, price, qty,
+                        engine.features.mid[inst], now, kill_on,
+                    )
+                    if reason == ACCEPTED:
+                        order = rings.orders.data[ring_write_slot(rings.orders, orders)]
+                        order.order_id = engine.ivars[E_NEXT_ORDER_ID]
+                        engine.ivars[E_NEXT_ORDER_ID] += 1
+                        order.tick_ns = msg.send_ns
+                        order.price = price
+                        order.qty = qty
+                        order.instrument = inst
+                        order.side = side
+                        order.flags = 0
+                        orders += 1
+                    else:
+                        local[L.REJECTS + reason - 1] += 1
+        elif kind == TRADE:
+            update_trade_flow(engine.features, inst, np.int64(msg.side), np.int64(msg.qty), alpha)
+        elif kind == SNAPSHOT_BEGIN:
+            book_reset(engine.book, inst)
+            engine.snap_clean[inst] = 1
+        elif kind == SNAPSHOT_END:
+            if engine.snap_clean[inst] != 0 and engine.stale[inst] != 0:
+                engine.stale[inst] = 0
+                engine.ivars[E_STALE] -= 1
+    if orders > 0:
+        ring_publish(rings.orders, orders)
+        local[L.ORDERS_SENT] += orders
+    done_ns = monotonic_ns()
+    for k in range(n):
+        hist_record(shared_stats, L.H_MD_TO_ENGINE, done_ns - rings.md.data[ring_read_slot(rings.md, k)].send_ns)
+    ring_release(rings.md, n)
+    local[L.MD_PROCESSED] += n
+    local[L.STALE_BOOKS] = engine.ivars[E_STALE]
+    return False
+
+
+# ------------------------------------------------------------------------------------ gateway
+
+
+@kernel
+def _xorshift(state):
+    x = state[G_RNG]
+    x ^= x << 13
+    x ^= (x >> 7) & 0x01FFFFFFFFFFFFFF
+    x ^= x << 17
+    state[G_RNG] = x
+    return x
+
+
+@kernel
+def _gateway_flush(gateway, fills, shared_stats, local, now):
+    """Send the batch to the simulated exchange; its reports go back through the fill ring."""
+    pending = gateway.ivars[G_PENDING]
+    if ring_claim(fills, pending) < pending:
+        local[L.FILL_RING_FULL] += 1
+        return False  # the engine always drains fills: the room comes back
+    sent_ns = monotonic_ns()
+    for k in range(pending):
+        order = gateway.batch[k]
+        hist_record(shared_stats, L.H_TICK_TO_ORDER, sent_ns - order.tick_ns)
+        hist_record(shared_stats, L.H_ORDER_WAIT, sent_ns - gateway.pop_ns[k])
+        report = fills.data[ring_write_slot(fills, k)]
+        report.order_id = order.order_id
+        report.instrument = order.instrument
+        report.side = order.side
+        report.exchange_ns = sent_ns
+        # uniform in [0, 1) from the top 53 bits
+        if np.float64((_xorshift(gateway.ivars) >> 11) & 0x1FFFFFFFFFFFFF) * (1.0 / 9007199254740992.0) < gateway.fvars[G_FILL_RATIO]:
+            report.status = FILLED
+            report.qty = order.qty
+            report.price = order.price
+            local[L.EXCHANGE_FILLS] += 1
+        else:
+            report.status = CANCELLED
+            report.qty = 0
+            report.price = 0
+            local[L.EXCHANGE_CANCELS] += 1
+    ring_publish(fills, pending)
+    local[L.BATCHES] += 1
+    gateway.ivars[G_PENDING] = 0
+    return True
+
+
+@kernel
+def gateway_step(gateway, rings, ctrl, shared_stats, local, now):
+    """Batch orders and flush on size, on timeout, or as soon as the order ring runs empty."""
+    engine_done = load_acquire(ctrl, C.ENGINE_DONE) != 0
+    pending = gateway.ivars[G_PENDING]
+    size = gateway.ivars[G_BATCH_SIZE]
+    n = ring_readable(rings.orders, size - pending)
+    for k in range(n):
+        gateway.batch[pending + k] = rings.orders.data[ring_read_slot(rings.orders, k)]
+        gateway.pop_ns[pending + k] = now
+    if n > 0:
+        ring_release(rings.orders, n)
+        local[L.ORDERS_RECEIVED] += n
+        pending += n
+        gateway.ivars[G_PENDING] = pending
+    if pending == 0:
+        if engine_done and ring_readable(rings.orders, 1) == 0:
+            store_release(ctrl, C.GATEWAY_DONE, 1)
+            return True
+        return False
+    ran_empty = ring_readable(rings.orders, 1) == 0
+    timed_out = now - gateway.pop_ns[0] >= gateway.ivars[G_TIMEOUT_NS]
+    if pending >= size or ran_empty or timed_out:
+        _gateway_flush(gateway, rings.fills, shared_stats, local, now)
+    return False
+
+
+# ------------------------------------------------------------------------------------ loop
+
+
+@kernel
+def _publish(stages, rings, shared_stats, local, now):
+    for stage in range(3):
+        if stages & (1 << stage):
+            if stage == L.ENGINE:
+                occupancy = ring_occupancy(rings.md)
+                local[L.MD_RING_OCCUPANCY] = occupancy
+                local[L.MD_RING_OCCUPANCY_MAX] = max(local[L.MD_RING_OCCUPANCY_MAX], occupancy)
+                local[L.FILL_RING_OCCUPANCY] = ring_occupancy(rings.fills)
+            elif stage == L.GATEWAY:
+                occupancy = ring_occupancy(rings.orders)
+                local[L.ORDER_RING_OCCUPANCY] = occupancy
+                local[L.ORDER_RING_OCCUPANCY_MAX] = max(local[L.ORDER_RING_OCCUPANCY_MAX], occupancy)
+            start = L.SECTION_START[stage]
+            publish_section(shared_stats, local, start, L.SECTION_END[stage], now)
+
+
+@kernel
+def run_loop(stages, rings, feed, engine, gateway, ctrl, shared_stats, local, stats_interval_ns, max_iterations):
+    """Poll the given stages (a mask of *_BIT) until all have drained; returns iterations.
+
+    ``max_iterations`` >= 0 bounds the loop (warm-up); -1 runs until drained.
+    """
+    finished = 0
+    iterations = 0
+    last_publish = 0
+    while True:
+        now = monotonic_ns()
+        if stages & FEED_BIT and not finished & FEED_BIT:
+            if feed_step(feed, rings.md, ctrl, shared_stats, local, now):
+                finished |= FEED_BIT
+                store_release(ctrl, C.FEED_DONE, 1)
+        if stages & ENGINE_BIT and not finished & ENGINE_BIT:
+            if engine_step(engine, rings, ctrl, shared_stats, local, now):
+                finished |= ENGINE_BIT
+        if stages & GATEWAY_BIT and not finished & GATEWAY_BIT:
+            if gateway_step(gateway, rings, ctrl, shared_stats, local, now):
+                finished |= GATEWAY_BIT
+        if now - last_publish >= stats_interval_ns or finished == stages:
+            local[L.KILL_SWITCH_ON] = load_relaxed(ctrl, C.KILL_SWITCH)
+            _publish(stages, rings, shared_stats, local, now)
+            last_publish = now
+        iterations += 1
+        if finished == stages or (max_iterations >= 0 and iterations >= max_iterations):
+            return iterations
+
+
+# ------------------------------------------------------------------------------------ state
+
+
+def sim_params(config) -> SimParams:
+    f = config.feed
+    return SimParams(
+        n_instruments=f.instruments, seed=f.seed, start_price_ticks=f.start_price_ticks,
+        depth_levels=f.depth_levels, max_spread_ticks=f.max_spread_ticks,
+        mean_queue_lots=f.mean_queue_lots, trade_probability=f.trade_probability,
+        move_probability=f.move_probability, snapshot_interval=f.snapshot_interval,
+        burst_probability=f.burst_probability, burst_length=f.burst_length,
+        burst_speedup=f.burst_speedup,
+    )
+
+
+def new_feed_state(config, replay: np.ndarray | None = None, start_ns: float = 0.0) -> FeedState:
+    if replay is None:
+        replay = np.zeros(0, dtype=MARKET_DATA)
+    ivars = np.zeros(4, dtype=np.int64)
+    ivars[F_NEXT_SEQ] = 1
+    fvars = np.zeros(2, dtype=np.float64)
+    fvars[F_INTERVAL_NS] = 1e9 / config.feed.rate if config.feed.rate > 0 else 0.0
+    fvars[F_NEXT_NS] = start_ns
+    return FeedState(
+        new_simulator(sim_params(config)), replay, np.zeros(1, dtype=MARKET_DATA), ivars, fvars
+    )
+
+
+def new_engine_state(config, n_instruments: int) -> EngineState:
+    e, r = config.engine, config.risk
+    model = load_model(e.model_file or default_model_path())
+    limits = RiskLimits(
+        np.int64(r.max_order_qty), np.float64(r.max_notional), np.int64(r.price_band_ticks),
+        np.int64(r.position_limit), np.float64(r.orders_per_second), np.float64(r.burst),
+        np.float64(r.tick_size),
+    )
+    ivars = np.zeros(8, dtype=np.int64)
+    ivars[E_NEXT_ORDER_ID] = 1
+    ivars[E_INSTRUMENTS] = n_instruments
+    ivars[E_ORDER_QTY] = e.order_qty
+    fvars = np.array([e.ewma_alpha, e.signal_threshold], dtype=np.float64)
+    return EngineState(
+        new_book(n_instruments, e.book_window_ticks), new_features(n_instruments), model, limits,
+        new_risk_state(n_instruments, limits), np.full(n_instruments, -1, dtype=np.int64),
+        np.zeros(n_instruments, dtype=np.int64), np.zeros(n_instruments, dtype=np.int64),
+        ivars, fvars,
+    )
+
+
+def new_gateway_state(config, seed: int = 0x9E3779B97F4A7C15) -> GatewayState:
+    g = config.gateway
+    ivars = np.zeros(4, dtype=np.int64)
+    ivars[G_BATCH_SIZE] = g.batch_size
+    ivars[G_TIMEOUT_NS] = g.batch_timeout_us * 1000
+    ivars[G_RNG] = np.uint64(seed).astype(np.int64) | 1
+    return GatewayState(
+        np.zeros(g.batch_size, dtype=ORDER), np.zeros(g.batch_size, dtype=np.int64), ivars,
+        np.array([g.fill_ratio], dtype=np.float64),
+    )
+
