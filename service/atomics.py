@@ -42,9 +42,12 @@ def _element_pointer(context, builder, array_type, array, index):
     return cgutils.get_item_pointer(context, builder, array_type, array_struct, [index])
 
 
-def _check_int64_array(array):
+def _check_int64_array(array, writes: bool = False):
     if not (isinstance(array, types.Array) and array.dtype == types.int64):
         raise TypeError(f"atomic access needs an int64 array, got {array}")
+    if writes and not array.mutable:
+        # numba's own a[i] = v refuses too; writing a read-only mapping would crash the process
+        raise TypeError(f"atomic store into a read-only array ({array})")
 
 
 def _atomic_load(ordering):
@@ -64,7 +67,7 @@ def _atomic_load(ordering):
 def _atomic_store(ordering):
     @intrinsic
     def store(typingctx, array, index, value):
-        _check_int64_array(array)
+        _check_int64_array(array, writes=True)
 
         def codegen(context, builder, signature, args):
             ptr = _element_pointer(context, builder, signature.args[0], args[0], args[1])
@@ -102,7 +105,7 @@ fence_release = _fence("release")
 @intrinsic
 def fetch_add_relaxed(typingctx, array, index, value):
     """Atomically add ``value`` to ``array[index]``; returns the previous value."""
-    _check_int64_array(array)
+    _check_int64_array(array, writes=True)
 
     def codegen(context, builder, signature, args):
         ptr = _element_pointer(context, builder, signature.args[0], args[0], args[1])

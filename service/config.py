@@ -8,7 +8,7 @@ file, the key, the value and what is allowed; the CLI prints that line and exits
 The stage-to-core map defaults from the CPUs this process may use: the first is left for
 housekeeping (the OS, the supervisor, the telemetry API) and the stages go on the others;
 where fewer than three remain, stages share a core and are fused into one process, because two
-busy-polling processes on one core would take turns instead of polling.
+busy-polling processes on one core would take turns instead of polling (``default_cores``).
 """
 
 from __future__ import annotations
@@ -38,10 +38,17 @@ def _opt(default, help: str, *, min=None, max=None, choices=None, power_of_two=F
 
 
 def default_cores() -> dict[str, int]:
+    """One core per stage where there are enough; otherwise the engine and gateway share one
+    (they exchange orders and fills), and with a single worker core all three share it."""
     cpus = sorted(os.sched_getaffinity(0))
     workers = cpus[1:] or cpus  # keep the first CPU for housekeeping when there is more than one
-    return {stage: workers[min(i, len(workers) - 1) if len(workers) >= 3 else -1]
-            for i, stage in enumerate(STAGES)}
+    if len(workers) >= 3:
+        feed, engine, gateway = workers[:3]
+    elif len(workers) == 2:
+        feed, engine, gateway = workers[0], workers[1], workers[1]
+    else:
+        feed = engine = gateway = workers[0]
+    return {"feed": feed, "engine": engine, "gateway": gateway}
 
 
 @dataclass(frozen=True)

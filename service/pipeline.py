@@ -104,24 +104,31 @@ def _stage_states(config: Config, replay, start_ns: float = 0.0):
 
     n_instruments = _instrument_count(config, replay)
     return (
-        S.new_feed_state(config, replay, start_ns),
+        S.new_feed_state(config, None if replay is None else replay.records, start_ns),
         S.new_engine_state(config, n_instruments),
         S.new_gateway_state(config),
     )
 
 
 def _instrument_count(config: Config, replay) -> int:
-    if replay is not None and replay.shape[0] > 0:
-        return int(replay["instrument"].max()) + 1
-    return config.feed.instruments
+    return replay.n_instruments if replay is not None else config.feed.instruments
 
 
 def open_replay(config: Config):
+    """The recording to replay (validated), or None for the simulator."""
     if config.feed.source != "replay":
         return None
     from service.recording import open_recording
 
-    return open_recording(config.feed.replay_file).records
+    recording = open_recording(config.feed.replay_file)
+    if recording.n_instruments > L.MAX_INSTRUMENTS:
+        from service.recording import RecordingError
+
+        raise RecordingError(
+            f"{recording.path}: {recording.n_instruments} instruments; the engine takes at "
+            f"most {L.MAX_INSTRUMENTS}"
+        )
+    return recording
 
 
 def stage_process(config: Config, core: int, stage_names: tuple[str, ...]) -> None:
@@ -145,7 +152,7 @@ def stage_process(config: Config, core: int, stage_names: tuple[str, ...]) -> No
         replay = open_replay(config)
         interval_ns = config.service.stats_interval_us * 1000
         rings = S.Rings(live.rings["md"], live.rings["orders"], live.rings["fills"])
-        _warm_up(config, mask, replay, interval_ns)
+        _warm_up(config, replay, interval_ns)
         for start in starts:
             set_state(live.stats, local, start, L.S_WARM)
         while C.get_word(live.control, C.GO) == 0 and C.get_word(live.control, C.STOP) == 0:
@@ -163,7 +170,7 @@ def stage_process(config: Config, core: int, stage_names: tuple[str, ...]) -> No
         raise
 
 
-def _warm_up(config: Config, mask: int, replay, interval_ns: int) -> None:
+def _warm_up(config: Config, replay, interval_ns: int) -> None:
     """Compile (or load from the cache) every kernel with the production types, then drain.
 
     The shadow segments are made by the same code as the live ones, so the argument types

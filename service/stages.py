@@ -154,7 +154,9 @@ def _engine_take_fills(engine, fills, local):
         fill = fills.data[ring_read_slot(fills, k)]
         inst = np.int64(fill.instrument)
         # IOC orders end with their one report: release the whole order quantity
-        risk_on_execution(engine.risk, inst, fill.side, engine.ivars[E_ORDER_QTY], fill.qty)
+        risk_on_execution(
+            engine.risk, inst, np.int64(fill.side), engine.ivars[E_ORDER_QTY], np.int64(fill.qty)
+        )
         if fill.status == FILLED:
             local[L.FILLS] += 1
         else:

@@ -34,7 +34,8 @@ STATS_OFFSET = 128  # after the segment header
 @kernel
 def publish_section(shared, local, start, end, now_ns):
     """Copy ``local[start+1:end]`` to ``shared`` as one consistent update (seqlock writer)."""
-    seq = load_relaxed(shared, start) + 1
+    # always odd, even if a writer killed mid-publish left the sequence odd: that repairs it
+    seq = load_relaxed(shared, start) | 1
     store_relaxed(shared, start, seq)  # odd: an update is in progress
     fence_release()  # the odd sequence is visible before any of the data below
     local[start + L.HEARTBEAT_NS] = now_ns
@@ -70,7 +71,7 @@ def read_words(shared, out, start, end):
 def set_state(shared, local, start, state):
     """Publish a stage's lifecycle state at once (outside the periodic publish)."""
     local[start + L.STATE] = state
-    seq = load_relaxed(shared, start) + 1
+    seq = load_relaxed(shared, start) | 1
     store_relaxed(shared, start, seq)
     fence_release()
     store_relaxed(shared, start + L.STATE, state)
