@@ -22,11 +22,11 @@ import ctypes
 import ctypes.util
 
 import llvmlite.binding as llvm
-from llvmlite import ir
 import numpy as np
+from llvmlite import ir
 from numba import types
-from numba.cpython.unsafe.numbers import leading_zeros
 from numba.core import cgutils
+from numba.cpython.unsafe.numbers import leading_zeros
 from numba.extending import intrinsic, overload
 
 # Make libc's clock_gettime resolvable by the JIT's dynamic linker (also for cached code).

@@ -15,6 +15,7 @@ import dataclasses
 import multiprocessing
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from rich.table import Table
 from service.atomics import load_acquire, monotonic_ns, store_release
 from service.histogram import HIST_WORDS, hist_record, summary
 from service.jit import kernel
+from service.jitter import measure_jitter
 from service.ring import (
     attach_ring,
     create_ring,
@@ -58,8 +60,7 @@ def parse_cpus(text: str | None) -> tuple[int, int]:
     allowed = sorted(os.sched_getaffinity(0))
     if text is None:
         if len(allowed) < 2:
-            raise BenchError("the benchmark needs two CPUs; this process may use only "
-                             f"{allowed}")
+            raise BenchError(f"the benchmark needs two CPUs; this process may use only {allowed}")
         return allowed[-2], allowed[-1]
     try:
         a, b = (int(x) for x in text.split(","))
@@ -218,8 +219,14 @@ class _Pair:
     def __init__(self, rings: tuple[str, ...] = (), capacity: int = 4096):
         self.shm_dir = "/dev/shm"
         self.prefix = f"lowlat-bench-{os.getpid()}"
-        self.segments = [Segment.create(Path(self.shm_dir), f"{self.prefix}.words",
-                                        128 + BENCH_WORDS * 8, SEGMENT_KIND_BENCH)]
+        self.segments = [
+            Segment.create(
+                Path(self.shm_dir),
+                f"{self.prefix}.words",
+                128 + BENCH_WORDS * 8,
+                SEGMENT_KIND_BENCH,
+            )
+        ]
         self.words = self.segments[0].array(np.int64, 128, BENCH_WORDS)
         for name in rings:
             seg, _ = create_ring(Path(self.shm_dir), f"{self.prefix}.{name}", np.int64, capacity)
@@ -227,8 +234,10 @@ class _Pair:
 
     def run(self, roles, cpus, n, batch=0, timeout=600.0) -> None:
         ctx = multiprocessing.get_context("spawn")
-        procs = [ctx.Process(target=_child, args=(role, cpu, self.shm_dir, self.prefix, n, batch))
-                 for role, cpu in zip(roles, cpus, strict=True)]
+        procs = [
+            ctx.Process(target=_child, args=(role, cpu, self.shm_dir, self.prefix, n, batch))
+            for role, cpu in zip(roles, cpus, strict=True)
+        ]
         for p in procs:
             p.start()
         for p in procs:
@@ -263,8 +272,10 @@ def measure_ring_throughput(cpus, items: int, batch: int, capacity: int = 4096) 
         w = pair.words
         expected = items * (items + 1) // 2
         if int(w[W_ERRORS]) != 0 or int(w[W_SUM]) != expected:
-            raise BenchError(f"ring checksum failed: sum {int(w[W_SUM])} != {expected}, "
-                             f"{int(w[W_ERRORS])} items out of order")
+            raise BenchError(
+                f"ring checksum failed: sum {int(w[W_SUM])} != {expected}, "
+                f"{int(w[W_ERRORS])} items out of order"
+            )
         return items / ((int(w[W_END_NS]) - int(w[W_START_NS])) / 1e9)
 
 
@@ -323,6 +334,7 @@ def measure_mpqueue(cpus, items: int, rounds: int) -> tuple[float, dict]:
     p50, p99 = np.percentile(samples, [50, 99])
     return (items - 1) / elapsed, {"p50": float(p50), "p99": float(p99)}
 
+
 # ------------------------------------------------------------------------------ kernels
 
 
@@ -365,7 +377,11 @@ def measure_kernels(repeats: int) -> tuple[float, float]:
 
 
 def measure_e2e(cpus, rate: int, duration_s: float) -> dict:
-    """Tick-to-order through the whole pipeline at a fixed offered rate (feed | engine+gateway)."""
+    """Tick-to-order through the whole pipeline at a steady offered rate (feed | engine+gateway).
+
+    The simulator's bursts are off here: a burst runs at 10x the offered rate, so with them
+    the figure would describe the burst model, not the pipeline at the rate in its name.
+    """
     from service.config import Config, ServiceConfig
     from service.pipeline import run_pipeline
     from service.stats import describe
@@ -374,7 +390,7 @@ def measure_e2e(cpus, rate: int, duration_s: float) -> dict:
     config = dataclasses.replace(
         base,
         cores={"feed": cpus[0], "engine": cpus[1], "gateway": cpus[1]},
-        feed=dataclasses.replace(base.feed, rate=rate),
+        feed=dataclasses.replace(base.feed, rate=rate, burst_probability=0.0),
         service=dataclasses.replace(ServiceConfig(), shm_prefix=f"lowlat-bench-e2e-{os.getpid()}"),
         source="<bench>",
     )
@@ -384,8 +400,13 @@ def measure_e2e(cpus, rate: int, duration_s: float) -> dict:
     d = describe(result.stats, result.n_instruments)
     t2o = d["tick_to_order"]
     return {
-        "p50": t2o["p50"], "p90": t2o["p90"], "p99": t2o["p99"], "p999": t2o["p999"],
-        "max": t2o["max"], "drops": d["md_messages_dropped"], "orders": t2o["count"],
+        "p50": t2o["p50"],
+        "p90": t2o["p90"],
+        "p99": t2o["p99"],
+        "p999": t2o["p999"],
+        "max": t2o["max"],
+        "drops": d["md_messages_dropped"],
+        "orders": t2o["count"],
         "messages": d["md_messages_processed"],
         "achieved_msgs_per_s": d["md_messages_processed"] / max(result.elapsed_s, 1e-9),
     }
@@ -400,8 +421,12 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    return {"cpu_model": model, "cores": os.cpu_count(), "kernel": platform.release(),
-            "arch": platform.machine()}
+    return {
+        "cpu_model": model,
+        "cores": os.cpu_count(),
+        "kernel": platform.release(),
+        "arch": platform.machine(),
+    }
 
 
 def run_bench(quick: bool, cpus: tuple[int, int]) -> dict:
@@ -411,15 +436,22 @@ def run_bench(quick: bool, cpus: tuple[int, int]) -> dict:
     n_rtt = 50_000 if quick else 500_000
     n_mpq, n_mpq_rtt = (100_000, 2_000) if quick else (300_000, 10_000)
     e2e_s = 2.0 if quick else 10.0
-    sweep = (2_000_000, 5_000_000) if quick else (2_000_000, 3_000_000, 5_000_000, 7_000_000, 10_000_000)
+    sweep = (
+        (2_000_000, 3_000_000, 5_000_000)
+        if quick
+        else (2_000_000, 3_000_000, 4_000_000, 5_000_000, 7_000_000, 10_000_000)
+    )
     figures: dict = {"machine": machine(), "cpus": list(cpus), "quick": quick}
-    steps = 9 + len(sweep)
+    steps = 10 + len(sweep)
     with Progress(transient=True) as progress:
         task = progress.add_task("benchmark", total=steps)
 
         def step(label):
             progress.update(task, description=label)
 
+        step("machine hiccups (both cores busy)")
+        figures["hiccups_ns"] = measure_jitter(cpus, 1.0 if quick else 3.0)
+        progress.advance(task)
         step("floor: cache-line ping-pong")
         figures["floor_rtt_ns"] = _pick(measure_floor(cpus, n_rtt), "p50", "p99")
         progress.advance(task)
@@ -452,7 +484,8 @@ def run_bench(quick: bool, cpus: tuple[int, int]) -> dict:
         progress.advance(task)
         step("kernels (single core)")
         figures["book_updates_per_s"], figures["inference_per_s"] = measure_kernels(
-            5 if quick else 20)
+            5 if quick else 20
+        )
         progress.advance(task)
         figures["e2e"] = {}
         for rate in E2E_RATES:
@@ -460,17 +493,22 @@ def run_bench(quick: bool, cpus: tuple[int, int]) -> dict:
             figures["e2e"][str(rate)] = measure_e2e(cpus, rate, e2e_s)
             progress.advance(task)
         floor = figures["floor_rtt_ns"]["p50"]
-        best = 0
+        best = sustained = 0
         figures["rate_sweep"] = {}
         for rate in sweep:
             step(f"sweep at {rate:,} msgs/s")
             result = measure_e2e(cpus, rate, 1.0 if quick else 3.0)
             figures["rate_sweep"][str(rate)] = result
             progress.advance(task)
-            if result["drops"] == 0 and result["p99"] is not None and result["p99"] <= 40 * floor:
+            if result["drops"] > 0:
+                break  # past the pipeline's capacity: higher rates only drop more
+            if result["p99"] is not None and result["p99"] <= 40 * floor:
                 best = rate
-            else:
-                break
+            # p90 is not yet set by the machine's hiccups (see hiccups_ns) but still shows a
+            # pipeline that has stopped keeping up and lives off its ring's backlog
+            if result["p90"] is not None and result["p90"] <= 40 * floor:
+                sustained = rate
+        figures["max_sustained_rate_msgs_per_s"] = sustained
         figures["max_rate_msgs_per_s"] = best
         progress.advance(task)
     figures["ratios"] = ratios(figures)
@@ -514,30 +552,60 @@ TARGETS = {  # ratio -> (goal, "min" | "max"), from the issue; checked in the pr
 
 
 def print_bench_report(f: dict, console: Console | None = None) -> None:
-    console = console or Console()
+    console = console or Console(width=None if sys.stdout.isatty() else 120)
     m = f["machine"]
-    t = Table(title=f"trading-service bench on {m['cpu_model']} ({m['cores']} cores, "
-              f"{m['kernel']}), cpus {f['cpus']}{' --quick' if f['quick'] else ''}")
+    t = Table(
+        title=f"trading-service bench on {m['cpu_model']} ({m['cores']} cores, "
+        f"{m['kernel']}), cpus {f['cpus']}{' --quick' if f['quick'] else ''}"
+    )
     t.add_column("figure")
     t.add_column("value", justify="right")
-    t.add_row("floor RTT p50 / p99", f"{f['floor_rtt_ns']['p50']:.0f} / {f['floor_rtt_ns']['p99']:.0f} ns")
+    for cpu, h in f["hiccups_ns"].items():
+        t.add_row(
+            f"cpu{cpu} hiccups p99.9 / max, time lost",
+            f"{h['p999']:,.0f} / {h['max']:,.0f} ns, {h['time_lost_pct']:.2f} %",
+        )
+    t.add_row(
+        "floor RTT p50 / p99", f"{f['floor_rtt_ns']['p50']:.0f} / {f['floor_rtt_ns']['p99']:.0f} ns"
+    )
     t.add_row("ring items/s (publish per item)", f"{f['ring_items_per_s']:,.0f}")
     t.add_row("ring items/s (batch)", f"{f['ring_batch_items_per_s']:,.0f}")
     rr = f["ring_rtt_ns"]
-    t.add_row("ring RTT p50 / p99 / p99.9 / max", f"{rr['p50']:.0f} / {rr['p99']:.0f} / {rr['p999']:.0f} / {rr['max']:.0f} ns")
+    t.add_row(
+        "ring RTT p50 / p99 / p99.9 / max",
+        f"{rr['p50']:.0f} / {rr['p99']:.0f} / {rr['p999']:.0f} / {rr['max']:.0f} ns",
+    )
     t.add_row("mp.Queue items/s", f"{f['mpqueue_items_per_s']:,.0f}")
-    t.add_row("mp.Queue RTT p50 / p99", f"{f['mpqueue_rtt_ns']['p50']:,.0f} / {f['mpqueue_rtt_ns']['p99']:,.0f} ns")
+    t.add_row(
+        "mp.Queue RTT p50 / p99",
+        f"{f['mpqueue_rtt_ns']['p50']:,.0f} / {f['mpqueue_rtt_ns']['p99']:,.0f} ns",
+    )
     if "cpp_ring_items_per_s" in f:
-        t.add_row("C++ ring items/s (single / batch)", f"{f['cpp_ring_items_per_s']:,.0f} / {f['cpp_ring_batch_items_per_s']:,.0f}")
-        t.add_row("C++ ring RTT p50 / p99", f"{f['cpp_ring_rtt_ns']['p50']:.0f} / {f['cpp_ring_rtt_ns']['p99']:.0f} ns")
+        t.add_row(
+            "C++ ring items/s (single / batch)",
+            f"{f['cpp_ring_items_per_s']:,.0f} / {f['cpp_ring_batch_items_per_s']:,.0f}",
+        )
+        t.add_row(
+            "C++ ring RTT p50 / p99",
+            f"{f['cpp_ring_rtt_ns']['p50']:.0f} / {f['cpp_ring_rtt_ns']['p99']:.0f} ns",
+        )
     else:
         t.add_row("C++ ring", f.get("cpp_ring_error", "-"))
     t.add_row("book updates/s (1 core)", f"{f['book_updates_per_s']:,.0f}")
     t.add_row("inferences/s (1 core)", f"{f['inference_per_s']:,.0f}")
     for rate, e in {**f["e2e"], **f["rate_sweep"]}.items():
-        vals = " / ".join("-" if e[k] is None else f"{e[k]:,.0f}" for k in ("p50", "p90", "p99", "p999", "max"))
-        t.add_row(f"tick-to-order @ {int(rate):,}/s p50/p90/p99/p99.9/max", f"{vals} ns, drops {e['drops']:,}")
+        vals = " / ".join(
+            "-" if e[k] is None else f"{e[k]:,.0f}" for k in ("p50", "p90", "p99", "p999", "max")
+        )
+        t.add_row(
+            f"tick-to-order @ {int(rate):,}/s p50/p90/p99/p99.9/max",
+            f"{vals} ns, drops {e['drops']:,}",
+        )
     t.add_row("max rate (no drops, p99 <= 40x floor)", f"{f['max_rate_msgs_per_s']:,} msgs/s")
+    t.add_row(
+        "max sustained rate (no drops, p90 <= 40x floor)",
+        f"{f['max_sustained_rate_msgs_per_s']:,} msgs/s",
+    )
     console.print(t)
     r = Table(title="ratios measured in this run")
     r.add_column("ratio")
@@ -551,4 +619,3 @@ def print_bench_report(f: dict, console: Console | None = None) -> None:
             mark = f"{'>=' if goal[1] == 'min' else '<='} {goal[0]:g} {'ok' if ok else 'MISSED'}"
         r.add_row(name, "-" if value is None else f"{value:.2f}", mark)
     console.print(r)
-

@@ -68,46 +68,79 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name, help, description):
-        p = sub.add_parser(name, help=help, description=description,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = sub.add_parser(
+            name,
+            help=help,
+            description=description,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         return p
 
-    run = add("run", "run the pipeline and print what it measured",
-              "Start every stage pinned to its core, warm all kernels, run until --duration "
-              "passes, SIGTERM/SIGINT arrives or a replay ends, then drain, print the measured "
-              "figures and unlink the shared memory. Exit 0 on a clean stop, 1 if a stage died "
-              "(so a service manager restarts it), 2 for a bad config.")
-    run.add_argument("--config", type=Path, help="TOML config (default: the embedded one; see "
-                     "`trading-service config`)")
-    run.add_argument("--duration", type=_positive_float, metavar="S",
-                     help="stop after S seconds (default: run until signalled)")
+    run = add(
+        "run",
+        "run the pipeline and print what it measured",
+        "Start every stage pinned to its core, warm all kernels, run until --duration "
+        "passes, SIGTERM/SIGINT arrives or a replay ends, then drain, print the measured "
+        "figures and unlink the shared memory. Exit 0 on a clean stop, 1 if a stage died "
+        "(so a service manager restarts it), 2 for a bad config.",
+    )
+    run.add_argument(
+        "--config",
+        type=Path,
+        help="TOML config (default: the embedded one; see `trading-service config`)",
+    )
+    run.add_argument(
+        "--duration",
+        type=_positive_float,
+        metavar="S",
+        help="stop after S seconds (default: run until signalled)",
+    )
     run.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON")
 
-    cfg = add("config", "print the effective configuration as commented TOML",
-              "Print every key with its value and meaning: a starting point for your own file.")
+    cfg = add(
+        "config",
+        "print the effective configuration as commented TOML",
+        "Print every key with its value and meaning: a starting point for your own file.",
+    )
     cfg.add_argument("--config", type=Path, help="show this file merged over the defaults")
 
-    rec = add("record", "write a market-data recording from the simulator",
-              "Generate messages with the simulator configured in [feed] and write them as a "
-              "recording that `[feed] source = \"replay\"` plays back.")
+    rec = add(
+        "record",
+        "write a market-data recording from the simulator",
+        "Generate messages with the simulator configured in [feed] and write them as a "
+        'recording that `[feed] source = "replay"` plays back.',
+    )
     rec.add_argument("--out", type=Path, required=True, help="recording file to write")
-    rec.add_argument("--messages", type=_positive_int, default=1_000_000,
-                     help="how many messages (default 1000000)")
+    rec.add_argument(
+        "--messages",
+        type=_positive_int,
+        default=1_000_000,
+        help="how many messages (default 1000000)",
+    )
     rec.add_argument("--config", type=Path, help="TOML config whose [feed] section to use")
 
-    bench = add("bench", "measure rings, kernels and the pipeline side by side",
-                "Measure this machine's floor (a cache-line ping-pong), the shared-memory ring "
-                "against multiprocessing.Queue and a C++ ring of the same shape, the kernels, "
-                "and tick-to-order latency through the whole pipeline at fixed offered rates. "
-                "Prints a table; --json writes the figures for scripts.")
+    bench = add(
+        "bench",
+        "measure rings, kernels and the pipeline side by side",
+        "Measure this machine's floor (a cache-line ping-pong), the shared-memory ring "
+        "against multiprocessing.Queue and a C++ ring of the same shape, the kernels, "
+        "and tick-to-order latency through the whole pipeline at fixed offered rates. "
+        "Prints a table; --json writes the figures for scripts.",
+    )
     bench.add_argument("--quick", action="store_true", help="smaller counts: about a minute")
     bench.add_argument("--json", type=Path, metavar="PATH", help="write the figures as JSON")
-    bench.add_argument("--cpus", metavar="A,B", help="the two CPUs to measure on "
-                       "(default: the last two this process may use)")
+    bench.add_argument(
+        "--cpus",
+        metavar="A,B",
+        help="the two CPUs to measure on (default: the last two this process may use)",
+    )
 
-    kill = add("kill-switch", "turn the running service's kill switch on or off, or show it",
-               "While the kill switch is on the engine rejects every new order (counted as "
-               "reason kill_switch); market data keeps flowing and positions stay live.")
+    kill = add(
+        "kill-switch",
+        "turn the running service's kill switch on or off, or show it",
+        "While the kill switch is on the engine rejects every new order (counted as "
+        "reason kill_switch); market data keeps flowing and positions stay live.",
+    )
     kill.add_argument("action", choices=("on", "off", "status"))
     kill.add_argument("--config", type=Path, help="config naming the instance (shm_prefix)")
     return parser

@@ -24,7 +24,6 @@ from typing import Any
 
 from service.stats_layout import MAX_INSTRUMENTS, STAGES
 
-
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
@@ -53,18 +52,33 @@ def default_cores() -> dict[str, int]:
 
 @dataclass(frozen=True)
 class ServiceConfig:
-    shm_dir: str = _opt("/dev/shm", "directory for shared-memory segments (a hugetlbfs mount on a tuned host)")
+    shm_dir: str = _opt(
+        "/dev/shm", "directory for shared-memory segments (a hugetlbfs mount on a tuned host)"
+    )
     shm_prefix: str = _opt("lowlat", "name prefix of this instance's segments")
-    stats_interval_us: int = _opt(500, "how often stages publish their counters, microseconds", min=10, max=1_000_000)
-    ready_timeout_s: float = _opt(300.0, "longest warm-up (JIT compile) before giving up, seconds", min=1.0)
-    drain_timeout_s: float = _opt(10.0, "longest drain on stop before stages are killed, seconds", min=0.1)
+    stats_interval_us: int = _opt(
+        500, "how often stages publish their counters, microseconds", min=10, max=1_000_000
+    )
+    ready_timeout_s: float = _opt(
+        300.0, "longest warm-up (JIT compile) before giving up, seconds", min=1.0
+    )
+    drain_timeout_s: float = _opt(
+        10.0, "longest drain on stop before stages are killed, seconds", min=0.1
+    )
 
 
 @dataclass(frozen=True)
 class FeedConfig:
     source: str = _opt("simulator", "where market data comes from", choices=("simulator", "replay"))
-    replay_file: str = _opt("", "recording to replay when source = \"replay\" (see `trading-service record`)")
-    rate: int = _opt(100_000, "offered messages per second; 0 publishes flat out with back-pressure", min=0, max=100_000_000)
+    replay_file: str = _opt(
+        "", 'recording to replay when source = "replay" (see `trading-service record`)'
+    )
+    rate: int = _opt(
+        100_000,
+        "offered messages per second; 0 publishes flat out with back-pressure",
+        min=0,
+        max=100_000_000,
+    )
     instruments: int = _opt(8, "simulated instruments", min=1, max=MAX_INSTRUMENTS)
     seed: int = _opt(1, "simulator random seed", min=0)
     start_price_ticks: int = _opt(10_000, "simulator starting price, ticks", min=100)
@@ -72,24 +86,36 @@ class FeedConfig:
     max_spread_ticks: int = _opt(3, "widest simulated spread, ticks", min=1, max=100)
     mean_queue_lots: int = _opt(50, "mean simulated level size, lots", min=1)
     trade_probability: float = _opt(0.05, "share of messages that are trades", min=0.0, max=0.5)
-    move_probability: float = _opt(0.02, "chance per message that an instrument's price moves a tick", min=0.0, max=0.5)
-    snapshot_interval: int = _opt(5000, "messages between two book snapshots (recovery after a gap)", min=100)
-    burst_probability: float = _opt(0.001, "chance per message that a burst starts", min=0.0, max=0.1)
+    move_probability: float = _opt(
+        0.02, "chance per message that an instrument's price moves a tick", min=0.0, max=0.5
+    )
+    snapshot_interval: int = _opt(
+        5000, "messages between two book snapshots (recovery after a gap)", min=100
+    )
+    burst_probability: float = _opt(
+        0.001, "chance per message that a burst starts", min=0.0, max=0.1
+    )
     burst_length: int = _opt(200, "messages in a burst", min=1)
     burst_speedup: float = _opt(10.0, "rate multiplier inside a burst", min=1.0, max=1000.0)
 
 
 @dataclass(frozen=True)
 class RingsConfig:
-    md_capacity: int = _opt(65_536, "market-data ring records", min=64, max=1 << 24, power_of_two=True)
+    md_capacity: int = _opt(
+        65_536, "market-data ring records", min=64, max=1 << 24, power_of_two=True
+    )
     order_capacity: int = _opt(4096, "order ring records", min=64, max=1 << 24, power_of_two=True)
     fill_capacity: int = _opt(4096, "fill ring records", min=64, max=1 << 24, power_of_two=True)
 
 
 @dataclass(frozen=True)
 class EngineConfig:
-    book_window_ticks: int = _opt(4096, "price levels kept per side and instrument", min=64, max=1 << 20, power_of_two=True)
-    ewma_alpha: float = _opt(0.05, "weight of the newest observation in the features' EWMAs", min=1e-6, max=1.0)
+    book_window_ticks: int = _opt(
+        4096, "price levels kept per side and instrument", min=64, max=1 << 20, power_of_two=True
+    )
+    ewma_alpha: float = _opt(
+        0.05, "weight of the newest observation in the features' EWMAs", min=1e-6, max=1.0
+    )
     model_file: str = _opt("", "model weights (TOML); empty uses the shipped default model")
     signal_threshold: float = _opt(0.15, "model score beyond which the strategy trades", min=0.0)
     order_qty: int = _opt(1, "lots per order", min=1)
@@ -100,7 +126,9 @@ class RiskConfig:
     max_order_qty: int = _opt(100, "largest order, lots", min=1)
     max_notional: float = _opt(1_000_000.0, "largest order value, currency", min=0.0)
     price_band_ticks: int = _opt(50, "farthest an order price may be from mid, ticks", min=0)
-    position_limit: int = _opt(1000, "largest absolute position per instrument incl. open orders, lots", min=0)
+    position_limit: int = _opt(
+        1000, "largest absolute position per instrument incl. open orders, lots", min=0
+    )
     orders_per_second: float = _opt(50_000.0, "sustained order rate (token bucket)", min=0.0)
     burst: float = _opt(500.0, "orders allowed at once above the sustained rate", min=1.0)
     tick_size: float = _opt(0.01, "currency value of one price tick", min=1e-12)
@@ -109,7 +137,9 @@ class RiskConfig:
 @dataclass(frozen=True)
 class GatewayConfig:
     batch_size: int = _opt(16, "orders per batch sent to the exchange", min=1, max=1024)
-    batch_timeout_us: int = _opt(20, "longest an order waits for its batch to fill, microseconds", min=0)
+    batch_timeout_us: int = _opt(
+        20, "longest an order waits for its batch to fill, microseconds", min=0
+    )
     fill_ratio: float = _opt(0.7, "share of orders the simulated exchange fills", min=0.0, max=1.0)
 
 
@@ -140,8 +170,12 @@ class Config:
 
 
 _SECTION_TYPES = {
-    "service": ServiceConfig, "feed": FeedConfig, "rings": RingsConfig,
-    "engine": EngineConfig, "risk": RiskConfig, "gateway": GatewayConfig,
+    "service": ServiceConfig,
+    "feed": FeedConfig,
+    "rings": RingsConfig,
+    "engine": EngineConfig,
+    "risk": RiskConfig,
+    "gateway": GatewayConfig,
 }
 
 
@@ -209,7 +243,9 @@ def _build_cores(source: str, table: Any) -> dict[str, int]:
     cores = default_cores()
     for key, value in table.items():
         if key not in STAGES:
-            raise ConfigError(f"{source}: unknown key [cores] {key}; known keys: {', '.join(STAGES)}")
+            raise ConfigError(
+                f"{source}: unknown key [cores] {key}; known keys: {', '.join(STAGES)}"
+            )
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise ConfigError(
                 f"{source}: [cores] {key} = {value!r} is not allowed: use a CPU number >= 0"
@@ -247,7 +283,9 @@ def load(path: str | os.PathLike | None) -> Config:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config file ({exc.strerror})") from None
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}): save it as UTF-8 TOML") from None
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {exc.start}): save it as UTF-8 TOML"
+        ) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

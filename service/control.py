@@ -28,7 +28,9 @@ CONTROL_WORDS = 6 * _LINE
 
 
 def create_control(shm_dir: Path, name: str) -> tuple[Segment, np.ndarray]:
-    segment = Segment.create(shm_dir, name, CONTROL_OFFSET + CONTROL_WORDS * 8, SEGMENT_KIND_CONTROL)
+    segment = Segment.create(
+        shm_dir, name, CONTROL_OFFSET + CONTROL_WORDS * 8, SEGMENT_KIND_CONTROL
+    )
     return segment, segment.array(np.int64, CONTROL_OFFSET, CONTROL_WORDS)
 
 
@@ -45,3 +47,13 @@ def set_word(control, index, value):
 @kernel
 def get_word(control, index):
     return load_acquire(control, index)
+
+
+@kernel
+def wait_for_go(control):
+    """Spin until GO (True) or STOP (False) is set."""
+    while True:
+        if load_acquire(control, GO) != 0:
+            return True
+        if load_acquire(control, STOP) != 0:
+            return False

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import sys
@@ -37,8 +38,11 @@ from service.shm import Segment, stale_segments
 from service.stats import attach_stats, create_stats, set_state, snapshot
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-RING_SPECS = (("md", MARKET_DATA, "md_capacity"), ("orders", ORDER, "order_capacity"),
-              ("fills", FILL, "fill_capacity"))
+RING_SPECS = (
+    ("md", MARKET_DATA, "md_capacity"),
+    ("orders", ORDER, "order_capacity"),
+    ("fills", FILL, "fill_capacity"),
+)
 
 
 @dataclass
@@ -85,7 +89,9 @@ def attach_segments(config: Config) -> Segments:
     shm_dir = Path(config.service.shm_dir)
     _, control = C.attach_control(shm_dir, f"{prefix}.control")
     _, stats = attach_stats(shm_dir, f"{prefix}.stats")
-    rings = {name: attach_ring(shm_dir, f"{prefix}.{name}", dtype)[1] for name, dtype, _ in RING_SPECS}
+    rings = {
+        name: attach_ring(shm_dir, f"{prefix}.{name}", dtype)[1] for name, dtype, _ in RING_SPECS
+    }
     return Segments(prefix, shm_dir, control, stats, rings)
 
 
@@ -153,21 +159,39 @@ def stage_process(config: Config, core: int, stage_names: tuple[str, ...]) -> No
         interval_ns = config.service.stats_interval_us * 1000
         rings = S.Rings(live.rings["md"], live.rings["orders"], live.rings["fills"])
         _warm_up(config, replay, interval_ns)
+        feed, engine, gateway = _stage_states(config, replay)
+        pre_touch((feed, engine, gateway, local))  # no page fault once the clock runs
         for start in starts:
             set_state(live.stats, local, start, L.S_WARM)
-        while C.get_word(live.control, C.GO) == 0 and C.get_word(live.control, C.STOP) == 0:
-            time.sleep(0.0005)
-        feed, engine, gateway = _stage_states(config, replay, float(time.monotonic_ns()))
+        # spin on our own core: every stage sees GO within a cache-line transfer of the others
+        if not C.wait_for_go(live.control):
+            return  # stopped before it started
+        feed.fvars[S.F_NEXT_NS] = float(time.monotonic_ns())  # the feed's schedule starts now
         for start in starts:
             set_state(live.stats, local, start, L.S_RUNNING)
-        S.run_loop(mask, rings, feed, engine, gateway, live.control, live.stats, local,
-                   interval_ns, -1)
+        S.run_loop(
+            mask, rings, feed, engine, gateway, live.control, live.stats, local, interval_ns, -1
+        )
         for start in starts:
             set_state(live.stats, local, start, L.S_STOPPED)
     except BaseException:
         for start in starts:
             set_state(live.stats, local, start, L.S_FAILED)
         raise
+
+
+def pre_touch(state) -> None:
+    """Write one byte per page of every array in ``state`` (nested tuples), in place.
+
+    np.zeros memory is mapped on first write; a page fault on the hot path costs microseconds.
+    """
+    if isinstance(state, np.ndarray):
+        if state.flags.writeable and state.nbytes:
+            pages = state.reshape(-1).view(np.uint8)[::4096]
+            pages[:] = pages  # same values: only the first touch is the point
+    elif isinstance(state, tuple):
+        for item in state:
+            pre_touch(item)
 
 
 def _warm_up(config: Config, replay, interval_ns: int) -> None:
@@ -185,11 +209,31 @@ def _warm_up(config: Config, replay, interval_ns: int) -> None:
         local = np.zeros(L.STATS_WORDS, dtype=np.int64)
         # every stage of the pipeline runs here, whatever this process will run: the fused
         # loop needs the others' output to exercise its own path
-        S.run_loop(7, rings, feed, engine, gateway, shadow.control, shadow.stats, local,
-                   interval_ns, 20_000)
+        S.run_loop(
+            7,
+            rings,
+            feed,
+            engine,
+            gateway,
+            shadow.control,
+            shadow.stats,
+            local,
+            interval_ns,
+            20_000,
+        )
         C.set_word(shadow.control, C.STOP, 1)
-        S.run_loop(7, rings, feed, engine, gateway, shadow.control, shadow.stats, local,
-                   interval_ns, 5_000_000)
+        S.run_loop(
+            7,
+            rings,
+            feed,
+            engine,
+            gateway,
+            shadow.control,
+            shadow.stats,
+            local,
+            interval_ns,
+            5_000_000,
+        )
     finally:
         shadow.unlink()
 
@@ -246,8 +290,12 @@ def run_pipeline(config: Config, duration_s: float | None, log=print) -> RunResu
     try:
         with _Signals() as signals:
             for core, stage_names in config.process_groups():
-                p = ctx.Process(target=stage_process, args=(config, core, stage_names),
-                                name=f"lowlat-{'+'.join(stage_names)}", daemon=False)
+                p = ctx.Process(
+                    target=stage_process,
+                    args=(config, core, stage_names),
+                    name=f"lowlat-{'+'.join(stage_names)}",
+                    daemon=False,
+                )
                 p.start()
                 processes.append((p, stage_names, core))
             groups = ", ".join(f"{'+'.join(s)} on cpu{c}" for _, s, c in processes)
@@ -266,13 +314,17 @@ def run_pipeline(config: Config, duration_s: float | None, log=print) -> RunResu
                 started = time.monotonic()
                 log("ready: all stages running")
                 end = started + duration_s if duration_s is not None else None
+                sentinels = [p.sentinel for p, _, _ in processes]
                 while not signals.received:
+                    # sleep until a stage exits, a signal arrives or the duration ends: a
+                    # supervisor that wakes often steals time from the stages' cores
+                    timeout = 0.25 if end is None else max(0.0, min(0.25, end - time.monotonic()))
+                    multiprocessing.connection.wait(sentinels, timeout)
                     _check_alive(processes, problems, allow_clean_exit=True)
                     if problems or all(not p.is_alive() for p, _, _ in processes):
                         break
                     if end is not None and time.monotonic() >= end:
                         break
-                    time.sleep(0.02)
             elapsed = time.monotonic() - started
             if signals.received:
                 log(f"received {signal.Signals(signals.received).name}: draining")
@@ -294,7 +346,9 @@ def _check_alive(processes, problems: list[str], allow_clean_exit: bool = False)
         if code is None or (code == 0 and allow_clean_exit):
             continue
         what = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
-        message = f"stage process {'+'.join(stage_names)} (cpu{core}, pid {p.pid}) ended with {what}"
+        message = (
+            f"stage process {'+'.join(stage_names)} (cpu{core}, pid {p.pid}) ended with {what}"
+        )
         if message not in problems:
             problems.append(message)
 
@@ -304,7 +358,9 @@ def _drain(processes, timeout_s: float, problems: list[str]) -> None:
     for p, stage_names, _ in processes:
         p.join(max(0.0, deadline - time.monotonic()))
         if p.is_alive():
-            problems.append(f"stage {'+'.join(stage_names)} did not drain within {timeout_s} s: killed")
+            problems.append(
+                f"stage {'+'.join(stage_names)} did not drain within {timeout_s} s: killed"
+            )
             p.kill()
             p.join()
     _check_alive(processes, problems, allow_clean_exit=True)

@@ -32,7 +32,9 @@ def run_figures(result, config) -> dict:
         "elapsed_s": round(result.elapsed_s, 3),
         "offered_rate_msgs_per_s": config.feed.rate,
         "feed_source": config.feed.source,
-        "processes": [{"cpu": core, "stages": list(stages)} for core, stages in config.process_groups()],
+        "processes": [
+            {"cpu": core, "stages": list(stages)} for core, stages in config.process_groups()
+        ],
         "rates_per_s": {
             "md_messages": d["md_messages_processed"] / elapsed,
             "orders": d["orders_sent"] / elapsed,
@@ -60,8 +62,10 @@ def print_run_report(figures: dict, console: Console | None = None) -> None:
     # piped output is read by people too (logs, CI): do not squeeze it to 80 columns
     console = console or Console(width=None if sys.stdout.isatty() else 110)
     c = figures["counters"]
-    head = Table(title=f"trading-service run: {figures['elapsed_s']} s, "
-                 f"{figures['feed_source']} at {figures['offered_rate_msgs_per_s'] or 'max'} msgs/s")
+    head = Table(
+        title=f"trading-service run: {figures['elapsed_s']} s, "
+        f"{figures['feed_source']} at {figures['offered_rate_msgs_per_s'] or 'max'} msgs/s"
+    )
     head.add_column("figure", no_wrap=True)
     head.add_column("value", justify="right")
     rows = [
@@ -83,8 +87,12 @@ def print_run_report(figures: dict, console: Console | None = None) -> None:
     for col in ("count", "p50", "p90", "p99", "p99.9", "max"):
         lat.add_column(col, justify="right")
     for name, h in figures["latency_ns"].items():
-        lat.add_row(name, f"{h['count']:,}", *(_ns(h[k]) for k in ("p50", "p90", "p99", "p999", "max")))
+        lat.add_row(
+            name, f"{h['count']:,}", *(_ns(h[k]) for k in ("p50", "p90", "p99", "p999", "max"))
+        )
     console.print(lat)
     positions = {k: v for k, v in figures["positions"].items() if v}
     if positions:
-        console.print("positions (lots): " + ", ".join(f"#{k} {v:+d}" for k, v in positions.items()))
+        console.print(
+            "positions (lots): " + ", ".join(f"#{k} {v:+d}" for k, v in positions.items())
+        )

@@ -13,6 +13,7 @@ process is refused with :class:`SegmentInUse`.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 from pathlib import Path
@@ -148,10 +149,9 @@ class Segment:
     def close(self) -> None:
         """Unmap. Views from ``array()`` must be dropped first (numpy holds the buffer)."""
         self.header = None
-        try:
+        # a view may still be alive: then the mapping goes when the process exits
+        with contextlib.suppress(BufferError):
             self._mmap.close()
-        except BufferError:
-            pass  # a view is still alive; the mapping goes when the process exits
 
     def unlink(self) -> None:
         self.path.unlink(missing_ok=True)
@@ -171,7 +171,11 @@ def _remove_if_stale(path: Path) -> None:
         return
     if len(raw) == HEADER_BYTES:
         header = np.frombuffer(raw, dtype=np.int64)
-        if int(header[_H_MAGIC]) == MAGIC and _owner_alive(header) and int(header[_H_PID]) != os.getpid():
+        if (
+            int(header[_H_MAGIC]) == MAGIC
+            and _owner_alive(header)
+            and int(header[_H_PID]) != os.getpid()
+        ):
             raise SegmentInUse(
                 f"{path} belongs to running process {int(header[_H_PID])}: stop that service "
                 "first, or give this run another shm_prefix"

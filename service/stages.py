@@ -33,8 +33,8 @@ from service.atomics import load_acquire, load_relaxed, monotonic_ns, store_rele
 from service.book import book_reset, book_set_level, new_book
 from service.feed import SimParams, new_simulator, sim_next, sim_next_interval_ns
 from service.histogram import hist_record
+from service.jit import kernel
 from service.records import (
-    BUY,
     CANCELLED,
     FILLED,
     LEVEL,
@@ -53,8 +53,6 @@ from service.ring import (
     ring_release,
     ring_write_slot,
 )
-from service.jit import kernel
-from service.stats import publish_section
 from service.risk import ACCEPTED, RiskLimits, new_risk_state, risk_check, risk_on_execution
 from service.signals import (
     default_model_path,
@@ -66,6 +64,7 @@ from service.signals import (
     update_book_features,
     update_trade_flow,
 )
+from service.stats import publish_section
 
 FEED_BIT, ENGINE_BIT, GATEWAY_BIT = 1, 2, 4
 STAGE_BITS = (FEED_BIT, ENGINE_BIT, GATEWAY_BIT)
@@ -202,9 +201,9 @@ def engine_step(engine, rings, ctrl, shared_stats, local, now):
     for k in range(n):
         msg = rings.md.data[ring_read_slot(rings.md, k)]
         seq = msg.seq
-        if seq != engine.ivars[E_EXPECTED_SEQ] and engine.ivars[E_EXPECTED_SEQ] != 0:
-            if seq > engine.ivars[E_EXPECTED_SEQ]:
-                _engine_on_gap(engine, seq, local)
+        expected = engine.ivars[E_EXPECTED_SEQ]
+        if expected != 0 and seq > expected:  # a jump forward is a gap; first message sets it
+            _engine_on_gap(engine, seq, local)
         engine.ivars[E_EXPECTED_SEQ] = seq + 1
         inst = np.int64(msg.instrument)
         kind = msg.kind
@@ -213,15 +212,25 @@ def engine_step(engine, rings, ctrl, shared_stats, local, now):
             valid = update_book_features(engine.features, engine.book, inst, alpha)
             if valid and engine.stale[inst] == 0:
                 score = model_score(
-                    engine.model.weights, engine.model.bias, engine.model.logistic,
-                    engine.features.values, inst,
+                    engine.model.weights,
+                    engine.model.bias,
+                    engine.model.logistic,
+                    engine.features.values,
+                    inst,
                 )
                 side = strategy_decide(score, threshold, engine.last_signal, inst)
                 if side >= 0:
                     price = strategy_order_price(engine.book, inst, side)
                     reason = risk_check(
-                        engine.limits, engine.risk, inst, side, price, qty,
-                        engine.features.mid[inst], now, kill_on,
+                        engine.limits,
+                        engine.risk,
+                        inst,
+                        side,
+                        price,
+                        qty,
+                        engine.features.mid[inst],
+                        now,
+                        kill_on,
                     )
                     if reason == ACCEPTED:
                         order = rings.orders.data[ring_write_slot(rings.orders, orders)]
@@ -241,16 +250,19 @@ def engine_step(engine, rings, ctrl, shared_stats, local, now):
         elif kind == SNAPSHOT_BEGIN:
             book_reset(engine.book, inst)
             engine.snap_clean[inst] = 1
-        elif kind == SNAPSHOT_END:
-            if engine.snap_clean[inst] != 0 and engine.stale[inst] != 0:
-                engine.stale[inst] = 0
-                engine.ivars[E_STALE] -= 1
+        elif kind == SNAPSHOT_END and engine.snap_clean[inst] != 0 and engine.stale[inst] != 0:
+            engine.stale[inst] = 0  # a whole snapshot since the gap: the book is true again
+            engine.ivars[E_STALE] -= 1
     if orders > 0:
         ring_publish(rings.orders, orders)
         local[L.ORDERS_SENT] += orders
     done_ns = monotonic_ns()
     for k in range(n):
-        hist_record(shared_stats, L.H_MD_TO_ENGINE, done_ns - rings.md.data[ring_read_slot(rings.md, k)].send_ns)
+        hist_record(
+            shared_stats,
+            L.H_MD_TO_ENGINE,
+            done_ns - rings.md.data[ring_read_slot(rings.md, k)].send_ns,
+        )
     ring_release(rings.md, n)
     local[L.MD_PROCESSED] += n
     local[L.STALE_BOOKS] = engine.ivars[E_STALE]
@@ -288,7 +300,11 @@ def _gateway_flush(gateway, fills, shared_stats, local, now):
         report.side = order.side
         report.exchange_ns = sent_ns
         # uniform in [0, 1) from the top 53 bits
-        if np.float64((_xorshift(gateway.ivars) >> 11) & 0x1FFFFFFFFFFFFF) * (1.0 / 9007199254740992.0) < gateway.fvars[G_FILL_RATIO]:
+        if (
+            np.float64((_xorshift(gateway.ivars) >> 11) & 0x1FFFFFFFFFFFFF)
+            * (1.0 / 9007199254740992.0)
+            < gateway.fvars[G_FILL_RATIO]
+        ):
             report.status = FILLED
             report.qty = order.qty
             report.price = order.price
@@ -346,13 +362,26 @@ def _publish(stages, rings, shared_stats, local, now):
             elif stage == L.GATEWAY:
                 occupancy = ring_occupancy(rings.orders)
                 local[L.ORDER_RING_OCCUPANCY] = occupancy
-                local[L.ORDER_RING_OCCUPANCY_MAX] = max(local[L.ORDER_RING_OCCUPANCY_MAX], occupancy)
+                local[L.ORDER_RING_OCCUPANCY_MAX] = max(
+                    local[L.ORDER_RING_OCCUPANCY_MAX], occupancy
+                )
             start = L.SECTION_START[stage]
             publish_section(shared_stats, local, start, L.SECTION_END[stage], now)
 
 
 @kernel
-def run_loop(stages, rings, feed, engine, gateway, ctrl, shared_stats, local, stats_interval_ns, max_iterations):
+def run_loop(
+    stages,
+    rings,
+    feed,
+    engine,
+    gateway,
+    ctrl,
+    shared_stats,
+    local,
+    stats_interval_ns,
+    max_iterations,
+):
     """Poll the given stages (a mask of *_BIT) until all have drained; returns iterations.
 
     ``max_iterations`` >= 0 bounds the loop (warm-up); -1 runs until drained.
@@ -362,16 +391,14 @@ def run_loop(stages, rings, feed, engine, gateway, ctrl, shared_stats, local, st
     last_publish = 0
     while True:
         now = monotonic_ns()
-        if stages & FEED_BIT and not finished & FEED_BIT:
-            if feed_step(feed, rings.md, ctrl, shared_stats, local, now):
-                finished |= FEED_BIT
-                store_release(ctrl, C.FEED_DONE, 1)
-        if stages & ENGINE_BIT and not finished & ENGINE_BIT:
-            if engine_step(engine, rings, ctrl, shared_stats, local, now):
-                finished |= ENGINE_BIT
-        if stages & GATEWAY_BIT and not finished & GATEWAY_BIT:
-            if gateway_step(gateway, rings, ctrl, shared_stats, local, now):
-                finished |= GATEWAY_BIT
+        pending = stages & ~finished
+        if pending & FEED_BIT and feed_step(feed, rings.md, ctrl, shared_stats, local, now):
+            finished |= FEED_BIT
+            store_release(ctrl, C.FEED_DONE, 1)
+        if pending & ENGINE_BIT and engine_step(engine, rings, ctrl, shared_stats, local, now):
+            finished |= ENGINE_BIT
+        if pending & GATEWAY_BIT and gateway_step(gateway, rings, ctrl, shared_stats, local, now):
+            finished |= GATEWAY_BIT
         if now - last_publish >= stats_interval_ns or finished == stages:
             local[L.KILL_SWITCH_ON] = load_relaxed(ctrl, C.KILL_SWITCH)
             _publish(stages, rings, shared_stats, local, now)
@@ -387,11 +414,17 @@ def run_loop(stages, rings, feed, engine, gateway, ctrl, shared_stats, local, st
 def sim_params(config) -> SimParams:
     f = config.feed
     return SimParams(
-        n_instruments=f.instruments, seed=f.seed, start_price_ticks=f.start_price_ticks,
-        depth_levels=f.depth_levels, max_spread_ticks=f.max_spread_ticks,
-        mean_queue_lots=f.mean_queue_lots, trade_probability=f.trade_probability,
-        move_probability=f.move_probability, snapshot_interval=f.snapshot_interval,
-        burst_probability=f.burst_probability, burst_length=f.burst_length,
+        n_instruments=f.instruments,
+        seed=f.seed,
+        start_price_ticks=f.start_price_ticks,
+        depth_levels=f.depth_levels,
+        max_spread_ticks=f.max_spread_ticks,
+        mean_queue_lots=f.mean_queue_lots,
+        trade_probability=f.trade_probability,
+        move_probability=f.move_probability,
+        snapshot_interval=f.snapshot_interval,
+        burst_probability=f.burst_probability,
+        burst_length=f.burst_length,
         burst_speedup=f.burst_speedup,
     )
 
@@ -413,8 +446,12 @@ def new_engine_state(config, n_instruments: int) -> EngineState:
     e, r = config.engine, config.risk
     model = load_model(e.model_file or default_model_path())
     limits = RiskLimits(
-        np.int64(r.max_order_qty), np.float64(r.max_notional), np.int64(r.price_band_ticks),
-        np.int64(r.position_limit), np.float64(r.orders_per_second), np.float64(r.burst),
+        np.int64(r.max_order_qty),
+        np.float64(r.max_notional),
+        np.int64(r.price_band_ticks),
+        np.int64(r.position_limit),
+        np.float64(r.orders_per_second),
+        np.float64(r.burst),
         np.float64(r.tick_size),
     )
     ivars = np.zeros(8, dtype=np.int64)
@@ -423,10 +460,16 @@ def new_engine_state(config, n_instruments: int) -> EngineState:
     ivars[E_ORDER_QTY] = e.order_qty
     fvars = np.array([e.ewma_alpha, e.signal_threshold], dtype=np.float64)
     return EngineState(
-        new_book(n_instruments, e.book_window_ticks), new_features(n_instruments), model, limits,
-        new_risk_state(n_instruments, limits), np.full(n_instruments, -1, dtype=np.int64),
-        np.zeros(n_instruments, dtype=np.int64), np.zeros(n_instruments, dtype=np.int64),
-        ivars, fvars,
+        new_book(n_instruments, e.book_window_ticks),
+        new_features(n_instruments),
+        model,
+        limits,
+        new_risk_state(n_instruments, limits),
+        np.full(n_instruments, -1, dtype=np.int64),
+        np.zeros(n_instruments, dtype=np.int64),
+        np.zeros(n_instruments, dtype=np.int64),
+        ivars,
+        fvars,
     )
 
 
@@ -437,7 +480,8 @@ def new_gateway_state(config, seed: int = 0x9E3779B97F4A7C15) -> GatewayState:
     ivars[G_TIMEOUT_NS] = g.batch_timeout_us * 1000
     ivars[G_RNG] = np.uint64(seed).astype(np.int64) | 1
     return GatewayState(
-        np.zeros(g.batch_size, dtype=ORDER), np.zeros(g.batch_size, dtype=np.int64), ivars,
+        np.zeros(g.batch_size, dtype=ORDER),
+        np.zeros(g.batch_size, dtype=np.int64),
+        ivars,
         np.array([g.fill_ratio], dtype=np.float64),
     )
-

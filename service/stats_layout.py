@@ -131,7 +131,10 @@ class Metric(NamedTuple):
 CATALOG = (
     Metric("md_messages_sent", "counter", FEED, MD_SENT, "Market-data messages published"),
     Metric(
-        "md_messages_dropped", "counter", FEED, MD_DROPPED,
+        "md_messages_dropped",
+        "counter",
+        FEED,
+        MD_DROPPED,
         "Messages dropped at a fixed offered rate because the market-data ring was full",
     ),
     Metric("md_ring_full", "counter", FEED, MD_RING_FULL, "Times the market-data ring was full"),
@@ -140,45 +143,78 @@ CATALOG = (
     Metric("md_messages_lost", "counter", ENGINE, MD_LOST, "Messages missing in sequence gaps"),
     Metric("orders_sent", "counter", ENGINE, ORDERS_SENT, "Orders that passed the risk checks"),
     Metric(
-        "orders_rejected", "counter", ENGINE, REJECTS, "Orders rejected by the risk checks",
-        "reason", len(REJECT_REASONS),
+        "orders_rejected",
+        "counter",
+        ENGINE,
+        REJECTS,
+        "Orders rejected by the risk checks",
+        "reason",
+        len(REJECT_REASONS),
     ),
     Metric("order_ring_full", "counter", ENGINE, ORDER_RING_FULL, "Times the order ring was full"),
     Metric("fills", "counter", ENGINE, FILLS, "Executions received by the engine"),
     Metric("cancels", "counter", ENGINE, CANCELS, "Orders that ended unfilled"),
-    Metric("stale_books", "gauge", ENGINE, STALE_BOOKS, "Books stale after a gap, until a snapshot"),
-    Metric("md_ring_occupancy", "gauge", ENGINE, MD_RING_OCCUPANCY, "Messages queued for the engine"),
     Metric(
-        "md_ring_occupancy_max", "gauge", ENGINE, MD_RING_OCCUPANCY_MAX,
+        "stale_books", "gauge", ENGINE, STALE_BOOKS, "Books stale after a gap, until a snapshot"
+    ),
+    Metric(
+        "md_ring_occupancy", "gauge", ENGINE, MD_RING_OCCUPANCY, "Messages queued for the engine"
+    ),
+    Metric(
+        "md_ring_occupancy_max",
+        "gauge",
+        ENGINE,
+        MD_RING_OCCUPANCY_MAX,
         "Highest market-data ring occupancy seen",
     ),
-    Metric("fill_ring_occupancy", "gauge", ENGINE, FILL_RING_OCCUPANCY, "Fills queued for the engine"),
+    Metric(
+        "fill_ring_occupancy", "gauge", ENGINE, FILL_RING_OCCUPANCY, "Fills queued for the engine"
+    ),
     Metric("kill_switch", "gauge", ENGINE, KILL_SWITCH_ON, "1 while the kill switch is on"),
     Metric(
-        "position", "gauge", ENGINE, POSITIONS, "Net position in lots", "instrument",
+        "position",
+        "gauge",
+        ENGINE,
+        POSITIONS,
+        "Net position in lots",
+        "instrument",
         MAX_INSTRUMENTS,
     ),
     Metric("orders_received", "counter", GATEWAY, ORDERS_RECEIVED, "Orders taken by the batcher"),
     Metric("order_batches", "counter", GATEWAY, BATCHES, "Batches sent to the exchange"),
     Metric("exchange_fills", "counter", GATEWAY, EXCHANGE_FILLS, "Orders the exchange filled"),
-    Metric("exchange_cancels", "counter", GATEWAY, EXCHANGE_CANCELS, "Orders the exchange cancelled"),
+    Metric(
+        "exchange_cancels", "counter", GATEWAY, EXCHANGE_CANCELS, "Orders the exchange cancelled"
+    ),
     Metric("fill_ring_full", "counter", GATEWAY, FILL_RING_FULL, "Times the fill ring was full"),
     Metric("order_ring_occupancy", "gauge", GATEWAY, ORDER_RING_OCCUPANCY, "Orders queued"),
     Metric(
-        "order_ring_occupancy_max", "gauge", GATEWAY, ORDER_RING_OCCUPANCY_MAX,
+        "order_ring_occupancy_max",
+        "gauge",
+        GATEWAY,
+        ORDER_RING_OCCUPANCY_MAX,
         "Highest order ring occupancy seen",
     ),
     Metric(
-        "feed_lag", "histogram", FEED, H_FEED_LAG,
+        "feed_lag",
+        "histogram",
+        FEED,
+        H_FEED_LAG,
         "Publish time minus intended send time of market-data messages",
     ),
     Metric(
-        "md_to_engine", "histogram", ENGINE, H_MD_TO_ENGINE,
+        "md_to_engine",
+        "histogram",
+        ENGINE,
+        H_MD_TO_ENGINE,
         "Intended send time to the engine having applied the message",
     ),
     Metric("order_wait", "histogram", GATEWAY, H_ORDER_WAIT, "Time an order waited in the batcher"),
     Metric(
-        "tick_to_order", "histogram", GATEWAY, H_TICK_TO_ORDER,
+        "tick_to_order",
+        "histogram",
+        GATEWAY,
+        H_TICK_TO_ORDER,
         "Intended send time of a message to the order it caused leaving the batcher",
     ),
 )

@@ -144,12 +144,23 @@ def compiled(tmp_path_factory):
     words = np.zeros(64, dtype=np.int64)
     _, ring = create_ring(tmp_path_factory.mktemp("ring"), "ring", np.int64, 8)
     calls = [
-        (acquire_load, (words,)), (release_store, (words, 1)), (relaxed_load, (words,)),
-        (relaxed_store, (words, 1)), (acquire_fence, ()), (release_fence, ()),
-        (spin_until_set, (words,)), (plain_spin, (words,)), (publish, (ring, 0)),
-        (release, (ring, 0)), (claim, (ring, 1)), (readable, (ring, 1)), (control_get, (words,)),
-        (control_set, (words, 0)), (seqlock_write, (words, words.copy())),
-        (seqlock_read, (words, words.copy())), (seqlock_state, (words, words.copy())),
+        (acquire_load, (words,)),
+        (release_store, (words, 1)),
+        (relaxed_load, (words,)),
+        (relaxed_store, (words, 1)),
+        (acquire_fence, ()),
+        (release_fence, ()),
+        (spin_until_set, (words,)),
+        (plain_spin, (words,)),
+        (publish, (ring, 0)),
+        (release, (ring, 0)),
+        (claim, (ring, 1)),
+        (readable, (ring, 1)),
+        (control_get, (words,)),
+        (control_set, (words, 0)),
+        (seqlock_write, (words, words.copy())),
+        (seqlock_read, (words, words.copy())),
+        (seqlock_state, (words, words.copy())),
     ]
     words[0] = 1  # so spin_until_set returns
     for fn, args in calls:
@@ -168,7 +179,8 @@ def native_ir(fn) -> str:
     module = fn.inspect_llvm(fn.signatures[0])
     match = re.search(
         r'^define [^\n]*@"?_ZN(?!7cpython)[^\n]*' + fn.__name__ + r"[^\n]*\{.*?^\}",
-        module, re.S | re.M,
+        module,
+        re.S | re.M,
     )
     assert match, f"no native function for {fn.__name__}"
     body = match.group(0)
@@ -302,7 +314,9 @@ def test_x86_64_needs_no_instruction_for_acquire_or_release(compiled):
         instructions = assembly(fn, X86_64, "")
         text = "\n".join(instructions)
         assert not re.search(r"\b(mfence|lfence|sfence|lock|xchg\w*)\b", text), (
-            fn.__name__, instructions)
+            fn.__name__,
+            instructions,
+        )
     assert any(i.startswith("movq") for i in assembly(release_store, X86_64, ""))
 
 
@@ -382,8 +396,9 @@ def _bit_lengths(values, out):
 
 
 def test_bit_length_matches_int_bit_length():
-    values = sorted({0, 1, 2, 3, 2**62, 2**63 - 1}
-                    | {2**k + d for k in range(63) for d in (-1, 0, 1)})
+    values = sorted(
+        {0, 1, 2, 3, 2**62, 2**63 - 1} | {2**k + d for k in range(63) for d in (-1, 0, 1)}
+    )
     array = np.array(values, dtype=np.int64)
     out = np.empty_like(array)
     _bit_lengths(array, out)

@@ -85,8 +85,9 @@ def test_valid_values_are_taken():
         },
         SOURCE,
     )
-    assert config.service.ready_timeout_s == 5.0 and isinstance(config.service.ready_timeout_s,
-                                                                float)
+    assert config.service.ready_timeout_s == 5.0 and isinstance(
+        config.service.ready_timeout_s, float
+    )
     assert config.feed.replay_file == "/data/day.bin" and config.feed.instruments == 64
     assert config.rings.md_capacity == 1 << 24 and config.rings.order_capacity == 64
     assert config.source == SOURCE
@@ -101,25 +102,35 @@ BAD = {
     "unknown key": ({"feed": {"rat": 5}}, ["[feed] rat", "rate", "instruments"]),
     "string for int": ({"feed": {"rate": "fast"}}, ["[feed] rate", "'fast'", "whole number"]),
     "bool for int": ({"feed": {"rate": True}}, ["[feed] rate", "True", "whole number"]),
-    "float for int": ({"feed": {"instruments": 8.0}}, ["[feed] instruments", "8.0",
-                                                       "whole number"]),
+    "float for int": (
+        {"feed": {"instruments": 8.0}},
+        ["[feed] instruments", "8.0", "whole number"],
+    ),
     "string for float": ({"risk": {"burst": "x"}}, ["[risk] burst", "'x'", "a number"]),
     "bool for float": ({"risk": {"burst": False}}, ["[risk] burst", "False", "a number"]),
-    "int for string": ({"service": {"shm_prefix": 5}}, ["[service] shm_prefix", "5",
-                                                        "a string"]),
+    "int for string": ({"service": {"shm_prefix": 5}}, ["[service] shm_prefix", "5", "a string"]),
     "below minimum": ({"feed": {"rate": -1}}, ["[feed] rate", "-1", "from 0 to 100000000"]),
-    "above maximum": ({"feed": {"instruments": MAX_INSTRUMENTS + 1}},
-                      ["[feed] instruments", str(MAX_INSTRUMENTS + 1),
-                       f"from 1 to {MAX_INSTRUMENTS}"]),
-    "float below minimum": ({"gateway": {"fill_ratio": -0.5}}, ["[gateway] fill_ratio", "-0.5",
-                                                                "from 0.0 to 1.0"]),
+    "above maximum": (
+        {"feed": {"instruments": MAX_INSTRUMENTS + 1}},
+        ["[feed] instruments", str(MAX_INSTRUMENTS + 1), f"from 1 to {MAX_INSTRUMENTS}"],
+    ),
+    "float below minimum": (
+        {"gateway": {"fill_ratio": -0.5}},
+        ["[gateway] fill_ratio", "-0.5", "from 0.0 to 1.0"],
+    ),
     "only a minimum": ({"risk": {"max_order_qty": 0}}, ["[risk] max_order_qty", "0", ">= 1"]),
-    "not a power of two": ({"rings": {"md_capacity": 1000}}, ["[rings] md_capacity", "1000",
-                                                              "power of two"]),
-    "power of two too small": ({"rings": {"fill_capacity": 32}}, ["[rings] fill_capacity",
-                                                                  "32", "from 64"]),
-    "bad choice": ({"feed": {"source": "kafka"}}, ["[feed] source", "'kafka'",
-                                                  '"simulator", "replay"']),
+    "not a power of two": (
+        {"rings": {"md_capacity": 1000}},
+        ["[rings] md_capacity", "1000", "power of two"],
+    ),
+    "power of two too small": (
+        {"rings": {"fill_capacity": 32}},
+        ["[rings] fill_capacity", "32", "from 64"],
+    ),
+    "bad choice": (
+        {"feed": {"source": "kafka"}},
+        ["[feed] source", "'kafka'", '"simulator", "replay"'],
+    ),
     "infinite float": ({"risk": {"burst": math.inf}}, ["[risk] burst", "inf", "a number"]),
     "nan float": ({"engine": {"ewma_alpha": math.nan}}, ["[engine] ewma_alpha", "nan"]),
     "table for int": ({"feed": {"rate": {"x": 1}}}, ["[feed] rate", "{'x': 1}"]),
@@ -220,7 +231,7 @@ def test_integer_beyond_64_bits(section, key):
 
 def test_a_valid_file_loads_with_its_path_as_source(tmp_path):
     path = tmp_path / "ok.toml"
-    path.write_text('[feed]\nrate = 0\n\n[cores]\nengine = 0\n')
+    path.write_text("[feed]\nrate = 0\n\n[cores]\nengine = 0\n")
     config = load(path)
     assert config.source == str(path)
     assert config.feed.rate == 0 and config.cores["engine"] == 0
@@ -265,6 +276,7 @@ def test_check_cores_rejects_a_cpu_this_process_may_not_use():
     config = from_dict({"cores": {"gateway": outside}}, SOURCE)
     with pytest.raises(ConfigError) as exc:
         check_cores(config)
-    _assert_one_line(str(exc.value), SOURCE, f"[cores] gateway = {outside}",
-                     ", ".join(map(str, allowed)))
+    _assert_one_line(
+        str(exc.value), SOURCE, f"[cores] gateway = {outside}", ", ".join(map(str, allowed))
+    )
     check_cores(from_dict({"cores": {"gateway": allowed[-1]}}, SOURCE))

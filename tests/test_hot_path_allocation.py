@@ -55,8 +55,9 @@ SCRIPT = textwrap.dedent(
 def test_steady_state_run_allocates_nothing():
     env = {**os.environ, "NUMBA_NRT_STATS": "1"}
     prefix = f"lltest-alloc-{uuid.uuid4().hex[:8]}"
-    result = subprocess.run([sys.executable, "-c", SCRIPT, prefix], capture_output=True,
-                            text=True, env=env, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT, prefix], capture_output=True, text=True, env=env, timeout=600
+    )
     assert result.returncode == 0, result.stderr
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     assert figures["messages"] > 100_000, figures  # the run really did work...

@@ -42,13 +42,15 @@ def write_config(tmp_path: Path, prefix: str, extra: str = "") -> Path:
 
 
 def run_cli(*args, timeout=300, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, **kwargs)
+    return subprocess.run(
+        [*CLI, *map(str, args)], capture_output=True, text=True, timeout=timeout, **kwargs
+    )
 
 
 def start_cli(*args) -> subprocess.Popen:
-    return subprocess.Popen([*CLI, *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [*CLI, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def wait_until_running(prefix: str, proc: subprocess.Popen, timeout=300.0) -> None:
@@ -98,7 +100,7 @@ def test_sigterm_drains_and_unlinks(tmp_path, prefix):
     wait_until_running(prefix, proc)
     time.sleep(1.0)
     proc.send_signal(signal.SIGTERM)
-    stdout, stderr = proc.communicate(timeout=60)
+    _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
     assert "SIGTERM" in stderr
     assert_drained(json.loads(out.read_text()))
@@ -110,7 +112,7 @@ def test_killed_stage_makes_run_fail(tmp_path, prefix):
     _, stats = attach_stats(SHM, f"{prefix}.stats", writable=False)
     engine_pid = int(snapshot(stats)[L.ENGINE_SECTION + L.PID])
     os.kill(engine_pid, signal.SIGKILL)
-    stdout, stderr = proc.communicate(timeout=60)
+    _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 1
     assert "SIGKILL" in stderr and "engine" in stderr
 
@@ -185,7 +187,9 @@ def test_bad_replay_file_is_refused_before_starting(tmp_path, prefix, damage):
     assert run_cli("record", "--out", recording, "--messages", "1000").returncode == 0
     data = recording.read_bytes()
     recording.write_bytes(data[:-7] if damage == "truncate" else b"hello world" * 20)
-    config = write_config(tmp_path, prefix, f'[feed]\nsource = "replay"\nreplay_file = "{recording}"\n')
+    config = write_config(
+        tmp_path, prefix, f'[feed]\nsource = "replay"\nreplay_file = "{recording}"\n'
+    )
     result = run_cli("run", "--config", config, "--duration", "1", timeout=60)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr

@@ -442,8 +442,7 @@ def _stress_child(role, cpu, shm_dir, name, items, batch, results):
         results.put(("producer", pushed, 0, 0))
     else:
         _stress_consume(r, 0, batch, scratch, 0)
-        count, total, errors = _stress_consume(r, items, batch, scratch,
-                                               _deadline_ns())
+        count, total, errors = _stress_consume(r, items, batch, scratch, _deadline_ns())
         results.put(("consumer", count, total, errors))
 
 
@@ -464,8 +463,10 @@ def test_two_pinned_processes_move_10m_items_in_order(batch, shm_ring_name):
     ctx = multiprocessing.get_context("spawn")
     results = ctx.Queue()
     procs = [
-        ctx.Process(target=_stress_child,
-                    args=(role, cpu, "/dev/shm", shm_ring_name, STRESS_ITEMS, batch, results))
+        ctx.Process(
+            target=_stress_child,
+            args=(role, cpu, "/dev/shm", shm_ring_name, STRESS_ITEMS, batch, results),
+        )
         for role, cpu in (("producer", cpus[0]), ("consumer", cpus[1]))
     ]
     started = time.monotonic()

@@ -220,8 +220,16 @@ def test_a_recycled_pid_is_not_the_owner(tmp_path, start_offset):
     start = process_start_time(pid)
     assert start is not None
     path = tmp_path / "lltest.md"
-    _write_header(path, {H_MAGIC: MAGIC, H_VERSION: LAYOUT_VERSION, H_KIND: KIND,
-                         H_PID: pid, H_PID_START: start + start_offset})
+    _write_header(
+        path,
+        {
+            H_MAGIC: MAGIC,
+            H_VERSION: LAYOUT_VERSION,
+            H_KIND: KIND,
+            H_PID: pid,
+            H_PID_START: start + start_offset,
+        },
+    )
     if start_offset == 0:
         assert stale_segments(tmp_path, "lltest") == []
         seg = Segment.attach(tmp_path, "lltest.md", KIND)

@@ -90,7 +90,6 @@ def test_read_fails_while_a_writer_is_mid_publish_and_succeeds_after(block):
     assert out[start] == 4
 
 
-
 def test_a_section_left_mid_publish_by_a_killed_writer_is_repaired_by_the_next_publish(block):
     shared, reader = block
     start, end = L.GATEWAY_SECTION, L.GATEWAY_END
@@ -104,6 +103,7 @@ def test_a_section_left_mid_publish_by_a_killed_writer_is_repaired_by_the_next_p
     np.testing.assert_array_equal(out[start + 2 : end], local[start + 2 : end])
     set_state(shared, local, start, L.S_RUNNING)
     assert read_section(reader, out, start, end, 1) and out[start + L.STATE] == L.S_RUNNING
+
 
 def test_set_state_publishes_only_the_state(block):
     shared, reader = block
@@ -156,7 +156,9 @@ def test_describe_names_every_metric_with_its_labels(block):
     assert list(d["stages"]) == list(L.STAGES)
     for stage, name in enumerate(L.STAGES):
         assert d["stages"][name] == {
-            "state": "running", "heartbeat_ns": NOW + stage, "pid": 1000 + stage,
+            "state": "running",
+            "heartbeat_ns": NOW + stage,
+            "pid": 1000 + stage,
         }
     for metric in L.CATALOG:
         value = d[metric.name]
