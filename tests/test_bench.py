@@ -46,14 +46,18 @@ def test_quick_bench_writes_every_figure_as_numbers(tmp_path):
         "max_rate_msgs_per_s",
     ):
         assert _number(f[key]) and f[key] >= 0, key
-    for rate in ("100000", "1000000"):
-        e = f["e2e"][rate]
+    for rate, e in [(r, f[key][r]) for key in ("e2e", "e2e_split") for r in ("100000", "1000000")]:
         assert all(_number(e[k]) for k in ("p50", "p90", "p99", "p999", "max", "drops")), e
         assert e["p50"] <= e["p90"] <= e["p99"] <= e["p999"] <= e["max"]
         assert e["orders"] > 0 and e["messages"] > 0
     assert f["floor_rtt_ns"]["p50"] <= f["floor_rtt_ns"]["p99"]
     assert f["ring_items_per_s"] > f["mpqueue_items_per_s"]  # the whole point of the ring
     assert set(f["machine"]) >= {"cpu_model", "cores", "kernel"}
+    assert set(f["e2e_layout"]) == set(f["e2e_split_layout"]) == {"feed", "engine", "gateway"}
+    assert f["e2e_split_layout"]["feed"] != f["e2e_split_layout"]["engine"]
+    assert f["max_rate_msgs_per_s"] <= f["max_sustained_rate_msgs_per_s"] or (
+        f["max_sustained_rate_msgs_per_s"] == 0
+    )
     assert f["ratios"]["ring_vs_mpqueue"] == pytest.approx(
         f["ring_items_per_s"] / f["mpqueue_items_per_s"]
     )
