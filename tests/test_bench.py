@@ -46,7 +46,7 @@ def test_quick_bench_writes_every_figure_as_numbers(tmp_path):
         "max_rate_msgs_per_s",
     ):
         assert _number(f[key]) and f[key] >= 0, key
-    for rate, e in [(r, f[key][r]) for key in ("e2e", "e2e_split") for r in ("100000", "1000000")]:
+    for e in [f[key][rate] for key in ("e2e", "e2e_split") for rate in ("100000", "1000000")]:
         assert all(_number(e[k]) for k in ("p50", "p90", "p99", "p999", "max", "drops")), e
         assert e["p50"] <= e["p90"] <= e["p99"] <= e["p999"] <= e["max"]
         assert e["orders"] > 0 and e["messages"] > 0

@@ -77,7 +77,9 @@ def test_a_gap_makes_every_book_stale_until_its_snapshot(pipe):
     assert engine.stale.tolist() == [1, 1] and local[L.STALE_BOOKS] == 2
 
     # a snapshot of instrument 1 only: instrument 0 stays stale
-    feed(rings, [(11, SNAPSHOT_BEGIN, 1, 0, 0, 0), *two_sided(12, 1), (14, SNAPSHOT_END, 1, 0, 0, 0)])
+    feed(
+        rings, [(11, SNAPSHOT_BEGIN, 1, 0, 0, 0), *two_sided(12, 1), (14, SNAPSHOT_END, 1, 0, 0, 0)]
+    )
     engine_step(seg, rings, engine, local)
     assert engine.stale.tolist() == [1, 0] and local[L.STALE_BOOKS] == 1
     assert local[L.SEQUENCE_GAPS] == 1
