@@ -1,6 +1,6 @@
 # lowlat developer entry points. Each target sets up the virtual environment on first use.
 #   make run    the service on its simulated feed for $(DURATION) s, then what it measured
-#   make test   the whole test suite
+#   make test   the quality gate: ruff, then the whole test suite
 #   make bench  the quick benchmark (trading-service bench --quick)
 #   make lint   ruff
 
@@ -23,6 +23,8 @@ run: $(STAMP)
 	$(VENV)/bin/trading-service run --duration $(DURATION)
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/python -m pytest
 
 bench: $(STAMP)

@@ -36,15 +36,8 @@ import numpy as np
 
 from service.jit import kernel
 from service.records import BUY, SELL
+from service.stats_layout import REJECT_REASONS  # one list: the counters are indexed by it
 
-REJECT_REASONS = (
-    "kill_switch",
-    "max_order_qty",
-    "max_notional",
-    "price_band",
-    "position_limit",
-    "rate_throttle",
-)
 ACCEPTED = 0
 (
     REJECT_KILL_SWITCH,

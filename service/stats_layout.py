@@ -28,7 +28,7 @@ FEED, ENGINE, GATEWAY = range(3)
 STATE_NAMES = ("absent", "starting", "warming", "warm", "running", "draining", "stopped", "failed")
 S_ABSENT, S_STARTING, S_WARMING, S_WARM, S_RUNNING, S_DRAINING, S_STOPPED, S_FAILED = range(8)
 
-REJECT_REASONS = (  # same order as service.risk.REJECT_REASONS (a test proves it)
+REJECT_REASONS = (  # risk.risk_check returns 1 + an index into this; the order is the check order
     "kill_switch",
     "max_order_qty",
     "max_notional",
