@@ -175,3 +175,42 @@ def test_drain_finishes_front_to_back(pipe):
     assert ring_occupancy(rings.md) == ring_occupancy(rings.orders) == 0
     assert ring_occupancy(rings.fills) == 0
     assert local[L.ORDERS_SENT] == local[L.FILLS] + local[L.CANCELS]
+
+
+def test_warm_up_and_live_segments_compile_one_signature(tmp_path):
+    """The stage process warms run_loop on segments it creates and runs it on segments it
+    attaches to: a type difference between the two would be a silent JIT compile on the hot
+    path, after the service said it was ready."""
+    import numba
+
+    from service.pipeline import attach_segments
+
+    config = dataclasses.replace(
+        Config(), service=dataclasses.replace(ServiceConfig(), shm_dir=str(tmp_path))
+    )
+    created = create_segments(config, "shadow")
+    live_owner = create_segments(config)
+    try:
+        live = attach_segments(config)
+        types = []
+        for seg in (created, live):
+            rings = S.Rings(seg.rings["md"], seg.rings["orders"], seg.rings["fills"])
+            args = (
+                7,
+                rings,
+                S.new_feed_state(config),
+                S.new_engine_state(config, config.feed.instruments),
+                S.new_gateway_state(config),
+                seg.control,
+                seg.stats,
+                np.zeros(L.STATS_WORDS, dtype=np.int64),
+                10**6,
+                100,
+            )
+            S.run_loop(*args)
+            types.append(tuple(numba.typeof(a) for a in args))
+        assert types[0] == types[1]
+        assert sum(sig == types[0] for sig in S.run_loop.signatures) == 1
+    finally:
+        created.unlink()
+        live_owner.unlink()
