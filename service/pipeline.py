@@ -209,31 +209,10 @@ def _warm_up(config: Config, replay, interval_ns: int) -> None:
         local = np.zeros(L.STATS_WORDS, dtype=np.int64)
         # every stage of the pipeline runs here, whatever this process will run: the fused
         # loop needs the others' output to exercise its own path
-        S.run_loop(
-            7,
-            rings,
-            feed,
-            engine,
-            gateway,
-            shadow.control,
-            shadow.stats,
-            local,
-            interval_ns,
-            20_000,
-        )
+        args = (7, rings, feed, engine, gateway, shadow.control, shadow.stats, local, interval_ns)
+        S.run_loop(*args, 20_000)
         C.set_word(shadow.control, C.STOP, 1)
-        S.run_loop(
-            7,
-            rings,
-            feed,
-            engine,
-            gateway,
-            shadow.control,
-            shadow.stats,
-            local,
-            interval_ns,
-            5_000_000,
-        )
+        S.run_loop(*args, 5_000_000)  # and the drain path, until it finishes by itself
     finally:
         shadow.unlink()
 
