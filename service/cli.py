@@ -167,7 +167,7 @@ def _load_config(path: Path | None):
 
 
 def cmd_run(args) -> int:
-    from service.config import ConfigError, check_cores
+    from service.config import ConfigError, check_runtime
     from service.pipeline import run_pipeline
     from service.recording import RecordingError
     from service.report import print_run_report, run_figures
@@ -176,7 +176,7 @@ def cmd_run(args) -> int:
 
     config = _load_config(args.config)
     try:
-        check_cores(config)
+        check_runtime(config)
         result = run_pipeline(config, args.duration, log=lambda m: print(m, file=sys.stderr))
     except (ConfigError, RecordingError, ModelError) as exc:
         raise UserError(str(exc)) from None

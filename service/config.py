@@ -293,6 +293,21 @@ def load(path: str | os.PathLike | None) -> Config:
     return from_dict(data, str(path))
 
 
+def check_runtime(config: Config) -> None:
+    """What a valid config still needs from this machine: its cores and its shm_dir."""
+    check_cores(config)
+    shm_dir = Path(config.service.shm_dir)
+    if not shm_dir.is_dir():
+        raise ConfigError(
+            f"{config.source}: [service] shm_dir = {str(shm_dir)!r} is not a directory "
+            "(use /dev/shm, or a mounted hugetlbfs)"
+        )
+    if not os.access(shm_dir, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"{config.source}: [service] shm_dir = {str(shm_dir)!r} is not writable by this user"
+        )
+
+
 def check_cores(config: Config) -> None:
     """Every configured core must be one this process may run on."""
     allowed = sorted(os.sched_getaffinity(0))

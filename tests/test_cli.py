@@ -70,3 +70,12 @@ def test_a_bad_model_file_is_refused_before_starting(tmp_path):
     result = run("run", "--config", config, "--duration", "1")
     assert result.returncode == 2
     assert "momentum" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_missing_shm_dir_is_a_config_error(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text(f'[service]\nshm_dir = "{tmp_path / "nope"}"\n')
+    result = run("run", "--config", config, "--duration", "1")
+    assert result.returncode == 2
+    assert "[service] shm_dir" in result.stderr and "not a directory" in result.stderr
+    assert "Traceback" not in result.stderr
