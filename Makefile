@@ -1,6 +1,7 @@
 # lowlat developer entry points. Each target sets up the virtual environment on first use.
-#   make run    the service on its simulated feed for $(DURATION) s, then what it measured
-#   make test   the quality gate: ruff, then the whole test suite
+#   make run    the service on its simulated feed, with its telemetry API on :8000, for
+#               $(DURATION) s; then what it measured
+#   make test   the quality gate: system packages, ruff, then the whole test suite
 #   make bench  the quick benchmark (trading-service bench --quick)
 #   make lint   ruff
 
@@ -20,9 +21,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/trading-service run --duration $(DURATION)
+	$(VENV)/bin/trading-service run --duration $(DURATION) --telemetry
 
 test: $(STAMP)
+	scripts/system-deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/python -m pytest

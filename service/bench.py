@@ -377,11 +377,20 @@ def measure_kernels(repeats: int) -> tuple[float, float]:
 # ------------------------------------------------------------------------------ pipeline
 
 
-def measure_e2e(cores: dict[str, int], rate: int, duration_s: float) -> dict:
+def measure_e2e(
+    cores: dict[str, int],
+    rate: int,
+    duration_s: float,
+    scrape_hz: float = 0.0,
+    load_requests: int = 0,
+) -> dict:
     """Tick-to-order through the whole pipeline at a steady offered rate, stages on ``cores``.
 
     The simulator's bursts are off here: a burst runs at 10x the offered rate, so with them
     the figure would describe the burst model, not the pipeline at the rate in its name.
+    With ``scrape_hz`` a telemetry API serves the run and /metrics is scraped at that rate
+    meanwhile; with ``load_requests``, ``hey`` sends that many /metrics requests from 20
+    concurrent clients during the run and their latency percentiles are returned too.
     """
     from service.config import Config, ServiceConfig
     from service.pipeline import run_pipeline
@@ -395,7 +404,8 @@ def measure_e2e(cores: dict[str, int], rate: int, duration_s: float) -> dict:
         service=dataclasses.replace(ServiceConfig(), shm_prefix=f"lowlat-bench-e2e-{os.getpid()}"),
         source="<bench>",
     )
-    result = run_pipeline(config, duration_s, log=lambda m: None)
+    with _TelemetryDuring(config, scrape_hz, load_requests) as telemetry:
+        result = run_pipeline(config, duration_s, log=telemetry.on_log, stop=telemetry.done)
     if result.exit_code != 0:
         raise BenchError(f"pipeline at {rate} msgs/s failed: {'; '.join(result.problems)}")
     d = describe(result.stats, result.n_instruments)
@@ -410,7 +420,119 @@ def measure_e2e(cores: dict[str, int], rate: int, duration_s: float) -> dict:
         "orders": t2o["count"],
         "messages": d["md_messages_processed"],
         "achieved_msgs_per_s": d["md_messages_processed"] / max(result.elapsed_s, 1e-9),
+        **telemetry.figures(),
     }
+
+
+class _TelemetryDuring:
+    """A telemetry API beside a bench run, scraped at ``scrape_hz`` and/or loaded with hey.
+
+    The scraping starts when the pipeline says it is ready (its log line), so it overlaps the
+    measured window and not the warm-up.
+    """
+
+    def __init__(self, config, scrape_hz: float, load_requests: int):
+        import threading
+
+        self.config, self.scrape_hz, self.load_requests = config, scrape_hz, load_requests
+        self.active = scrape_hz > 0 or load_requests > 0
+        self.scrapes = self.scrape_errors = 0
+        self.load: dict = {}
+        self._stop = threading.Event()
+        self.done = threading.Event() if load_requests > 0 else None  # hey finished
+        self._threads: list = []
+
+    def __enter__(self):
+        if not self.active:
+            return self
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        self.config = dataclasses.replace(
+            self.config, telemetry=dataclasses.replace(self.config.telemetry, port=port)
+        )
+        self.url = f"http://127.0.0.1:{port}/metrics"
+        from service.telemetry import serve
+
+        self.server = multiprocessing.get_context("spawn").Process(
+            target=serve, args=(self.config, "127.0.0.1", port), daemon=True
+        )
+        self.server.start()
+        return self
+
+    def on_log(self, message: str) -> None:
+        if not self.active or not message.startswith("ready"):
+            return
+        import threading
+
+        if self.scrape_hz > 0:
+            self._threads.append(threading.Thread(target=self._scrape, daemon=True))
+        if self.load_requests > 0:
+            self._threads.append(threading.Thread(target=self._hey, daemon=True))
+        for thread in self._threads:
+            thread.start()
+
+    def _scrape(self) -> None:
+        import httpx
+
+        with httpx.Client(timeout=2.0) as client:
+            while not self._stop.wait(1.0 / self.scrape_hz):
+                try:
+                    ok = client.get(self.url).status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                self.scrapes += 1
+                self.scrape_errors += not ok
+
+    def _hey(self) -> None:
+        try:
+            self.load = hey_latency(self.url, self.load_requests, 20)
+        finally:
+            self.done.set()
+
+    def figures(self) -> dict:
+        out: dict = {}
+        if self.scrape_hz > 0:
+            out.update(scrapes=self.scrapes, scrape_errors=self.scrape_errors)
+        if self.load_requests > 0:
+            out["metrics_under_load"] = self.load
+        return out
+
+    def __exit__(self, *exc) -> None:
+        if not self.active:
+            return
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(60)
+        self.server.terminate()
+        self.server.join(10)
+
+
+def hey_latency(url: str, requests: int, concurrency: int) -> dict:
+    """Latency of ``requests`` GETs from ``concurrency`` clients, measured by hey (ms)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("hey") is None:
+        return {"error": "hey is not installed (Debian package hey)"}
+    out = subprocess.run(
+        ["hey", "-n", str(requests), "-c", str(concurrency), "-t", "10", url],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    ).stdout
+    figures: dict = {"requests": requests, "concurrency": concurrency}
+    for line in out.splitlines():
+        line = line.strip()
+        for pct, key in (("50%", "p50_ms"), ("99%", "p99_ms")):
+            if line.startswith(f"{pct} in "):
+                figures[key] = float(line.split()[2]) * 1000
+        if line.startswith("[200]"):
+            figures["ok"] = int(line.split()[1])
+    figures["errors"] = requests - figures.get("ok", 0)
+    return figures
 
 
 def machine() -> dict:
@@ -443,7 +565,7 @@ def run_bench(quick: bool, cpus: tuple[int, int]) -> dict:
         else (2_000_000, 3_000_000, 4_000_000, 5_000_000, 7_000_000, 10_000_000)
     )
     figures: dict = {"machine": machine(), "cpus": list(cpus), "quick": quick}
-    steps = 10 + len(E2E_RATES) + len(sweep)
+    steps = 12 + len(E2E_RATES) + len(sweep)
     with Progress(transient=True) as progress:
         task = progress.add_task("benchmark", total=steps)
 
@@ -504,6 +626,19 @@ def run_bench(quick: bool, cpus: tuple[int, int]) -> dict:
             step(f"pipeline at {rate:,} msgs/s")
             figures["e2e"][str(rate)] = measure_e2e(layout, rate, e2e_s)
             progress.advance(task)
+        step("scrape interference: 1M msgs/s with /metrics at 10 Hz")
+        scraped = measure_e2e(layout, 1_000_000, e2e_s, scrape_hz=10.0)
+        unscraped = figures["e2e"]["1000000"]
+        figures["scrape_interference"] = (scraped["p99"] or float("nan")) / (
+            unscraped["p99"] or float("nan")
+        )
+        figures["e2e_scraped_1m"] = scraped
+        progress.advance(task)
+        step("/metrics under 20 concurrent clients")
+        # the run lasts as long as hey takes (the duration is only a ceiling)
+        loaded = measure_e2e(layout, 100_000, 300.0, load_requests=2_000 if quick else 10_000)
+        figures["metrics_under_load"] = loaded["metrics_under_load"]
+        progress.advance(task)
         floor = figures["floor_rtt_ns"]["p50"]
         best = sustained = 0
         figures["rate_sweep"] = {}

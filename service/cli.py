@@ -56,6 +56,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} must be from 1 to 65535")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trading-service",
@@ -96,6 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop after S seconds (default: run until signalled)",
     )
     run.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON")
+    run.add_argument(
+        "--telemetry",
+        action="store_true",
+        help="also serve the telemetry API for the length of the run (address from "
+        "[telemetry]; on a host it runs as its own service instead)",
+    )
 
     cfg = add(
         "config",
@@ -134,6 +150,30 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="A,B",
         help="the two CPUs to measure on (default: the last two this process may use)",
     )
+
+    tel = add(
+        "telemetry",
+        "serve the telemetry API (health, readiness, JSON figures, Prometheus metrics)",
+        "Serve GET / /health /ready /latest /metrics /host and the OpenAPI docs at /docs, "
+        "read-only over the stats block of the engine that --config names. It answers whether "
+        "or not the engine runs, and follows it across restarts. Runs on the CPUs no stage is "
+        "pinned to.",
+    )
+    tel.add_argument("--config", type=Path, help="config naming the engine (shm_prefix)")
+    tel.add_argument("--host", help="listen address (default: [telemetry] host, 127.0.0.1)")
+    tel.add_argument("--port", type=_port, help="listen port (default: [telemetry] port, 8000)")
+
+    top = add(
+        "top",
+        "live terminal view of the running engine",
+        "Rates, latency percentiles (recent and since start), ring occupancy, rejects and "
+        "stage states, refreshed in place. Quit with q or Ctrl-C.",
+    )
+    top.add_argument("--config", type=Path, help="config naming the engine (shm_prefix)")
+    top.add_argument(
+        "--interval", type=_positive_float, default=1.0, metavar="S", help="refresh every S s"
+    )
+    top.add_argument("--once", action="store_true", help="print one frame and exit (scripts)")
 
     kill = add(
         "kill-switch",
@@ -175,13 +215,20 @@ def cmd_run(args) -> int:
     from service.signals import ModelError
 
     config = _load_config(args.config)
+    api = None
     try:
         check_runtime(config)
+        if args.telemetry:
+            api = start_telemetry_process(config)
         result = run_pipeline(config, args.duration, log=lambda m: print(m, file=sys.stderr))
     except (ConfigError, RecordingError, ModelError) as exc:
         raise UserError(str(exc)) from None
     except SegmentError as exc:
         raise UserError(str(exc), EXIT_FAILED) from None
+    finally:
+        if api is not None:
+            api.terminate()
+            api.join(10)
     figures = run_figures(result, config)
     print_run_report(figures)
     if args.json:
@@ -189,6 +236,44 @@ def cmd_run(args) -> int:
     for problem in result.problems:
         print(f"trading-service run: {problem}", file=sys.stderr)
     return result.exit_code
+
+
+def cmd_telemetry(args) -> int:
+    from service.telemetry import serve
+
+    config = _load_config(args.config)
+    host = args.host or config.telemetry.host
+    port = args.port or config.telemetry.port
+    print(f"telemetry API for {config.service.shm_prefix} on http://{host}:{port}", file=sys.stderr)
+    try:
+        serve(config, host, port)
+    except OSError as exc:
+        raise UserError(f"cannot serve on {host}:{port}: {exc.strerror}", EXIT_FAILED) from None
+    return EXIT_OK
+
+
+def cmd_top(args) -> int:
+    from service.top import main_top
+
+    return main_top(_load_config(args.config), args.interval, args.once)
+
+
+def start_telemetry_process(config):
+    """The telemetry API in a child process, for `run --telemetry` (and `make run`)."""
+    import multiprocessing
+
+    from service.telemetry import serve
+
+    t = config.telemetry
+    process = multiprocessing.get_context("spawn").Process(
+        target=serve, args=(config, t.host, t.port), name="lowlat-telemetry", daemon=True
+    )
+    process.start()
+    print(
+        f"telemetry API on http://{t.host}:{t.port} (/, /ready, /latest, /metrics, /docs)",
+        file=sys.stderr,
+    )
+    return process
 
 
 def cmd_config(args) -> int:
@@ -260,6 +345,8 @@ def _jsonable(value):
 
 COMMANDS = {
     "run": cmd_run,
+    "telemetry": cmd_telemetry,
+    "top": cmd_top,
     "config": cmd_config,
     "record": cmd_record,
     "bench": cmd_bench,

@@ -143,6 +143,36 @@ class GatewayConfig:
     fill_ratio: float = _opt(0.7, "share of orders the simulated exchange fills", min=0.0, max=1.0)
 
 
+@dataclass(frozen=True)
+class SloConfig:
+    tick_to_order_p50_us: float = _opt(
+        5.0, "tick-to-order median objective, microseconds", min=0.1, max=1e6
+    )
+    tick_to_order_p99_us: float = _opt(
+        50.0, "tick-to-order 99th percentile objective, microseconds", min=0.1, max=1e6
+    )
+    tick_to_order_p999_us: float = _opt(
+        500.0, "tick-to-order 99.9th percentile objective, microseconds", min=0.1, max=1e6
+    )
+
+    def thresholds_ns(self) -> tuple[int, ...]:
+        """Every objective in nanoseconds: each is a bucket boundary of the exported histograms."""
+        values = (self.tick_to_order_p50_us, self.tick_to_order_p99_us, self.tick_to_order_p999_us)
+        return tuple(sorted({round(v * 1000) for v in values}))
+
+
+@dataclass(frozen=True)
+class TelemetryConfig:
+    host: str = _opt("127.0.0.1", "address the telemetry API listens on")
+    port: int = _opt(8000, "port of the telemetry API", min=1, max=65535)
+    ready_heartbeat_s: float = _opt(
+        1.0, "a stage whose heartbeat is older than this makes /ready say 503, seconds", min=0.01
+    )
+    sample_interval_s: float = _opt(
+        1.0, "how often the API samples the engine for /latest rates, seconds", min=0.05, max=60.0
+    )
+
+
 def _cores_factory() -> dict[str, int]:
     return default_cores()
 
@@ -156,6 +186,8 @@ class Config:
     engine: EngineConfig = field(default_factory=EngineConfig)
     risk: RiskConfig = field(default_factory=RiskConfig)
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
+    slo: SloConfig = field(default_factory=SloConfig)
+    telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     source: str = "<embedded default>"
 
     def process_groups(self) -> list[tuple[int, tuple[str, ...]]]:
@@ -176,6 +208,8 @@ _SECTION_TYPES = {
     "engine": EngineConfig,
     "risk": RiskConfig,
     "gateway": GatewayConfig,
+    "slo": SloConfig,
+    "telemetry": TelemetryConfig,
 }
 
 

@@ -34,8 +34,8 @@ def create_control(shm_dir: Path, name: str) -> tuple[Segment, np.ndarray]:
     return segment, segment.array(np.int64, CONTROL_OFFSET, CONTROL_WORDS)
 
 
-def attach_control(shm_dir: Path, name: str) -> tuple[Segment, np.ndarray]:
-    segment = Segment.attach(shm_dir, name, SEGMENT_KIND_CONTROL)
+def attach_control(shm_dir: Path, name: str, writable: bool = True) -> tuple[Segment, np.ndarray]:
+    segment = Segment.attach(shm_dir, name, SEGMENT_KIND_CONTROL, writable)
     return segment, segment.array(np.int64, CONTROL_OFFSET, CONTROL_WORDS)
 
 

@@ -23,6 +23,7 @@ import multiprocessing.connection
 import os
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +72,10 @@ def create_segments(config: Config, prefix: str | None = None) -> Segments:
         owned.append(seg)
         seg, stats = create_stats(shm_dir, f"{prefix}.stats")
         owned.append(seg)
+        from service.stages import slo_thresholds
+
+        thresholds = slo_thresholds(config)
+        stats[L.SLO_THRESHOLDS_NS : L.SLO_THRESHOLDS_NS + thresholds.size] = thresholds
         rings = {}
         for name, dtype, capacity_key in RING_SPECS:
             seg, rings[name] = create_ring(
@@ -251,8 +256,11 @@ def _stage_states_of(stats: np.ndarray) -> list[int]:
     return [int(stats[start + L.STATE]) for start in L.SECTION_START]
 
 
-def run_pipeline(config: Config, duration_s: float | None, log=print) -> RunResult:
-    """Run the service until ``duration_s`` passes, a signal arrives, or the replay ends."""
+def run_pipeline(
+    config: Config, duration_s: float | None, log=print, stop: threading.Event | None = None
+) -> RunResult:
+    """Run the service until ``duration_s`` passes, a signal arrives, the replay ends, or
+    ``stop`` is set (for callers that run something beside it, such as the benchmark)."""
     replay = open_replay(config)  # fail on a bad recording or model before anything starts
     if config.engine.model_file:
         from service.signals import load_model
@@ -303,6 +311,8 @@ def run_pipeline(config: Config, duration_s: float | None, log=print) -> RunResu
                     if problems or all(not p.is_alive() for p, _, _ in processes):
                         break
                     if end is not None and time.monotonic() >= end:
+                        break
+                    if stop is not None and stop.is_set():
                         break
             elapsed = time.monotonic() - started
             if signals.received:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ LAYOUT_VERSION = 1
 HEADER_BYTES = 128
 
 # int64 words of the segment header
-_H_MAGIC, _H_VERSION, _H_KIND, _H_PID, _H_PID_START, _H_SIZE, _H_PARAM0 = range(7)
+_H_MAGIC, _H_VERSION, _H_KIND, _H_PID, _H_PID_START, _H_SIZE, _H_CREATED_NS, _H_PARAM0 = range(8)
 HEADER_PARAMS = 8  # words _H_PARAM0 .. _H_PARAM0+7 are free for the segment's kind
 
 
@@ -77,6 +78,11 @@ class Segment:
     def owner_pid(self) -> int:
         return int(self.header[_H_PID])
 
+    @property
+    def created_ns(self) -> int:
+        """CLOCK_MONOTONIC time of creation (comparable with time.monotonic_ns())."""
+        return int(self.header[_H_CREATED_NS])
+
     def param(self, i: int) -> int:
         return int(self.header[_H_PARAM0 + i])
 
@@ -112,6 +118,7 @@ class Segment:
         h = segment.header
         h[_H_VERSION], h[_H_KIND], h[_H_SIZE] = LAYOUT_VERSION, kind, size
         h[_H_PID], h[_H_PID_START] = os.getpid(), process_start_time(os.getpid()) or 0
+        h[_H_CREATED_NS] = time.monotonic_ns()
         for i, value in enumerate(params):
             h[_H_PARAM0 + i] = value
         h[_H_MAGIC] = MAGIC  # last: an attacher that sees the magic sees a whole header

@@ -29,7 +29,7 @@ import numpy as np
 
 from service import control as C
 from service import stats_layout as L
-from service.atomics import load_acquire, load_relaxed, monotonic_ns, store_release
+from service.atomics import load_acquire, load_relaxed, monotonic_ns, store_relaxed, store_release
 from service.book import book_reset, book_set_level, new_book
 from service.feed import SimParams, new_simulator, sim_next, sim_next_interval_ns
 from service.histogram import hist_record
@@ -75,7 +75,7 @@ FeedState = namedtuple("FeedState", "sim replay scratch ivars fvars")
 EngineState = namedtuple(
     "EngineState", "book features model limits risk last_signal stale snap_clean ivars fvars"
 )
-GatewayState = namedtuple("GatewayState", "batch pop_ns ivars fvars")
+GatewayState = namedtuple("GatewayState", "batch pop_ns ivars fvars slo_ns")
 
 # FeedState.ivars / fvars
 F_NEXT_SEQ, F_REPLAY_POS = 0, 1
@@ -292,7 +292,12 @@ def _gateway_flush(gateway, fills, shared_stats, local, now):
     sent_ns = monotonic_ns()
     for k in range(pending):
         order = gateway.batch[k]
-        hist_record(shared_stats, L.H_TICK_TO_ORDER, sent_ns - order.tick_ns)
+        tick_to_order = sent_ns - order.tick_ns
+        hist_record(shared_stats, L.H_TICK_TO_ORDER, tick_to_order)
+        for j in range(L.MAX_SLO_THRESHOLDS):
+            if tick_to_order <= gateway.slo_ns[j]:  # unused thresholds are 0: never counted
+                w = L.SLO_TICK_TO_ORDER_WITHIN + j
+                store_relaxed(shared_stats, w, load_relaxed(shared_stats, w) + 1)
         hist_record(shared_stats, L.H_ORDER_WAIT, sent_ns - gateway.pop_ns[k])
         report = fills.data[ring_write_slot(fills, k)]
         report.order_id = order.order_id
@@ -473,6 +478,14 @@ def new_engine_state(config, n_instruments: int) -> EngineState:
     )
 
 
+def slo_thresholds(config) -> np.ndarray:
+    """The SLO thresholds in ns, padded with 0 (unused) to MAX_SLO_THRESHOLDS."""
+    out = np.zeros(L.MAX_SLO_THRESHOLDS, dtype=np.int64)
+    thresholds = config.slo.thresholds_ns()[: L.MAX_SLO_THRESHOLDS]
+    out[: len(thresholds)] = thresholds
+    return out
+
+
 def new_gateway_state(config, seed: int = 0x9E3779B97F4A7C15) -> GatewayState:
     g = config.gateway
     ivars = np.zeros(4, dtype=np.int64)
@@ -484,4 +497,5 @@ def new_gateway_state(config, seed: int = 0x9E3779B97F4A7C15) -> GatewayState:
         np.zeros(g.batch_size, dtype=np.int64),
         ivars,
         np.array([g.fill_ratio], dtype=np.float64),
+        slo_thresholds(config),
     )

@@ -113,6 +113,16 @@ _w.take(HIST_WORDS - 1)
 H_TICK_TO_ORDER = _w.line()
 _w.take(HIST_WORDS - 1)
 
+# --- SLO thresholds and exact counts at them (written like the histograms: one writer a word).
+# The log-linear buckets have no boundary at a round threshold such as 5 us, so the gateway
+# also counts the tick-to-order observations at or below each threshold; the exported
+# histogram then has an exact bucket boundary at every SLO. The supervisor writes the
+# thresholds (ns, 0 = unused) when it creates the block.
+MAX_SLO_THRESHOLDS = 4
+SLO_THRESHOLDS_NS = _w.line()
+_w.take(MAX_SLO_THRESHOLDS - 1)
+SLO_TICK_TO_ORDER_WITHIN = _w.take(MAX_SLO_THRESHOLDS)
+
 STATS_WORDS = _w.line()
 
 

@@ -1,0 +1,272 @@
+"""The engine's stats block in the Prometheus text format, for the telemetry API's GET /metrics.
+
+Every family name is derived from ``service.stats_layout.CATALOG`` (``prometheus_name``), plus a
+few about the engine as a whole: ``trading_up``, ``trading_build_info``, ``trading_stage_up``,
+``trading_stage_heartbeat_age_seconds`` and ``trading_engine_start_time_seconds``.
+``exported_metric_names`` lists them all for the CloudWatch agent config and the dashboards.
+
+``TradingCollector`` is a prometheus_client custom collector: each scrape takes one sample of the
+engine (a lock-free copy of the stats block) and turns it into metric families. Nothing here runs
+on the hot path: the stages only count into the block, and the cost of a scrape (a few hundred
+samples) is paid by the telemetry process on the housekeeping core.
+
+Latency histograms are exported exactly, never re-observed: the engine's log-linear buckets hold
+integer nanoseconds, so the number of observations at or below a bucket's upper edge ``high`` is
+exactly the cumulative count up to that bucket, and ``le = high / 1e9`` seconds is an honest
+Prometheus bucket. The export keeps a fixed ladder of those edges (``LADDER_NS``: the ones nearest
+100 ns, 200 ns, 500 ns, ... 10 ms) rather than all 528, to keep the series count bounded. The
+tick-to-order histogram also gets a boundary at each SLO threshold, from the exact counts the
+gateway keeps there (``stats_layout.SLO_TICK_TO_ORDER_WITHIN``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, NamedTuple
+
+import numpy as np
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
+from prometheus_client.metrics_core import Metric as PromFamily
+from prometheus_client.utils import floatToGoString
+
+import service
+from service import stats_layout as L
+from service.histogram import HIST_SUM, HIST_WORDS, N_BUCKETS, bucket_bounds
+
+if TYPE_CHECKING:
+    from service.config import Config
+    from service.engine_view import Sample
+
+PREFIX = "trading_"
+
+# What GET /metrics may answer with. prometheus_client 0.26's CONTENT_TYPE_LATEST says
+# version=1.0.0 (the UTF-8 names revision); for our names, all legacy-valid, generate_latest
+# writes the same body either way. 0.0.4 is the version every text-format scraper knows by name
+# (Debian's Prometheus 2.42 here accepts both: tests/test_prometheus.py serves this one).
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+
+NS_PER_S = 1e9
+_LOWS, _HIGHS = bucket_bounds()
+
+# The exported bucket edges: for each target, the engine bucket upper edge nearest to it
+# (ties go to the lower edge). 100 ns .. 10 ms covers the latencies at stake on this path.
+LADDER_TARGETS_NS = (
+    100,
+    200,
+    500,
+    1_000,
+    2_000,
+    5_000,
+    10_000,
+    20_000,
+    50_000,
+    100_000,
+    200_000,
+    500_000,
+    1_000_000,
+    2_000_000,
+    5_000_000,
+    10_000_000,
+)
+# the last bucket's upper edge is "infinity" (int64 max): never a ladder edge
+_LADDER_BUCKETS = np.array(
+    sorted({int(np.argmin(np.abs(_HIGHS[:-1] - t))) for t in LADDER_TARGETS_NS}), dtype=np.int64
+)
+LADDER_NS = tuple(int(_HIGHS[i]) for i in _LADDER_BUCKETS)
+"""Upper edges (ns, inclusive) of the engine buckets exported as ``le`` boundaries."""
+
+
+def prometheus_name(metric: L.Metric) -> str:
+    """The exposed family name of a CATALOG metric: prefix, base unit, ``_total`` for counters."""
+    if metric.kind == "counter":
+        return f"{PREFIX}{metric.name.removesuffix('_total')}_total"
+    if metric.kind == "gauge":
+        return f"{PREFIX}{metric.name}"
+    if metric.kind == "histogram":  # recorded in nanoseconds, exported in seconds
+        return f"{PREFIX}{metric.name.removesuffix('_seconds')}_seconds"
+    raise ValueError(f"metric {metric.name!r} has kind {metric.kind!r}: no Prometheus name for it")
+
+
+class FamilySpec(NamedTuple):
+    """One family /metrics can expose: its exposed name, type, help and label names."""
+
+    name: str  # as it appears in the exposition (counters end in _total)
+    kind: str  # "counter", "gauge" or "histogram"
+    help: str
+    labels: tuple[str, ...] = ()
+
+
+ENGINE_FAMILIES = (
+    FamilySpec(
+        f"{PREFIX}up",
+        "gauge",
+        "1 while the engine runs and every stage is in state running, else 0",
+    ),
+    FamilySpec(
+        f"{PREFIX}build_info", "gauge", "Version of the lowlat service; always 1", ("version",)
+    ),
+    FamilySpec(f"{PREFIX}stage_up", "gauge", "1 while the stage is in state running", ("stage",)),
+    FamilySpec(
+        f"{PREFIX}stage_heartbeat_age_seconds",
+        "gauge",
+        "Time since the stage last published its stats section",
+        ("stage",),
+    ),
+    FamilySpec(
+        f"{PREFIX}engine_start_time_seconds",
+        "gauge",
+        "Start time of the running engine since the Unix epoch",
+    ),
+)
+
+
+def _catalog_spec(metric: L.Metric) -> FamilySpec:
+    labels = (metric.label,) if metric.count > 1 else ()
+    return FamilySpec(prometheus_name(metric), metric.kind, metric.help, labels)
+
+
+FAMILIES = ENGINE_FAMILIES + tuple(_catalog_spec(m) for m in L.CATALOG)
+
+
+def exported_metric_names(config: Config | None = None) -> list[str]:
+    """Every family name GET /metrics can expose, as written in the exposition.
+
+    Counters carry their ``_total``; a histogram family ``X`` is exposed as the samples
+    ``X_bucket``, ``X_count`` and ``X_sum``. The names do not depend on the config today (only
+    label values do); the parameter keeps callers from having to change if one ever does.
+    """
+    return [spec.name for spec in FAMILIES]
+
+
+def _new_family(spec: FamilySpec) -> PromFamily:
+    cls = {
+        "counter": CounterMetricFamily,
+        "gauge": GaugeMetricFamily,
+        "histogram": HistogramMetricFamily,
+    }[spec.kind]
+    return cls(spec.name, spec.help, labels=list(spec.labels))
+
+
+def histogram_buckets(
+    hist: np.ndarray, exact_at: Iterable[tuple[int, int]] = ()
+) -> list[tuple[float, int]]:
+    """Cumulative ``(le seconds, count)`` pairs of one histogram's words, ending with +Inf.
+
+    ``hist`` is the ``HIST_WORDS`` words of an engine histogram. ``exact_at`` adds boundaries
+    that are not bucket edges: ``(threshold_ns, observations <= threshold)`` pairs, threshold 0
+    meaning unused. Such a count is read at a slightly different instant than the buckets, so
+    it is clamped into what the buckets allow at that threshold: between the cumulative count
+    below the bucket holding it and the count through that bucket.
+    """
+    cumulative = np.cumsum(hist[:N_BUCKETS])
+    points = {int(_HIGHS[i]): int(cumulative[i]) for i in _LADDER_BUCKETS}
+    for threshold, within in exact_at:
+        threshold = int(threshold)
+        if threshold <= 0 or threshold in points:  # unused, or a bucket edge already exact
+            continue
+        k = int(np.searchsorted(_HIGHS, threshold))  # first bucket whose high >= threshold
+        below = int(cumulative[k - 1]) if k else 0
+        points[threshold] = min(max(int(within), below), int(cumulative[k]))
+    result = []
+    running = 0
+    for le_ns, count in sorted(points.items()):
+        # two thresholds in one bucket were read one after the other: keep them in order
+        running = max(running, count)
+        result.append((le_ns / NS_PER_S, running))
+    result.append((math.inf, int(cumulative[-1])))
+    return result
+
+
+class TradingCollector:
+    """prometheus_client collector of the engine named by ``config``.
+
+    ``sample_fn()`` returns the latest ``service.engine_view.Sample``; each ``collect()`` (one
+    scrape) calls it exactly once, so every figure of a scrape comes from one reading.
+    """
+
+    def __init__(self, sample_fn: Callable[[], Sample], config: Config):
+        self._sample_fn = sample_fn
+        self._config = config
+        # (owner pid, monotonic start) -> wall-clock start: converted once per run, so the
+        # exported start time does not wobble with the two clocks' reads from scrape to scrape
+        self._start: tuple[tuple[int, int], float] | None = None
+
+    def describe(self) -> list[PromFamily]:
+        """The families without samples: registration learns the names without a scrape."""
+        return [_new_family(spec) for spec in FAMILIES]
+
+    def collect(self) -> Iterator[PromFamily]:
+        sample = self._sample_fn()
+        families = {spec.name: _new_family(spec) for spec in FAMILIES}
+        self._engine(sample, families)
+        if sample.running and sample.block is not None:
+            self._catalog(sample.block, families)
+        # a family with no samples (engine absent, no heartbeat yet) is left out altogether
+        yield from (family for family in families.values() if family.samples)
+
+    def _engine(self, sample: Sample, families: dict[str, PromFamily]) -> None:
+        states = [sample.stage_state(i) for i in range(len(L.STAGES))]
+        up = sample.running and all(state == "running" for state in states)
+        families[f"{PREFIX}up"].add_metric([], 1.0 if up else 0.0)
+        families[f"{PREFIX}build_info"].add_metric([service.__version__], 1.0)
+        for i, stage in enumerate(L.STAGES):
+            families[f"{PREFIX}stage_up"].add_metric([stage], float(states[i] == "running"))
+            age = sample.heartbeat_age_s(i)
+            if age is not None:
+                families[f"{PREFIX}stage_heartbeat_age_seconds"].add_metric([stage], age)
+        if sample.running and sample.started_ns > 0:
+            families[f"{PREFIX}engine_start_time_seconds"].add_metric(
+                [], self._start_time(sample.owner_pid, sample.started_ns)
+            )
+
+    def _start_time(self, owner_pid: int, started_ns: int) -> float:
+        """Wall-clock seconds of a monotonic start time (the segments' creation)."""
+        key = (owner_pid, started_ns)
+        if self._start is None or self._start[0] != key:
+            age_ns = time.monotonic_ns() - started_ns
+            self._start = (key, (time.time_ns() - age_ns) / NS_PER_S)
+        return self._start[1]
+
+    def _catalog(self, block: np.ndarray, families: dict[str, PromFamily]) -> None:
+        n_instruments = self._config.feed.instruments
+        for metric in L.CATALOG:
+            family = families[prometheus_name(metric)]
+            if metric.kind == "histogram":
+                hist = block[metric.offset : metric.offset + HIST_WORDS]
+                exact_at: Iterable[tuple[int, int]] = ()
+                if metric.offset == L.H_TICK_TO_ORDER:
+                    slots = range(L.MAX_SLO_THRESHOLDS)
+                    exact_at = [
+                        (block[L.SLO_THRESHOLDS_NS + j], block[L.SLO_TICK_TO_ORDER_WITHIN + j])
+                        for j in slots
+                    ]
+                buckets = [
+                    (floatToGoString(le), count) for le, count in histogram_buckets(hist, exact_at)
+                ]
+                family.add_metric([], buckets, float(hist[HIST_SUM]) / NS_PER_S)
+            elif metric.count == 1:
+                family.add_metric([], float(block[metric.offset]))
+            else:
+                # bounded labels only: every reject reason; the configured instruments
+                labels = (
+                    L.REJECT_REASONS
+                    if metric.label == "reason"
+                    else range(min(n_instruments, metric.count))
+                )
+                for i, label in enumerate(labels):
+                    family.add_metric([str(label)], float(block[metric.offset + i]))
+
+
+def render(sample: Sample, config: Config) -> bytes:
+    """The exposition (``CONTENT_TYPE``) of one sample, from a registry holding only it."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(TradingCollector(lambda: sample, config))
+    return generate_latest(registry)

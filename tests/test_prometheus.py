@@ -1,0 +1,220 @@
+"""A real Prometheus server scrapes ``service.metrics``' exposition of a synthetic engine.
+
+This proves what a unit test cannot: that Debian's ``prometheus`` binary accepts the
+exposition and its content type, stores the series under the names ``exported_metric_names``
+promises, reads the histogram's ``le`` boundaries as seconds, and follows counters between
+scrapes. The engine is a stats block this process owns (``SyntheticEngine``, no stage runs);
+a small HTTP server renders a fresh sample of it on each GET /metrics, as the telemetry API
+will. Prometheus scrapes it every second; the test polls its HTTP API.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from test_metrics import HISTOGRAMS, SyntheticEngine, latencies, record, write_slo_counts
+
+from service import metrics as M
+from service import stats_layout as L
+from service.engine_view import EngineView
+from service.stats import set_state
+
+pytestmark = pytest.mark.slow
+
+PROMETHEUS = Path("/usr/bin/prometheus")
+TIMEOUT_S = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve_metrics(engine: SyntheticEngine, request) -> int:
+    """Serve GET /metrics of the engine on 127.0.0.1; the port."""
+    view = EngineView(engine.config)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.path != "/metrics":
+                self.send_error(404)
+                return
+            body = M.render(view.sample(), engine.config)
+            self.send_response(200)
+            self.send_header("Content-Type", M.CONTENT_TYPE)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):  # one line a second of scrapes is noise in test output
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+
+    def stop():
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+    request.addfinalizer(stop)
+    return server.server_address[1]
+
+
+class PrometheusServer:
+    """The real ``prometheus`` binary scraping one target every second."""
+
+    def __init__(self, tmp_path: Path, target_port: int):
+        self.port = free_port()
+        config = tmp_path / "prometheus.yml"
+        config.write_text(
+            "global:\n"
+            "  scrape_interval: 1s\n"
+            "  scrape_timeout: 1s\n"
+            "  evaluation_interval: 1s\n"
+            "scrape_configs:\n"
+            "  - job_name: lowlat\n"
+            "    static_configs:\n"
+            f"      - targets: ['127.0.0.1:{target_port}']\n"
+        )
+        self.log_path = tmp_path / "prometheus.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 -- closed in stop()
+        self.process = subprocess.Popen(
+            [
+                str(PROMETHEUS),
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        # trust_env=False: a proxy from the environment must not sit between us and loopback
+        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", trust_env=False)
+
+    def stop(self) -> None:
+        self.http.close()
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self._log.close()
+
+    def log_tail(self) -> str:
+        return self.log_path.read_text(errors="replace")[-3000:]
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"prometheus exited {self.process.returncode}:\n{self.log_tail()}")
+            with contextlib.suppress(httpx.TransportError):
+                if self.http.get("/-/ready", timeout=2).status_code == 200:
+                    return
+            time.sleep(0.2)
+        pytest.fail(f"prometheus not ready after {TIMEOUT_S} s:\n{self.log_tail()}")
+
+    def query(self, promql: str) -> list[dict]:
+        response = self.http.get("/api/v1/query", params={"query": promql}, timeout=5)
+        response.raise_for_status()
+        body = response.json()
+        assert body["status"] == "success", body
+        return body["data"]["result"]
+
+    def wait_for(self, promql: str, expected: float | None = None) -> float:
+        """The single value of ``promql`` once there is one (equal to ``expected`` if given)."""
+        deadline = time.monotonic() + TIMEOUT_S
+        seen = None
+        while time.monotonic() < deadline:
+            result = self.query(promql)
+            if result:
+                assert len(result) == 1, result
+                seen = float(result[0]["value"][1])
+                if expected is None or seen == expected:
+                    return seen
+            time.sleep(0.25)
+        pytest.fail(f"{promql} = {seen}, expected {expected} within {TIMEOUT_S} s")
+
+
+@pytest.fixture
+def engine(tmp_path, request) -> SyntheticEngine:
+    engine = SyntheticEngine(tmp_path)
+    request.addfinalizer(engine.close)
+    engine.set_states(L.S_RUNNING)
+    engine.publish()
+    return engine
+
+
+@pytest.fixture
+def prometheus(tmp_path, request, engine) -> PrometheusServer:
+    if not PROMETHEUS.exists():
+        pytest.skip(f"{PROMETHEUS} is missing (apt package prometheus)")
+    server = PrometheusServer(tmp_path, serve_metrics(engine, request))
+    request.addfinalizer(server.stop)
+    server.wait_ready()
+    return server
+
+
+def test_prometheus_scrapes_the_exposition_and_follows_counters(engine, prometheus):
+    values = latencies(np.random.default_rng(11), 1000, median_ns=4000)
+    tick_to_order = next(m for m in HISTOGRAMS if m.name == "tick_to_order")
+    record(engine, tick_to_order, values)
+    write_slo_counts(engine, values)
+    engine.local[L.MD_SENT] = 123_456
+    engine.local[L.REJECTS + L.REJECT_REASONS.index("price_band")] = 7
+    engine.publish()
+
+    assert prometheus.wait_for("trading_up") == 1.0
+    assert prometheus.wait_for("trading_md_messages_sent_total") == 123_456
+    assert prometheus.wait_for('trading_orders_rejected_total{reason="price_band"}') == 7
+    assert prometheus.wait_for("trading_tick_to_order_seconds_count") == len(values)
+    total_s = prometheus.wait_for("trading_tick_to_order_seconds_sum")
+    assert total_s == pytest.approx(values.sum() / 1e9, rel=1e-12)
+    # an exact boundary at the 5 us SLO, read by Prometheus as seconds
+    within_5us = np.count_nonzero(values <= 5000)
+    assert prometheus.wait_for('trading_tick_to_order_seconds_bucket{le="5e-06"}') == within_5us
+
+    # Prometheus' median lies inside the exported bucket that holds the true median
+    median = prometheus.wait_for("histogram_quantile(0.5, trading_tick_to_order_seconds_bucket)")
+    edges = sorted({*M.LADDER_NS, *engine.config.slo.thresholds_ns()})
+    rank = 0.5 * len(values)
+    upper = next(e for e in edges if np.count_nonzero(values <= e) >= rank)
+    lower = max([0, *(e for e in edges if e < upper)])
+    assert lower / 1e9 <= median <= upper / 1e9, (median, lower, upper)
+
+    # the stored series are named exactly as exported_metric_names promised
+    stored = prometheus.query('{job="lowlat", __name__=~"trading_.*"}')
+    histograms = {M.prometheus_name(m) for m in HISTOGRAMS}
+    families = set()
+    for series in stored:
+        name = series["metric"]["__name__"]
+        family = name.rsplit("_", 1)[0]
+        families.add(family if family in histograms else name)
+    assert families == set(M.exported_metric_names(engine.config))
+
+    # counters move between scrapes
+    engine.local[L.MD_SENT] += 1000
+    engine.publish()
+    assert prometheus.wait_for("trading_md_messages_sent_total", 124_456) == 124_456
+
+    # and the engine's health follows its stages
+    set_state(engine.stats, engine.local, L.SECTION_START[L.GATEWAY], L.S_FAILED)
+    assert prometheus.wait_for("trading_up", 0.0) == 0.0
+    assert prometheus.wait_for('trading_stage_up{stage="gateway"}') == 0.0
+
+    targets = prometheus.http.get("/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+    assert [(t["health"], t["lastError"]) for t in targets] == [("up", "")]
