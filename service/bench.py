@@ -25,8 +25,9 @@ from rich.progress import Progress
 from rich.table import Table
 
 from service.atomics import load_acquire, monotonic_ns, store_release
+from service.buckets import HIST_WORDS, summary
 from service.config import default_cores
-from service.histogram import HIST_WORDS, hist_record, summary
+from service.histogram import hist_record
 from service.jit import kernel
 from service.jitter import measure_jitter
 from service.ring import (

@@ -22,8 +22,8 @@ import numpy as np
 
 from service import control as C
 from service import stats_layout as L
+from service.buckets import HIST_MAX, HIST_SUM, HIST_WORDS, N_BUCKETS, bucket_bounds
 from service.config import Config
-from service.histogram import HIST_MAX, HIST_SUM, HIST_WORDS, N_BUCKETS, bucket_bounds
 from service.shm import Segment, SegmentError
 from service.stats import SEGMENT_KIND_STATS, STATS_OFFSET, snapshot
 

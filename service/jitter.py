@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from service.atomics import monotonic_ns
-from service.histogram import HIST_WORDS, hist_record, summary
+from service.buckets import HIST_WORDS, summary
+from service.histogram import hist_record
 from service.jit import kernel
 from service.shm import Segment
 

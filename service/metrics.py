@@ -39,7 +39,7 @@ from prometheus_client.utils import floatToGoString
 
 import service
 from service import stats_layout as L
-from service.histogram import HIST_SUM, HIST_WORDS, N_BUCKETS, bucket_bounds
+from service.buckets import HIST_SUM, HIST_WORDS, N_BUCKETS, bucket_bounds
 
 if TYPE_CHECKING:
     from service.config import Config

@@ -23,7 +23,7 @@ from service.atomics import (
     store_relaxed,
     store_release,
 )
-from service.histogram import HIST_WORDS, summary
+from service.buckets import HIST_WORDS, summary
 from service.jit import kernel
 from service.shm import Segment
 

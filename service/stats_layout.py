@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from service.histogram import HIST_WORDS
+from service.buckets import HIST_WORDS
 
 STAGES = ("feed", "engine", "gateway")
 FEED, ENGINE, GATEWAY = range(3)

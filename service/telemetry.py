@@ -23,14 +23,13 @@ import time
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 
 from service import __version__
 from service import stats_layout as L
+from service.buckets import HIST_WORDS, summary
 from service.config import Config
 from service.engine_view import EngineView, Interval, Sample
-from service.histogram import HIST_WORDS, summary
 from service.stats import describe
 
 _SHARE_WITHIN_S = 0.005  # scrapes arriving within this of a fresh reading share it
@@ -255,6 +254,7 @@ def latest(current: Sample, start: Sample | None, config: Config) -> Latest:
 
 def create_app(config: Config, sampler: Sampler | None = None) -> FastAPI:
     """The API for the engine named by ``config``; starts its sampler on startup."""
+    from service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE  # text 0.0.4: any scraper
     from service.metrics import render
 
     sampler = sampler or Sampler(EngineView(config), config.telemetry.sample_interval_s)
@@ -325,10 +325,10 @@ def create_app(config: Config, sampler: Sampler | None = None) -> FastAPI:
         "/metrics",
         response_class=Response,
         summary="Prometheus metrics, read from the engine at scrape time",
-        responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+        responses={200: {"content": {METRICS_CONTENT_TYPE: {}}}},
     )
     def metrics() -> Response:
-        return Response(render(sampler.fresh(), config), media_type=CONTENT_TYPE_LATEST)
+        return Response(render(sampler.fresh(), config), media_type=METRICS_CONTENT_TYPE)
 
     @app.get(
         "/host",

@@ -37,9 +37,9 @@ from rich.table import Table
 from rich.text import Text
 
 from service import stats_layout as L
+from service.buckets import HIST_WORDS, summary
 from service.config import Config
 from service.engine_view import EngineView, Interval, Sample
-from service.histogram import HIST_WORDS, summary
 
 EXIT_OK = 0
 TITLE = "lowlat top"

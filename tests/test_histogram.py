@@ -16,17 +16,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.histogram import (
+from service.buckets import (
     HIST_MAX,
     HIST_SUM,
     HIST_WORDS,
     N_BUCKETS,
     bucket_bounds,
-    hist_index,
-    hist_record,
     percentiles,
     summary,
 )
+from service.histogram import hist_index, hist_record
 from service.jit import kernel
 
 INT64_MAX = np.iinfo(np.int64).max

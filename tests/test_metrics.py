@@ -26,9 +26,10 @@ from prometheus_client.parser import text_string_to_metric_families
 import service
 from service import metrics as M
 from service import stats_layout as L
+from service.buckets import HIST_WORDS, N_BUCKETS, bucket_bounds
 from service.config import Config
 from service.engine_view import EngineView
-from service.histogram import HIST_WORDS, N_BUCKETS, bucket_bounds, hist_record
+from service.histogram import hist_record
 from service.pipeline import Segments, create_segments
 from service.stats import publish_section, set_state
 

@@ -10,17 +10,12 @@ will. Prometheus scrapes it every second; the test polls its HTTP API.
 
 from __future__ import annotations
 
-import contextlib
 import http.server
-import socket
-import subprocess
 import threading
-import time
-from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
+from conftest import PrometheusServer
 from test_metrics import HISTOGRAMS, SyntheticEngine, latencies, record, write_slo_counts
 
 from service import metrics as M
@@ -29,15 +24,6 @@ from service.engine_view import EngineView
 from service.stats import set_state
 
 pytestmark = pytest.mark.slow
-
-PROMETHEUS = Path("/usr/bin/prometheus")
-TIMEOUT_S = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def serve_metrics(engine: SyntheticEngine, request) -> int:
@@ -72,84 +58,6 @@ def serve_metrics(engine: SyntheticEngine, request) -> int:
     return server.server_address[1]
 
 
-class PrometheusServer:
-    """The real ``prometheus`` binary scraping one target every second."""
-
-    def __init__(self, tmp_path: Path, target_port: int):
-        self.port = free_port()
-        config = tmp_path / "prometheus.yml"
-        config.write_text(
-            "global:\n"
-            "  scrape_interval: 1s\n"
-            "  scrape_timeout: 1s\n"
-            "  evaluation_interval: 1s\n"
-            "scrape_configs:\n"
-            "  - job_name: lowlat\n"
-            "    static_configs:\n"
-            f"      - targets: ['127.0.0.1:{target_port}']\n"
-        )
-        self.log_path = tmp_path / "prometheus.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 -- closed in stop()
-        self.process = subprocess.Popen(
-            [
-                str(PROMETHEUS),
-                f"--config.file={config}",
-                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        # trust_env=False: a proxy from the environment must not sit between us and loopback
-        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", trust_env=False)
-
-    def stop(self) -> None:
-        self.http.close()
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        self._log.close()
-
-    def log_tail(self) -> str:
-        return self.log_path.read_text(errors="replace")[-3000:]
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"prometheus exited {self.process.returncode}:\n{self.log_tail()}")
-            with contextlib.suppress(httpx.TransportError):
-                if self.http.get("/-/ready", timeout=2).status_code == 200:
-                    return
-            time.sleep(0.2)
-        pytest.fail(f"prometheus not ready after {TIMEOUT_S} s:\n{self.log_tail()}")
-
-    def query(self, promql: str) -> list[dict]:
-        response = self.http.get("/api/v1/query", params={"query": promql}, timeout=5)
-        response.raise_for_status()
-        body = response.json()
-        assert body["status"] == "success", body
-        return body["data"]["result"]
-
-    def wait_for(self, promql: str, expected: float | None = None) -> float:
-        """The single value of ``promql`` once there is one (equal to ``expected`` if given)."""
-        deadline = time.monotonic() + TIMEOUT_S
-        seen = None
-        while time.monotonic() < deadline:
-            result = self.query(promql)
-            if result:
-                assert len(result) == 1, result
-                seen = float(result[0]["value"][1])
-                if expected is None or seen == expected:
-                    return seen
-            time.sleep(0.25)
-        pytest.fail(f"{promql} = {seen}, expected {expected} within {TIMEOUT_S} s")
-
-
 @pytest.fixture
 def engine(tmp_path, request) -> SyntheticEngine:
     engine = SyntheticEngine(tmp_path)
@@ -161,11 +69,8 @@ def engine(tmp_path, request) -> SyntheticEngine:
 
 @pytest.fixture
 def prometheus(tmp_path, request, engine) -> PrometheusServer:
-    if not PROMETHEUS.exists():
-        pytest.skip(f"{PROMETHEUS} is missing (apt package prometheus)")
-    server = PrometheusServer(tmp_path, serve_metrics(engine, request))
+    server = PrometheusServer(tmp_path, [f"127.0.0.1:{serve_metrics(engine, request)}"])
     request.addfinalizer(server.stop)
-    server.wait_ready()
     return server
 
 

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from service import stats_layout as L
-from service.histogram import HIST_MAX, HIST_SUM, HIST_WORDS, N_BUCKETS, hist_record
+from service.buckets import HIST_MAX, HIST_SUM, HIST_WORDS, N_BUCKETS
+from service.histogram import hist_record
 from service.stats import (
     attach_stats,
     create_stats,

@@ -27,9 +27,10 @@ import pytest
 from rich.console import Console
 
 from service import stats_layout as L
+from service.buckets import HIST_MAX, HIST_SUM, HIST_WORDS, N_BUCKETS
 from service.config import Config, ServiceConfig
 from service.engine_view import Interval, Sample
-from service.histogram import HIST_MAX, HIST_SUM, HIST_WORDS, N_BUCKETS, hist_record
+from service.histogram import hist_record
 from service.pipeline import create_segments
 from service.stats import set_state
 from service.top import TITLE, WAITING, KeyReader, main_top, render_frame
