@@ -10,8 +10,10 @@ reasons), ``/latest`` (a JSON snapshot with rates), ``/metrics`` (Prometheus tex
 the stats block at scrape time), ``/host`` (the host tuning report, once that check exists),
 and the OpenAPI document at ``/openapi.json`` with docs at ``/docs``.
 
-Nothing here can stall a stage: every read is a lock-free snapshot. The one lock serialises
-this process's own readers, so concurrent scrapes share a single fresh reading.
+Nothing here can stall a stage: every read is a lock-free snapshot. The locks serialise this
+process's own readers, so concurrent scrapes share one fresh reading and one rendering of it.
+The handlers are async: each is a few microseconds to a few milliseconds of work with no I/O,
+cheaper on the event loop than handed to a thread pool.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from service.config import Config
 from service.engine_view import EngineView, Interval, Sample
 from service.stats import describe
 
-_SHARE_WITHIN_S = 0.005  # scrapes arriving within this of a fresh reading share it
+_SHARE_WITHIN_S = 0.02  # scrapes arriving within this of a fresh reading share it
 
 
 class Sampler:
@@ -51,6 +53,9 @@ class Sampler:
         self._interval_s = interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sampler", daemon=True)
+        self._render_lock = threading.Lock()
+        self._rendered_for: Sample | None = None
+        self._rendered = b""
 
     def start(self) -> None:
         self._thread.start()
@@ -68,6 +73,15 @@ class Sampler:
             if self._last is None or now - self._last.taken_ns > max_age_s * 1e9:
                 self._last = self._view.sample()
             return self._last
+
+    def rendered(self, sample: Sample, render) -> bytes:
+        """``render(sample)``, once per reading: the scrapes that share a reading share its
+        exposition too (prometheus-client takes ~2 ms to format one)."""
+        with self._render_lock:
+            if self._rendered_for is not sample:
+                self._rendered = render(sample)
+                self._rendered_for = sample
+            return self._rendered
 
     def window_start(self, current: Sample) -> Sample | None:
         """The oldest kept reading of the same run within ~2 intervals before ``current``."""
@@ -269,7 +283,7 @@ def create_app(config: Config, sampler: Sampler | None = None) -> FastAPI:
     )
 
     @app.get("/", response_model=Info, summary="What this service is and where to look")
-    def info() -> Info:
+    async def info() -> Info:
         sample = sampler.fresh()
         feed = config.feed
         return Info(
@@ -302,7 +316,7 @@ def create_app(config: Config, sampler: Sampler | None = None) -> FastAPI:
         )
 
     @app.get("/health", response_model=Health, summary="Liveness of this API process")
-    def health() -> Health:
+    async def health() -> Health:
         return Health(status="ok", uptime_s=time.monotonic() - started)
 
     @app.get(
@@ -311,15 +325,21 @@ def create_app(config: Config, sampler: Sampler | None = None) -> FastAPI:
         responses={503: {"model": Ready, "description": "not ready, with the reasons"}},
         summary="Whether the engine can trade now",
     )
-    def ready():
+    async def ready():
         reasons = ready_reasons(sampler.fresh(), config)
         body = Ready(ready=not reasons, reasons=reasons)
         return JSONResponse(body.model_dump(), status_code=200 if not reasons else 503)
 
     @app.get("/latest", response_model=Latest, summary="The latest figures, with rates")
-    def latest_figures() -> Latest:
+    async def latest_figures() -> Latest:
         current = sampler.fresh()
         return latest(current, sampler.window_start(current), config)
+
+    def metrics_body() -> bytes:
+        return sampler.rendered(sampler.fresh(), lambda sample: render(sample, config))
+
+    app.state.metrics_body = metrics_body
+    app.state.metrics_content_type = METRICS_CONTENT_TYPE
 
     @app.get(
         "/metrics",
@@ -327,8 +347,8 @@ def create_app(config: Config, sampler: Sampler | None = None) -> FastAPI:
         summary="Prometheus metrics, read from the engine at scrape time",
         responses={200: {"content": {METRICS_CONTENT_TYPE: {}}}},
     )
-    def metrics() -> Response:
-        return Response(render(sampler.fresh(), config), media_type=METRICS_CONTENT_TYPE)
+    async def metrics() -> Response:
+        return Response(metrics_body(), media_type=METRICS_CONTENT_TYPE)
 
     @app.get(
         "/host",
@@ -336,7 +356,7 @@ def create_app(config: Config, sampler: Sampler | None = None) -> FastAPI:
         responses={404: {"model": NotAvailable, "description": "no host report yet"}},
         summary="The host tuning report",
     )
-    def host():
+    async def host():
         body = NotAvailable(
             available=False,
             detail="not available: this build has no host tuning check yet "
@@ -345,6 +365,45 @@ def create_app(config: Config, sampler: Sampler | None = None) -> FastAPI:
         return JSONResponse(body.model_dump(), status_code=404)
 
     return app
+
+
+class MetricsFastPath:
+    """ASGI wrapper that answers ``GET /metrics`` itself and hands everything else to the app.
+
+    A scrape is the request this API must answer cheaply under load (20 concurrent clients,
+    p99 under 5 ms on a shared core): going through FastAPI's routing and Response classes
+    costs several times more than the cached exposition itself. The route stays declared in
+    the FastAPI app, so OpenAPI, the docs and the 405s for other methods are unchanged, and
+    both paths serve the same bytes.
+    """
+
+    def __init__(self, app: FastAPI, body) -> None:
+        self.app = app
+        self._body = body  # () -> bytes
+        self._content_type = app.state.metrics_content_type.encode()
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET" and scope["path"] == "/metrics":
+            body = self._body()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [
+                        (b"content-type", self._content_type),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)
+
+
+def create_asgi(config: Config) -> MetricsFastPath:
+    """The app as served: the FastAPI app behind the /metrics fast path."""
+    app = create_app(config)
+    return MetricsFastPath(app, app.state.metrics_body)
 
 
 def housekeeping_cpus(config: Config) -> set[int]:
@@ -358,4 +417,4 @@ def serve(config: Config, host: str, port: int) -> None:
     import uvicorn
 
     os.sched_setaffinity(0, housekeeping_cpus(config))
-    uvicorn.run(create_app(config), host=host, port=port, log_level="warning", access_log=False)
+    uvicorn.run(create_asgi(config), host=host, port=port, log_level="warning", access_log=False)

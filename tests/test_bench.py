@@ -50,6 +50,13 @@ def test_quick_bench_writes_every_figure_as_numbers(tmp_path):
         assert all(_number(e[k]) for k in ("p50", "p90", "p99", "p999", "max", "drops")), e
         assert e["p50"] <= e["p90"] <= e["p99"] <= e["p999"] <= e["max"]
         assert e["orders"] > 0 and e["messages"] > 0
+    assert _number(f["scrape_interference"]) and f["scrape_interference"] > 0
+    assert f["scrape_interference_runs"]["scrapes_last_run"] > 0
+    assert f["scrape_interference_runs"]["scrape_errors_last_run"] == 0
+    load = f["metrics_under_load"]
+    if "error" not in load:  # hey installed
+        assert load["errors"] == 0 and load["ok"] == load["requests"]
+        assert 0 < load["p50_ms"] <= load["p99_ms"]
     assert f["floor_rtt_ns"]["p50"] <= f["floor_rtt_ns"]["p99"]
     assert f["ring_items_per_s"] > f["mpqueue_items_per_s"]  # the whole point of the ring
     assert set(f["machine"]) >= {"cpu_model", "cores", "kernel"}
