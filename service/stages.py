@@ -363,7 +363,9 @@ def _publish(stages, rings, shared_stats, local, now):
                 occupancy = ring_occupancy(rings.md)
                 local[L.MD_RING_OCCUPANCY] = occupancy
                 local[L.MD_RING_OCCUPANCY_MAX] = max(local[L.MD_RING_OCCUPANCY_MAX], occupancy)
-                local[L.FILL_RING_OCCUPANCY] = ring_occupancy(rings.fills)
+                fills = ring_occupancy(rings.fills)
+                local[L.FILL_RING_OCCUPANCY] = fills
+                local[L.FILL_RING_OCCUPANCY_MAX] = max(local[L.FILL_RING_OCCUPANCY_MAX], fills)
             elif stage == L.GATEWAY:
                 occupancy = ring_occupancy(rings.orders)
                 local[L.ORDER_RING_OCCUPANCY] = occupancy

@@ -84,6 +84,7 @@ STALE_BOOKS = _w.take()
 MD_RING_OCCUPANCY = _w.take()
 MD_RING_OCCUPANCY_MAX = _w.take()
 FILL_RING_OCCUPANCY = _w.take()
+FILL_RING_OCCUPANCY_MAX = _w.take()
 KILL_SWITCH_ON = _w.take()
 POSITIONS = _w.take(MAX_INSTRUMENTS)
 ENGINE_END = _w.next
@@ -179,6 +180,13 @@ CATALOG = (
     ),
     Metric(
         "fill_ring_occupancy", "gauge", ENGINE, FILL_RING_OCCUPANCY, "Fills queued for the engine"
+    ),
+    Metric(
+        "fill_ring_occupancy_max",
+        "gauge",
+        ENGINE,
+        FILL_RING_OCCUPANCY_MAX,
+        "Highest fill ring occupancy seen",
     ),
     Metric("kill_switch", "gauge", ENGINE, KILL_SWITCH_ON, "1 while the kill switch is on"),
     Metric(

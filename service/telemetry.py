@@ -254,7 +254,9 @@ def latest(current: Sample, start: Sample | None, config: Config) -> Latest:
             "orders": RingInfo(
                 occupancy=d["order_ring_occupancy"], occupancy_max=d["order_ring_occupancy_max"]
             ),
-            "fills": RingInfo(occupancy=d["fill_ring_occupancy"], occupancy_max=None),
+            "fills": RingInfo(
+                occupancy=d["fill_ring_occupancy"], occupancy_max=d["fill_ring_occupancy_max"]
+            ),
         },
         rejects=d["orders_rejected"],
         positions=d["position"],

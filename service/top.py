@@ -219,12 +219,11 @@ def _rings_table(current: Sample, config: Config) -> Table:
     rings = (
         ("md", L.MD_RING_OCCUPANCY, L.MD_RING_OCCUPANCY_MAX, config.rings.md_capacity),
         ("orders", L.ORDER_RING_OCCUPANCY, L.ORDER_RING_OCCUPANCY_MAX, config.rings.order_capacity),
-        # the layout keeps no maximum for the fill ring
-        ("fills", L.FILL_RING_OCCUPANCY, None, config.rings.fill_capacity),
+        ("fills", L.FILL_RING_OCCUPANCY, L.FILL_RING_OCCUPANCY_MAX, config.rings.fill_capacity),
     )
     for name, now_word, max_word, capacity in rings:
         now = int(block[now_word])
-        peak = "-" if max_word is None else f"{int(block[max_word]):,}"
+        peak = f"{int(block[max_word]):,}"
         table.add_row(
             name, Text(f"{now:,}", style="red" if now >= capacity else ""), peak, f"{capacity:,}"
         )

@@ -231,6 +231,7 @@ def test_frame_shows_gaps_rings_positions_and_stages():
     block[L.MD_RING_OCCUPANCY], block[L.MD_RING_OCCUPANCY_MAX] = 120, 4_000
     block[L.ORDER_RING_OCCUPANCY], block[L.ORDER_RING_OCCUPANCY_MAX] = 5, 64
     block[L.FILL_RING_OCCUPANCY] = 7
+    block[L.FILL_RING_OCCUPANCY_MAX] = 31
     block[L.POSITIONS + 3], block[L.POSITIONS + 12] = -40, 1_250
     taken = 100.0
     for stage, state, age_s, pid in (
@@ -252,7 +253,7 @@ def test_frame_shows_gaps_rings_positions_and_stages():
         "64",
         f"{config.rings.order_capacity:,}",
     ]
-    assert row(text, "fills", 3, "ring occupancy") == ["7", "-", f"{config.rings.fill_capacity:,}"]
+    assert row(text, "fills", 3, "ring occupancy") == ["7", "31", f"{config.rings.fill_capacity:,}"]
     assert "#3 -40" in text and "#12 +1,250" in text
     assert "#0 " not in text  # flat instruments are left out
     assert row(text, "feed", 4, "stages") == ["running", "250.0", "ms", "111"]
