@@ -1,0 +1,260 @@
+"""Every file the host tuning installs, rendered from a ``TuningProfile`` and nothing else.
+
+``render(profile)`` maps each absolute path on the host to its text. ``python -m ami apply``
+writes them (ami/apply.py); the Image Builder component runs that on a stock AL2023 arm64 image
+and then ``lowlat-apply-kernel-args`` and ``systemctl enable`` for the units. Nothing here reads
+the machine it runs on: the same profile gives the same bytes on a laptop and on the host, which
+is what lets the tests and ``check-host`` compare the host with the profile.
+
+This module is light (standard library only): the CDK app reads it.
+"""
+
+from __future__ import annotations
+
+import json
+
+from ami import units
+from ami.profile import TuningProfile, cpulist, cpumask
+
+SYSCTL_CONF = "/etc/sysctl.d/90-lowlat.conf"
+KERNEL_ARGS = "/etc/lowlat/kernel-args"
+APPLY_KERNEL_ARGS = "/usr/local/sbin/lowlat-apply-kernel-args"
+CPU_AFFINITY_CONF = "/etc/systemd/system.conf.d/50-lowlat-cpuaffinity.conf"
+IRQBALANCE_CONF = "/etc/sysconfig/irqbalance"
+TUNE_SCRIPT = "/usr/local/sbin/lowlat-tune"
+TUNE_UNIT = f"/etc/systemd/system/{units.TUNE_UNIT}"
+LIMITS_CONF = "/etc/security/limits.d/90-lowlat.conf"
+SYSUSERS_CONF = "/etc/sysusers.d/lowlat.conf"
+SERVICE_CONFIG = units.SERVICE_CONFIG
+ENGINE_UNIT = f"/etc/systemd/system/{units.ENGINE_UNIT}"
+TELEMETRY_UNIT = f"/etc/systemd/system/{units.TELEMETRY_UNIT}"
+
+# Installed 0755; every other file 0644.
+SCRIPTS = frozenset({APPLY_KERNEL_ARGS, TUNE_SCRIPT})
+
+WORKQUEUE_CPUMASK = "/sys/devices/virtual/workqueue/cpumask"
+
+HEADER = (
+    "Rendered by ami/render.py from the lowlat tuning profile; edit the profile, not this file."
+)
+
+# Why each sysctl the profile may set is there; a key outside this table is still written,
+# marked as coming from the profile.
+SYSCTL_WHY = {
+    "kernel.numa_balancing": "no NUMA page migration (and its page faults) under the stages",
+    "kernel.timer_migration": "timers fire on the CPU that armed them, not on an isolated one",
+    "vm.stat_interval": "the per-CPU vmstat worker wakes every N seconds, not every second",
+    "vm.swappiness": "swap is off (lowlat-tune); never prefer it over the page cache",
+    "net.core.busy_poll": "poll()/select() busy-poll the NIC queue, microseconds (telemetry)",
+    "net.core.busy_read": "blocking socket reads busy-poll the NIC queue, microseconds",
+    "kernel.watchdog": "no soft/hard-lockup watchdog threads or timers on the isolated CPUs",
+}
+
+
+def file_mode(path: str) -> int:
+    """The mode a rendered file is installed with: scripts run, everything else is read."""
+    return 0o755 if path in SCRIPTS else 0o644
+
+
+def render(profile: TuningProfile) -> dict[str, str]:
+    """Every file the tuning installs, keyed by absolute path on the host."""
+    return {
+        SYSCTL_CONF: sysctl_conf(profile),
+        KERNEL_ARGS: " ".join(profile.kernel_args()) + "\n",
+        APPLY_KERNEL_ARGS: apply_kernel_args_script(),
+        CPU_AFFINITY_CONF: cpu_affinity_conf(profile),
+        IRQBALANCE_CONF: irqbalance_conf(profile),
+        TUNE_SCRIPT: tune_script(profile),
+        TUNE_UNIT: tune_unit(profile),
+        LIMITS_CONF: limits_conf(profile),
+        SYSUSERS_CONF: sysusers_conf(profile),
+        SERVICE_CONFIG: service_toml(profile),
+        ENGINE_UNIT: units.engine_unit(profile),
+        TELEMETRY_UNIT: units.telemetry_unit(profile),
+    }
+
+
+def sysctl_conf(profile: TuningProfile) -> str:
+    lines = [f"# {HEADER}", "# Applied at boot by systemd-sysctl.", ""]
+    for key, value in profile.sysctls.items():
+        lines.append(f"# {SYSCTL_WHY.get(key, 'set by the lowlat tuning profile')}")
+        lines.append(f"{key} = {value}")
+    return "\n".join(lines) + "\n"
+
+
+def apply_kernel_args_script() -> str:
+    # The args are read from the file at run time (not baked in) so that the file is the one
+    # record of what the host should boot with, and check-host can read the same file.
+    return f"""#!/bin/bash
+# {HEADER}
+# Adds the lowlat kernel arguments in {KERNEL_ARGS} to every installed kernel with grubby,
+# as Amazon Linux 2023 manages its boot entries (grubby replaces an argument's old value), then
+# says whether a reboot is needed for the running kernel to have them.
+set -euo pipefail
+
+args=$(<"{KERNEL_ARGS}")
+grubby --update-kernel=ALL --args="$args"
+
+read -r -a running < /proc/cmdline
+missing=()
+for arg in $args; do
+    found=no
+    for have in "${{running[@]}}"; do
+        if [[ "$have" == "$arg" ]]; then found=yes; break; fi
+    done
+    if [[ $found == no ]]; then missing+=("$arg"); fi
+done
+
+if (( ${{#missing[@]}} )); then
+    echo "lowlat kernel args written to the boot entries; reboot needed for: ${{missing[*]}}"
+else
+    echo "lowlat kernel args already active in the running kernel; no reboot needed"
+fi
+"""
+
+
+def cpu_affinity_conf(profile: TuningProfile) -> str:
+    return f"""# {HEADER}
+# Every unit without its own CPUAffinity= (sshd, the SSM and CloudWatch agents, cron...) runs
+# on the housekeeping CPUs and stays off the isolated ones; lowlat-engine.service sets its own.
+[Manager]
+CPUAffinity={cpulist(profile.housekeeping)}
+"""
+
+
+def irqbalance_conf(profile: TuningProfile) -> str:
+    return f"""# {HEADER}
+# irqbalance stays on: ENA gives no affinity hints, and its maintainers advise against running
+# without irqbalance. It just never puts an interrupt on the isolated CPUs (irqbalance >= 1.8
+# reads IRQBALANCE_BANNED_CPULIST; it also skips isolcpus/nohz_full CPUs on its own).
+IRQBALANCE_BANNED_CPULIST={cpulist(profile.isolated)}
+IRQBALANCE_ARGS=""
+"""
+
+
+def tune_script(profile: TuningProfile) -> str:
+    nic, user = profile.nic, profile.service_user
+    return f"""#!/bin/bash
+# {HEADER}
+# Boot-time tuning that has no config file of its own; run once by {units.TUNE_UNIT}.
+# A NIC without a feature is reported and skipped; any other failure makes the unit fail
+# (after doing the rest) so that check-host and the alarms see it.
+set -uo pipefail
+status=0
+say() {{ echo "lowlat-tune: $*"; }}
+fail() {{ echo "lowlat-tune: $*" >&2; status=1; }}
+
+# Unbound kernel workqueues run on the housekeeping CPUs only ({cpulist(profile.housekeeping)}).
+if echo {cpumask(profile.housekeeping)} > {WORKQUEUE_CPUMASK}; then
+    say "workqueue cpumask {cpumask(profile.housekeeping)}"
+else
+    fail "cannot write {WORKQUEUE_CPUMASK}"
+fi
+
+# NIC: one queue per housekeeping CPU (its interrupts can only go there) and interrupt
+# coalescing off, so a packet is delivered at once. ENA resets the device on a queue change.
+if [[ -e /sys/class/net/{nic} ]]; then
+    if ethtool -L {nic} combined {profile.nic_queues}; then
+        say "{nic}: {profile.nic_queues} combined queue(s)"
+    else
+        say "{nic}: queue count not changeable here (skipped)"
+    fi
+    if ethtool -C {nic} rx-usecs {profile.rx_usecs}; then
+        say "{nic}: rx-usecs {profile.rx_usecs}"
+    else
+        say "{nic}: interrupt coalescing not changeable here (skipped)"
+    fi
+else
+    say "{nic}: no such network interface (NIC tuning skipped)"
+fi
+
+# No swap: a page of the service swapped out is a millisecond stall.
+if swapoff -a; then say "swap off"; else fail "swapoff -a failed"; fi
+
+# Transparent huge pages never (also transparent_hugepage=never on the kernel command line):
+# khugepaged compaction stalls are what the hugetlbfs segments avoid.
+for f in /sys/kernel/mm/transparent_hugepage/enabled /sys/kernel/mm/transparent_hugepage/defrag; do
+    if [[ -e $f ]]; then
+        if echo never > "$f"; then say "$f never"; else fail "cannot write $f"; fi
+    fi
+done
+
+# The service's segment directory (on hugetlbfs, which systemd mounts root-owned).
+if install -d -m 0750 -o {user} -g {user} {profile.shm_dir}; then
+    say "{profile.shm_dir} ready"
+else
+    fail "cannot create {profile.shm_dir} for {user}"
+fi
+
+exit $status
+"""
+
+
+def _device_unit(nic: str) -> str:
+    """systemd's name for a network interface's device unit (systemd-escape rules)."""
+    escaped = "".join(
+        c if c.isascii() and (c.isalnum() or c in "_.") else f"\\x{ord(c):02x}" for c in nic
+    )
+    return f"sys-subsystem-net-devices-{escaped}.device"
+
+
+def tune_unit(profile: TuningProfile) -> str:
+    device = _device_unit(profile.nic)
+    return f"""# {HEADER}
+[Unit]
+Description=lowlat boot-time host tuning (workqueues, NIC queues, swap, THP, segment directory)
+# The NIC, the hugetlbfs mount and the service user must exist before they are tuned or used.
+Wants={device}
+After={device} dev-hugepages.mount systemd-sysusers.service
+Before={units.ENGINE_UNIT} {units.TELEMETRY_UNIT}
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart={TUNE_SCRIPT}
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def limits_conf(profile: TuningProfile) -> str:
+    return f"""# {HEADER}
+# For sessions of the service user (e.g. `trading-service bench` over SSH); the systemd units
+# set LimitMEMLOCK=infinity themselves, since pam_limits does not apply to services.
+{profile.service_user} - memlock unlimited
+"""
+
+
+def sysusers_conf(profile: TuningProfile) -> str:
+    return f"""# {HEADER}
+# The service's own system user and group: both units run as it, no login.
+u {profile.service_user} - "lowlat trading service" /var/cache/lowlat /usr/sbin/nologin
+"""
+
+
+def service_toml(profile: TuningProfile) -> str:
+    cores = profile.stage_cores()
+    return (
+        "\n".join(
+            [
+                f"# {HEADER}",
+                "# The trading service's config on this host; `trading-service config --config`",
+                "# with this file prints every effective key with its help.",
+                "",
+                "[service]",
+                f"shm_dir = {json.dumps(profile.shm_dir)}  # hugetlbfs: segment pages never fault",
+                'shm_prefix = "lowlat"',
+                "",
+                "[cores]  # the isolated CPUs; stages that share one are fused into one process",
+                *(f"{stage} = {cpu}" for stage, cpu in cores.items()),
+                "",
+                "[telemetry]",
+                # Loopback only: the CloudWatch agent scrapes /metrics on the host and people reach
+                # the API through SSH, so it never needs to be exposed beyond the host.
+                'host = "127.0.0.1"  # the CloudWatch agent scrapes locally; reach it over SSH',
+                f"port = {profile.telemetry_port}",
+            ]
+        )
+        + "\n"
+    )

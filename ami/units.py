@@ -1,0 +1,195 @@
+"""The two systemd units of the trading service, rendered from the tuning profile.
+
+``lowlat-engine.service`` runs ``trading-service run``: a supervisor that starts one
+busy-polling process per stage, each pinning itself to its isolated core. The unit's
+``CPUAffinity=`` is the isolated CPUs, so the supervisor and every stage start there and
+``check_runtime`` accepts the ``[cores]`` of /etc/lowlat/service.toml.
+
+``lowlat-telemetry.service`` runs ``trading-service telemetry`` on the housekeeping CPUs: the
+HTTP API that reads the engine's stats and control blocks read-only.
+
+Both units are sandboxed as far as the service allows (``systemd-analyze security --offline=true``
+rates each at or below 2.5, see tests/test_ami_units.py). The exceptions, each explained where
+it is set, are what the service needs:
+
+- no ``MemoryDenyWriteExecute=``: numba compiles with LLVM at run time into memory it writes
+  and then maps executable; the setting forbids exactly that and the first kernel call dies;
+- no ``PrivateDevices=``/``PrivateIPC=``: the two units share the segments in the profile's
+  ``shm_dir`` (a hugetlbfs directory under /dev/hugepages, or /dev/shm); a private /dev drops
+  /dev/hugepages and gives each unit its own /dev/shm, so telemetry would see no engine;
+- ``RemoveIPC=no``: both units run as the same user, and ``RemoveIPC=yes`` deletes every POSIX
+  shared-memory object (files in /dev/shm) of that user when *either* unit stops;
+- no ``ProcSubset=pid``: LLVM reads /proc/cpuinfo to name the host CPU on aarch64 (and numba keys
+  its cache on that name); hiding it compiles for a generic CPU and misses the warm cache.
+
+This module is light (standard library only): the CDK app and the tests read it.
+"""
+
+from __future__ import annotations
+
+from ami.profile import TuningProfile, cpulist
+
+ENGINE_UNIT = "lowlat-engine.service"
+TELEMETRY_UNIT = "lowlat-telemetry.service"
+TUNE_UNIT = "lowlat-tune.service"
+SERVICE_CONFIG = "/etc/lowlat/service.toml"
+
+# Longest drain on stop: [service] drain_timeout_s defaults to 10 s and the stages then print
+# their report; 30 s leaves room before systemd sends SIGKILL to the whole control group.
+ENGINE_STOP_TIMEOUT_S = 30
+
+
+def venv_bin(profile: TuningProfile, name: str) -> str:
+    """A console script of the release that ``current`` points at (swapped atomically on deploy)."""
+    return f"{profile.install_prefix}/current/venv/bin/{name}"
+
+
+def _shm_paths(profile: TuningProfile) -> tuple[str, ...]:
+    """Where the segments live: the profile's shm_dir, plus /dev/shm (the service's fallback
+    when shm_dir is a plain tmpfs path, and where Python's multiprocessing puts semaphores)."""
+    return tuple(dict.fromkeys((profile.shm_dir, "/dev/shm")))
+
+
+def _common(profile: TuningProfile) -> list[str]:
+    """[Service] settings both units share: identity, limits, restart policy and the sandbox."""
+    user = profile.service_user
+    return [
+        f"User={user}",
+        f"Group={user}",
+        "# numba's on-disk cache: /var/cache/lowlat, the one writable path besides the",
+        "# segments under ProtectSystem=strict; the service reads $CACHE_DIRECTORY (jit.py).",
+        "CacheDirectory=lowlat",
+        "CacheDirectoryMode=0750",
+        "WorkingDirectory=/var/cache/lowlat",
+        "# Files the service creates are never group-writable and hidden from other users.",
+        "UMask=0027",
+        "Environment=PYTHONUNBUFFERED=1",
+        "# The rings and the stats block may be locked in RAM (mlock) whatever their size.",
+        "LimitMEMLOCK=infinity",
+        "Restart=on-failure",
+        "RestartSec=2s",
+        "",
+        "# sandbox (systemd.exec(5)); `systemd-analyze security` rates it",
+        "NoNewPrivileges=yes",
+        "CapabilityBoundingSet=",
+        "AmbientCapabilities=",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "PrivateMounts=yes",
+        "PrivateTmp=yes",
+        "# PrivateUsers: the service needs no other user's files; the shared segments are owned",
+        "# by this unit's own user, which the user namespace maps through unchanged.",
+        "PrivateUsers=yes",
+        "# No PrivateDevices= and no PrivateIPC=: both would give this unit its own /dev/shm (and",
+        "# PrivateDevices drops /dev/hugepages), cutting it off from the other unit's segments.",
+        "# DevicePolicy=closed still denies every device node; hugetlbfs and /dev/shm hold",
+        "# regular files, which the device controller does not police.",
+        "DevicePolicy=closed",
+        "# RemoveIPC=yes removes every SysV and POSIX IPC object (so every file in /dev/shm)",
+        "# owned by the unit's user when the unit stops. Both units run as that user: stopping",
+        "# telemetry would delete the running engine's segments. So no.",
+        "RemoveIPC=no",
+        "ProtectKernelTunables=yes",
+        "ProtectKernelModules=yes",
+        "ProtectKernelLogs=yes",
+        "ProtectControlGroups=yes",
+        "ProtectClock=yes",
+        "ProtectHostname=yes",
+        "ProtectProc=invisible",
+        "# No ProcSubset=pid: LLVM names the host CPU from /proc/cpuinfo on aarch64 and numba",
+        "# keys its cache on that name; without it kernels compile for a generic CPU.",
+        "RestrictNamespaces=yes",
+        "# The stages busy-poll at normal priority on isolated cores; a real-time policy would",
+        "# only starve the per-CPU kernel threads there, so it is not needed and is refused.",
+        "RestrictRealtime=yes",
+        "RestrictSUIDSGID=yes",
+        "LockPersonality=yes",
+        "KeyringMode=private",
+        "# No MemoryDenyWriteExecute=: numba JIT-compiles with LLVM into writable memory that",
+        "# it then maps executable (mprotect PROT_EXEC); the setting forbids exactly that, so",
+        "# the first kernel call would fail. mmap/mprotect stay in the filter for the same reason.",
+        "SystemCallArchitectures=native",
+        "# @system-service has what numba/llvmlite and the stages use: mmap/mprotect (@default),",
+        "# sched_setaffinity (@resources), mlock (@memlock), membarrier, madvise.",
+        "SystemCallFilter=@system-service",
+        "SystemCallFilter=~@privileged @obsolete",
+        "SystemCallErrorNumber=EPERM",
+    ]
+
+
+def _unit(description: str, after: list[str], service: list[str]) -> str:
+    lines = [
+        "# Rendered by ami/units.py from the tuning profile; edit the profile, not this file.",
+        "[Unit]",
+        f"Description={description}",
+        f"Wants={TUNE_UNIT}",
+        f"After=network-online.target {' '.join(after)}".rstrip(),
+        # Five failures in five minutes: stop restarting and let the alarm page someone rather
+        # than JIT-compile in a loop.
+        "StartLimitIntervalSec=300",
+        "StartLimitBurst=5",
+        "",
+        "[Service]",
+        *service,
+        "",
+        "[Install]",
+        "WantedBy=multi-user.target",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def engine_unit(profile: TuningProfile) -> str:
+    """lowlat-engine.service: the stages, on the isolated CPUs, with no network at all."""
+    rw = " ".join(_shm_paths(profile))
+    service = [
+        "Type=exec",
+        f"ExecStart={venv_bin(profile, 'trading-service')} run --config {SERVICE_CONFIG}",
+        f"CPUAffinity={cpulist(profile.isolated)}",
+        "# SIGTERM to every stage: each drains its rings and the supervisor prints the report;",
+        "# whatever is left after TimeoutStopSec is killed with the whole control group.",
+        "KillMode=control-group",
+        "KillSignal=SIGTERM",
+        f"TimeoutStopSec={ENGINE_STOP_TIMEOUT_S}s",
+        "# Warm-up JIT-compiles every kernel before the service says ready: allow for it.",
+        "TimeoutStartSec=300s",
+        *_common(profile),
+        '# The engine creates the segments; a leading "-" would hide a missing hugetlbfs mount.',
+        f"ReadWritePaths={rw}",
+        "# The stages talk through shared memory and the supervisor to them through pipes and",
+        "# AF_UNIX socket pairs (multiprocessing); the exchange is simulated in process. A real",
+        "# exchange gateway needs AF_INET(6), IPAddressAllow= and PrivateNetwork=no.",
+        "RestrictAddressFamilies=AF_UNIX",
+        "PrivateNetwork=yes",
+        "IPAddressDeny=any",
+    ]
+    return _unit(
+        "lowlat trading engine (feed, engine, gateway stages on the isolated CPUs)",
+        [TUNE_UNIT],
+        service,
+    )
+
+
+def telemetry_unit(profile: TuningProfile) -> str:
+    """lowlat-telemetry.service: the HTTP API on the housekeeping CPUs, segments read-only."""
+    ro = " ".join(f"-{p}" for p in _shm_paths(profile))
+    service = [
+        "Type=exec",
+        f"ExecStart={venv_bin(profile, 'trading-service')} telemetry --config {SERVICE_CONFIG}",
+        f"CPUAffinity={cpulist(profile.housekeeping)}",
+        "KillMode=control-group",
+        "TimeoutStopSec=10s",
+        *_common(profile),
+        "# Telemetry only reads the engine's segments. The leading - lets it start before they",
+        "# exist (it answers 503 on /ready until the engine is up).",
+        f"ReadOnlyPaths={ro}",
+        "# It listens on 127.0.0.1 (see /etc/lowlat/service.toml): the CloudWatch agent scrapes",
+        "# it on the host and people reach it through SSH, so no address beyond loopback.",
+        "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
+        "IPAddressDeny=any",
+        "IPAddressAllow=localhost",
+    ]
+    return _unit(
+        "lowlat telemetry API (reads the engine's stats, on the housekeeping CPUs)",
+        [TUNE_UNIT, ENGINE_UNIT],
+        service,
+    )
