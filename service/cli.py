@@ -25,6 +25,8 @@ examples:
   trading-service record --out day.lmd --messages 1000000
   trading-service bench --quick --json bench.json
   trading-service kill-switch on                every new order is rejected until 'off'
+  trading-service check-host --json             does this host match its tuning profile?
+  trading-service jitter --cpus 1-3 --duration 10   how often the isolated cores are interrupted
 """
 
 
@@ -53,6 +55,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a number of seconds >= 0")
     return value
 
 
@@ -183,6 +195,53 @@ def build_parser() -> argparse.ArgumentParser:
     )
     kill.add_argument("action", choices=("on", "off", "status"))
     kill.add_argument("--config", type=Path, help="config naming the instance (shm_prefix)")
+
+    chk = add(
+        "check-host",
+        "check this host's tuning against its profile (read-only)",
+        "Read /proc and /sys and compare them with the tuning profile (ami/profile.py, or "
+        "--profile): kernel command line, isolated and nohz_full CPUs (and whether nohz_full "
+        "is in effect), hugepages, THP, sysctls, interrupts and kernel threads on isolated "
+        "CPUs, the irqbalance ban, and governor/C-states/SMT where they apply. Exit 0 when "
+        "nothing fails, 1 when something does, 2 for bad input.",
+    )
+    chk.add_argument(
+        "--root", type=Path, default=Path("/"), metavar="DIR", help="read /proc, /sys under DIR"
+    )
+    chk.add_argument(
+        "--profile",
+        type=Path,
+        metavar="FILE",
+        help="TOML tuning profile (default: the defaults for this host's vCPUs and platform)",
+    )
+    chk.add_argument("--json", action="store_true", help="print the report as JSON")
+    chk.add_argument(
+        "--irq-window",
+        type=_non_negative_float,
+        default=1.0,
+        metavar="S",
+        help="watch interrupts on isolated CPUs for S seconds (default 1; 0 skips)",
+    )
+
+    jit = add(
+        "jitter",
+        "measure how often, and for how long, cores are taken from a busy loop",
+        "Spin a clock-reading loop pinned to each CPU of --cpus at the same time and report "
+        "every gap between two reads: p99, p99.9, max, gaps over --threshold-ns per second "
+        "and the share of time lost. It keeps those CPUs 100%% busy for --duration.",
+    )
+    jit.add_argument("--cpus", required=True, metavar="LIST", help='cpulist, e.g. "1-3" or "2"')
+    jit.add_argument(
+        "--duration", type=_positive_float, required=True, metavar="S", help="seconds per run"
+    )
+    jit.add_argument(
+        "--threshold-ns",
+        type=_positive_int,
+        default=1000,
+        metavar="N",
+        help="a gap longer than N ns counts as an interruption (default 1000)",
+    )
+    jit.add_argument("--json", action="store_true", help="print the figures as JSON")
     return parser
 
 
@@ -326,6 +385,107 @@ def cmd_kill_switch(args) -> int:
     return EXIT_OK
 
 
+def cmd_check_host(args) -> int:
+    from ami.profile import ProfileError, load_profile
+    from service.checkhost import check_host, count_cpus, default_profile
+
+    if not args.root.is_dir():
+        raise UserError(f"--root {args.root}: not a directory")
+    profile = default_profile(args.root)
+    if args.profile is not None:
+        try:
+            profile = load_profile(args.profile, max(2, count_cpus(args.root)))
+        except ProfileError as exc:
+            raise UserError(str(exc)) from None
+    report = check_host(args.root, profile, irq_window_s=args.irq_window)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        _print_host_report(report)
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _print_host_report(report) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    styles = {"pass": "green", "fail": "bold red", "not_applicable": "dim"}
+    host = report.host
+    title = (
+        f"host check: {host['platform']}, {host['vcpus']} vCPUs, "
+        f"kernel {host['kernel_release']}, isolated {host['isolated']}"
+    )
+    table = Table(title=escape(title))
+    for column in ("check", "status", "expected", "observed", "detail"):
+        table.add_column(column, overflow="fold")
+    for c in report.checks:
+        style = styles.get(c.status, "")
+        shown = "n/a" if c.status == "not_applicable" else c.status
+        cells = (escape(c.expected), escape(c.observed), escape(c.detail))
+        table.add_row(c.name, f"[{style}]{shown}[/]", *cells)
+    console = Console()
+    console.print(table)
+    console.print(
+        f"{report.passed} passed, {report.failed} failed, "
+        f"{report.not_applicable} not applicable: " + ("OK" if report.ok else "NOT TUNED")
+    )
+
+
+def cmd_jitter(args) -> int:
+    import os
+
+    from ami.profile import cpulist, parse_cpulist
+
+    try:
+        cpus = parse_cpulist(args.cpus)
+    except ValueError:
+        raise UserError(f'--cpus {args.cpus!r}: not a cpulist like "1-3,5"') from None
+    allowed = os.sched_getaffinity(0)
+    if not cpus:
+        raise UserError(f"--cpus {args.cpus!r}: names no CPU")
+    if set(cpus) - allowed:
+        raise UserError(
+            f"--cpus {args.cpus}: CPU(s) {cpulist(set(cpus) - allowed)} not available to this "
+            f"process (allowed: {cpulist(allowed)})"
+        )
+    from service.jitter import measure_jitter
+
+    try:
+        result = measure_jitter(cpus, args.duration, args.threshold_ns)
+    except (RuntimeError, OSError) as exc:
+        raise UserError(str(exc), EXIT_FAILED) from None
+    clean = {
+        cpu: {k: (None if v != v else v) for k, v in figures.items()}  # NaN -> null
+        for cpu, figures in result.items()
+    }
+    if args.json:
+        doc = {"duration_s": args.duration, "threshold_ns": args.threshold_ns, "cpus": clean}
+        print(json.dumps(doc, indent=2, allow_nan=False))
+        return EXIT_OK
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"jitter over {args.duration:g} s, threshold {args.threshold_ns} ns")
+    for column in ("cpu", "p99 ns", "p99.9 ns", "max ns", f">{args.threshold_ns} ns /s", "lost %"):
+        table.add_column(column, justify="right")
+
+    def ns(v):
+        return "-" if v is None else f"{v:,.0f}"
+
+    for cpu, f in clean.items():
+        table.add_row(
+            cpu,
+            ns(f["p99"]),
+            ns(f["p999"]),
+            ns(f["max"]),
+            f"{f['gaps_over_threshold_per_s']:,.1f}",
+            f"{f['time_lost_pct']:.4f}",
+        )
+    Console().print(table)
+    return EXIT_OK
+
+
 def _write_json(path: Path, figures: dict) -> None:
     """Write atomically: a reader never sees half a file."""
     tmp = path.with_name(f".{path.name}.tmp")
@@ -351,6 +511,8 @@ COMMANDS = {
     "record": cmd_record,
     "bench": cmd_bench,
     "kill-switch": cmd_kill_switch,
+    "check-host": cmd_check_host,
+    "jitter": cmd_jitter,
 }
 
 if __name__ == "__main__":

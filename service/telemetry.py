@@ -7,8 +7,9 @@ whether or not the engine runs and follows it across restarts (``service.engine_
 Endpoints: ``/`` (service info), ``/health`` (liveness of this process), ``/ready`` (200 only
 when every stage runs with a fresh heartbeat and the kill switch is off; else 503 with the
 reasons), ``/latest`` (a JSON snapshot with rates), ``/metrics`` (Prometheus text, read from
-the stats block at scrape time), ``/host`` (the host tuning report, once that check exists),
-and the OpenAPI document at ``/openapi.json`` with docs at ``/docs``.
+the stats block at scrape time), ``/host`` (the ``check-host`` report, computed by a background
+thread at most once a minute, never on a request; 202 until the first one exists), and the
+OpenAPI document at ``/openapi.json`` with docs at ``/docs``.
 
 Nothing here can stall a stage: every read is a lock-free snapshot. The locks serialise this
 process's own readers, so concurrent scrapes share one fresh reading and one rendering of it.
@@ -92,6 +93,45 @@ class Sampler:
         return None
 
 
+class HostReporter:
+    """The host tuning report (``service.checkhost``), refreshed off the request path.
+
+    A background thread runs the check at start and then every ``interval_s``; it takes
+    ``irq_window_s`` (it watches interrupts) plus a scan of /proc. Requests only read the
+    latest finished report.
+    """
+
+    def __init__(self, interval_s: float = 60.0, irq_window_s: float = 1.0, check=None):
+        from service.checkhost import check_host
+
+        self._check = check or (lambda: check_host(irq_window_s=irq_window_s))
+        self._interval_s = interval_s
+        self._report: dict | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="host-check", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                report = self._check().to_json()
+                report["checked_at_unix_s"] = time.time()
+                self._report = report
+            except Exception as exc:  # the check never raises on host state; keep serving
+                print(f"telemetry: host check failed: {exc!r}", flush=True)
+            if self._stop.wait(self._interval_s):
+                return
+
+    @property
+    def report(self) -> dict | None:
+        return self._report
+
+
 # ----------------------------------------------------------------------------- responses
 
 
@@ -158,6 +198,22 @@ class Latest(BaseModel):
 class NotAvailable(BaseModel):
     available: bool
     detail: str
+
+
+class HostCheck(BaseModel):
+    name: str
+    status: str = Field(description='"pass", "fail" or "not_applicable"')
+    expected: str
+    observed: str
+    detail: str
+
+
+class HostReport(BaseModel):
+    checks: list[HostCheck]
+    ok: bool = Field(description="no check failed")
+    summary: dict[str, int] = Field(description="passed, failed, not_applicable, total")
+    host: dict[str, str | int] = Field(description="platform, vcpus, kernel release, CPU split")
+    checked_at_unix_s: float = Field(description="when this report was taken")
 
 
 # ----------------------------------------------------------------------------- the app
@@ -268,20 +324,23 @@ def latest(current: Sample, start: Sample | None, config: Config) -> Latest:
     )
 
 
-def create_app(config: Config, sampler: Sampler | None = None) -> FastAPI:
+def create_app(
+    config: Config, sampler: Sampler | None = None, host_reporter: HostReporter | None = None
+) -> FastAPI:
     """The API for the engine named by ``config``; starts its sampler on startup."""
     from service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE  # text 0.0.4: any scraper
     from service.metrics import render
 
     sampler = sampler or Sampler(EngineView(config), config.telemetry.sample_interval_s)
+    host_reporter = host_reporter or HostReporter()
     started = time.monotonic()
     app = FastAPI(
         title="lowlat telemetry",
         version=__version__,
         description="Read-only view of the lowlat trading engine: health, readiness, the "
         "latest figures as JSON, and Prometheus metrics.",
-        on_startup=[sampler.start],
-        on_shutdown=[sampler.stop],
+        on_startup=[sampler.start, host_reporter.start],
+        on_shutdown=[sampler.stop, host_reporter.stop],
     )
 
     @app.get("/", response_model=Info, summary="What this service is and where to look")
@@ -354,17 +413,16 @@ def create_app(config: Config, sampler: Sampler | None = None) -> FastAPI:
 
     @app.get(
         "/host",
-        response_model=NotAvailable,
-        responses={404: {"model": NotAvailable, "description": "no host report yet"}},
-        summary="The host tuning report",
+        response_model=HostReport,
+        responses={202: {"model": NotAvailable, "description": "the first check is running"}},
+        summary="The host tuning report (check-host), refreshed every minute",
     )
     async def host():
-        body = NotAvailable(
-            available=False,
-            detail="not available: this build has no host tuning check yet "
-            "(trading-service check-host comes with the host tuning work)",
-        )
-        return JSONResponse(body.model_dump(), status_code=404)
+        report = host_reporter.report
+        if report is None:
+            body = NotAvailable(available=False, detail="first check running")
+            return JSONResponse(body.model_dump(), status_code=202)
+        return JSONResponse(report)
 
     return app
 

@@ -1,0 +1,256 @@
+"""The EC2 Image Builder component that turns stock AL2023 arm64 into a tuned lowlat host.
+
+``component_document(profile)`` is the component's YAML (schema 1.0); ``component_data`` the same
+as a dict for the CDK app (TunedAmiStack). The phases:
+
+- build: install Python 3.11, the CloudWatch agent, irqbalance and ethtool with dnf; download
+  the lowlat wheel (``WheelS3Uri``, a component parameter: the CDK stack uploads the wheel as an
+  S3 asset and passes its URI) and install it into a release venv,
+  ``<install_prefix>/releases/image``, with ``current`` pointing at it, the layout ``fab deploy``
+  keeps, so the units find ``current/venv/bin/trading-service`` from the first boot and the
+  first deploy swaps ``current`` as usual. pip fetches the wheel's dependencies, so the build
+  instance needs a way to PyPI (or a mirror in pip.conf). Then write the profile to
+  /etc/lowlat/profile.toml, ``python -m ami apply --root /`` with it, create the service user
+  (``systemd-sysusers`` from the rendered sysusers.d file), install the CloudWatch agent's files
+  (``ami.cloudwatch.agent_files``) and have the agent translate its config (a config it rejects
+  fails the build), enable irqbalance, the agent and the tuning unit, write the kernel
+  arguments with ``lowlat-apply-kernel-args`` and reboot into them.
+- validate (same build instance, after the reboot) and test (a fresh instance launched from
+  the new image): ``trading-service check-host --profile /etc/lowlat/profile.toml --json`` must
+  report the checks in ``REQUIRED_HOST_CHECKS`` as passed; ``CHECK_HOST_SCRIPT`` reads its
+  output and exits non-zero otherwise, which fails the step and the image.
+
+The engine and telemetry units are not enabled: ``fab deploy`` starts them on a host that has a
+release of its own. ``REQUIRED_FILES`` lists the files this document runs or reads that
+``python -m ami apply`` must install (tests check it against ``ami.render.render``).
+
+The document is small enough (about 6 kB) to pass inline as the component resource's ``Data``
+(at most 16,000 characters). This module is light (PyYAML and the light modules of ami/ and
+service/): the CDK app reads it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import yaml
+
+from ami import cloudwatch
+from ami.profile import TuningProfile, cpulist
+
+COMPONENT_NAME = "lowlat-tuned-host"
+PROFILE_PATH = "/etc/lowlat/profile.toml"
+APPLY_KERNEL_ARGS = "/usr/local/sbin/lowlat-apply-kernel-args"
+KERNEL_ARGS_FILE = "/etc/lowlat/kernel-args"
+TUNE_UNIT = "lowlat-tune.service"
+WHEEL_PARAMETER = "WheelS3Uri"
+DOWNLOAD_DIR = "/tmp/lowlat-dist"
+CHECK_HOST_OUTPUT = "/tmp/lowlat-check-host.json"
+PACKAGES = ("python3.11", "python3.11-pip", "amazon-cloudwatch-agent", "irqbalance", "ethtool")
+
+# Files the document uses that the apply step (ami.render) installs.
+REQUIRED_FILES = (APPLY_KERNEL_ARGS, KERNEL_ARGS_FILE)
+
+# check-host checks that must pass on a tuned image (others may be "not applicable" on Graviton)
+REQUIRED_HOST_CHECKS = ("cmdline", "isolated", "hugepages")
+
+# Reads `trading-service check-host --json` (argv[1]; service.checkhost.Report.to_json:
+# {"checks": [{"name", "status", ...}]}, status "pass"/"fail"/"not_applicable") and exits 1
+# unless every required check (argv[2], comma-separated) passed. Also accepts a bare list of
+# checks or a mapping of name to a status or to {"status": ...}, so a format change fails loudly
+# by name rather than with a traceback.
+CHECK_HOST_SCRIPT = """\
+import json, sys
+required = sys.argv[2].split(",")
+with open(sys.argv[1]) as f:
+    data = json.load(f)
+checks = data.get("checks", data) if isinstance(data, dict) else data
+if isinstance(checks, dict):
+    items = checks.items()
+else:
+    items = [(c.get("name"), c) for c in checks]
+status = {}
+for name, value in items:
+    value = value.get("status", value.get("ok")) if isinstance(value, dict) else value
+    status[name] = value is True or str(value).lower() in ("pass", "passed", "ok")
+failed = [name for name in required if not status.get(name)]
+for name in required:
+    print(f"check-host {name}: {'pass' if status.get(name) else 'FAIL'}")
+if failed:
+    print("required check-host checks failed: " + ", ".join(failed), file=sys.stderr)
+    sys.exit(1)
+"""
+
+
+def release_dir(profile: TuningProfile) -> str:
+    return f"{profile.install_prefix}/releases/image"
+
+
+def venv_bin(profile: TuningProfile, name: str) -> str:
+    """A console script of the ``current`` release (as ami.units runs them)."""
+    return f"{profile.install_prefix}/current/venv/bin/{name}"
+
+
+def profile_toml(profile: TuningProfile) -> str:
+    """``profile`` as the TOML ``ami.profile.load_profile`` reads back to an equal profile."""
+
+    def value(v) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, int):
+            return str(v)
+        if isinstance(v, tuple):
+            return _toml_string(cpulist(v))
+        return _toml_string(str(v))
+
+    lines = ["# The lowlat tuning profile this image was built with (ami/imagebuilder.py)."]
+    tables = []
+    for f in dataclasses.fields(profile):
+        v = getattr(profile, f.name)
+        if isinstance(v, dict):
+            tables.append((f.name, v))
+        else:
+            lines.append(f"{f.name} = {value(v)}")
+    for name, table in tables:
+        lines.append(f"\n[{name}]")
+        lines.extend(f"{_toml_string(k)} = {value(v)}" for k, v in table.items())
+    return "\n".join(lines) + "\n"
+
+
+def _toml_string(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def _bash(name: str, *lines: str) -> dict:
+    """An ExecuteBash step whose lines form one script: shell state (``set -e``, variables)
+    carries from line to line whichever way the runner treats separate commands."""
+    return {"name": name, "action": "ExecuteBash", "inputs": {"commands": ["\n".join(lines)]}}
+
+
+def _check_host_step(profile: TuningProfile) -> dict:
+    python = venv_bin(profile, "python")
+    return _bash(
+        "CheckHost",
+        "set -euo pipefail",
+        # check-host exits non-zero when any check fails; the script decides what must pass
+        f"{venv_bin(profile, 'trading-service')} check-host --profile {PROFILE_PATH} --json "
+        f"> {CHECK_HOST_OUTPUT} || true",
+        f"{python} - {CHECK_HOST_OUTPUT} {','.join(REQUIRED_HOST_CHECKS)} <<'EOF'\n"
+        f"{CHECK_HOST_SCRIPT}EOF",
+    )
+
+
+def _component(profile: TuningProfile) -> dict:
+    release = release_dir(profile)
+    prefix = profile.install_prefix
+    python = venv_bin(profile, "python")
+    wheel = f"{DOWNLOAD_DIR}/$(basename '{{{{ {WHEEL_PARAMETER} }}}}')"
+    write_agent_files = (
+        "import os, sys; from pathlib import Path; "
+        "from ami.cloudwatch import agent_files; from ami.profile import load_profile; "
+        "p = load_profile(sys.argv[1], os.cpu_count() or 1); "
+        "[(Path(k).parent.mkdir(parents=True, exist_ok=True), Path(k).write_text(v)) "
+        "for k, v in agent_files(p).items()]"
+    )
+    build = [
+        _bash("InstallPackages", f"dnf install -y {' '.join(PACKAGES)}"),
+        {
+            "name": "DownloadWheel",
+            "action": "S3Download",
+            "inputs": [
+                {
+                    "source": f"{{{{ {WHEEL_PARAMETER} }}}}",
+                    "destination": f"{DOWNLOAD_DIR}/lowlat.whl",
+                }
+            ],
+        },
+        _bash("CreateConfigFolder", "install -d -m 0755 /etc/lowlat"),
+        _bash(
+            "InstallRelease",
+            "set -euo pipefail",
+            # pip wants the wheel's own file name (name-version-tags.whl)
+            f'wheel="{wheel}"',
+            f'if [ "$wheel" != "{DOWNLOAD_DIR}/lowlat.whl" ]; then '
+            f'mv -f {DOWNLOAD_DIR}/lowlat.whl "$wheel"; fi',
+            f"mkdir -p {release}",
+            f"python3.11 -m venv {release}/venv",
+            f'{release}/venv/bin/pip install --no-cache-dir "$wheel"',
+            f"ln -sfn {release} {prefix}/current.tmp && mv -Tf {prefix}/current.tmp "
+            f"{prefix}/current",
+        ),
+        {
+            "name": "WriteProfile",
+            "action": "CreateFile",
+            "inputs": [{"path": PROFILE_PATH, "content": profile_toml(profile), "overwrite": True}],
+        },
+        _bash("ApplyTuning", f"{python} -m ami apply --root / --profile {PROFILE_PATH}"),
+        _bash(
+            "CreateServiceUser",
+            "set -euo pipefail",
+            "systemd-sysusers",
+            f"id -u {profile.service_user}",
+            f"install -d -o {profile.service_user} -g {profile.service_user} -m 0755 "
+            f"{cloudwatch.LOG_DIR}",
+        ),
+        _bash(
+            "ConfigureCloudWatchAgent",
+            "set -euo pipefail",
+            f'{python} -c "{write_agent_files}" {PROFILE_PATH}',
+            "systemctl daemon-reload",
+            # translates and checks the config; no -s: the agent starts on the image's hosts
+            "/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl -a fetch-config "
+            f"-m ec2 -c file:{cloudwatch.AGENT_CONFIG_PATH}",
+        ),
+        _bash(
+            "EnableServices",
+            f"systemctl enable irqbalance amazon-cloudwatch-agent {TUNE_UNIT}",
+        ),
+        _bash("ApplyKernelArgs", f"bash {APPLY_KERNEL_ARGS}"),
+        {"name": "RebootIntoKernelArgs", "action": "Reboot", "inputs": {"delaySeconds": 0}},
+    ]
+    return {
+        "name": COMPONENT_NAME,
+        "description": (
+            "lowlat: tune AL2023 arm64 for the trading service (kernel args, sysctls, irqbalance, "
+            "CloudWatch agent) and verify it with trading-service check-host"
+        ),
+        "schemaVersion": 1.0,
+        "parameters": [
+            {
+                WHEEL_PARAMETER: {
+                    "type": "string",
+                    "description": "S3 URI of the lowlat wheel (uploaded by the CDK stack)",
+                }
+            }
+        ],
+        "phases": [
+            {"name": "build", "steps": build},
+            {"name": "validate", "steps": [_check_host_step(profile)]},
+            {"name": "test", "steps": [_check_host_step(profile)]},
+        ],
+    }
+
+
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings (scripts, file contents) as literal blocks, readable in the console."""
+
+
+def _str(dumper: yaml.SafeDumper, text: str) -> yaml.Node:
+    style = "|" if "\n" in text else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def component_document(profile: TuningProfile) -> str:
+    """The Image Builder component (YAML, schema 1.0) for a host tuned by ``profile``."""
+    header = "# Rendered by ami/imagebuilder.py from the lowlat tuning profile.\n"
+    body = yaml.dump(_component(profile), Dumper=_Dumper, sort_keys=False, width=4096)
+    return header + body
+
+
+def component_data(profile: TuningProfile) -> dict:
+    """The component document parsed back (for the CDK app): exactly what the YAML says."""
+    return yaml.safe_load(component_document(profile))
