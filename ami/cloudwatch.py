@@ -114,6 +114,8 @@ DASHBOARD_FAMILIES = (
     "order_ring_full",
     "fill_ring_full",
     "stale_books",
+    # latency: the summary of recent quantiles (the agent drops the histogram itself)
+    "tick_to_order_recent_seconds",
 )
 
 

@@ -17,6 +17,11 @@ Prometheus bucket. The export keeps a fixed ladder of those edges (``LADDER_NS``
 100 ns, 200 ns, 500 ns, ... 10 ms) rather than all 528, to keep the series count bounded. The
 tick-to-order histogram also gets a boundary at each SLO threshold, from the exact counts the
 gateway keeps there (``stats_layout.SLO_TICK_TO_ORDER_WITHIN``).
+
+Each histogram is also exposed as a summary, ``trading_<name>_recent_seconds``: quantiles over
+the telemetry API's recent window (the last one to two sampling intervals), with the cumulative
+count and sum, as a client-side Prometheus summary would have them. The CloudWatch agent drops
+histograms but keeps summaries, so this is how latency percentiles reach CloudWatch.
 """
 
 from __future__ import annotations
@@ -39,11 +44,11 @@ from prometheus_client.utils import floatToGoString
 
 import service
 from service import stats_layout as L
-from service.buckets import HIST_SUM, HIST_WORDS, N_BUCKETS, bucket_bounds
+from service.buckets import HIST_SUM, HIST_WORDS, N_BUCKETS, bucket_bounds, percentiles
 
 if TYPE_CHECKING:
     from service.config import Config
-    from service.engine_view import Sample
+    from service.engine_view import Interval, Sample
 
 PREFIX = "trading_"
 
@@ -133,7 +138,26 @@ def _catalog_spec(metric: L.Metric) -> FamilySpec:
     return FamilySpec(prometheus_name(metric), metric.kind, metric.help, labels)
 
 
-FAMILIES = ENGINE_FAMILIES + tuple(_catalog_spec(m) for m in L.CATALOG)
+RECENT_QUANTILES = (0.5, 0.9, 0.99, 0.999)
+
+
+def recent_name(metric: L.Metric) -> str:
+    """The summary a histogram is also exposed as: quantiles over the recent window."""
+    return f"{PREFIX}{metric.name}_recent_seconds"
+
+
+RECENT_FAMILIES = tuple(
+    FamilySpec(
+        recent_name(m),
+        "summary",
+        f"{m.help}: quantiles over the last sampling window, count and sum since start",
+        ("quantile",),
+    )
+    for m in L.CATALOG
+    if m.kind == "histogram"
+)
+
+FAMILIES = ENGINE_FAMILIES + tuple(_catalog_spec(m) for m in L.CATALOG) + RECENT_FAMILIES
 
 
 def exported_metric_names(config: Config | None = None) -> list[str]:
@@ -147,6 +171,8 @@ def exported_metric_names(config: Config | None = None) -> list[str]:
 
 
 def _new_family(spec: FamilySpec) -> PromFamily:
+    if spec.kind == "summary":  # SummaryMetricFamily cannot carry quantiles: build it by hand
+        return PromFamily(spec.name, spec.help, "summary")
     cls = {
         "counter": CounterMetricFamily,
         "gauge": GaugeMetricFamily,
@@ -192,9 +218,15 @@ class TradingCollector:
     scrape) calls it exactly once, so every figure of a scrape comes from one reading.
     """
 
-    def __init__(self, sample_fn: Callable[[], Sample], config: Config):
+    def __init__(
+        self,
+        sample_fn: Callable[[], Sample],
+        config: Config,
+        window_fn: Callable[[Sample], Interval | None] | None = None,
+    ):
         self._sample_fn = sample_fn
         self._config = config
+        self._window_fn = window_fn  # sample -> the recent window ending at it, for summaries
         # (owner pid, monotonic start) -> wall-clock start: converted once per run, so the
         # exported start time does not wobble with the two clocks' reads from scrape to scrape
         self._start: tuple[tuple[int, int], float] | None = None
@@ -209,6 +241,9 @@ class TradingCollector:
         self._engine(sample, families)
         if sample.running and sample.block is not None:
             self._catalog(sample.block, families)
+            window = self._window_fn(sample) if self._window_fn else None
+            if window is not None and window.available:
+                self._recent(sample.block, window, families)
         # a family with no samples (engine absent, no heartbeat yet) is left out altogether
         yield from (family for family in families.values() if family.samples)
 
@@ -234,6 +269,21 @@ class TradingCollector:
             age_ns = time.monotonic_ns() - started_ns
             self._start = (key, (time.time_ns() - age_ns) / NS_PER_S)
         return self._start[1]
+
+    def _recent(self, block: np.ndarray, window: Interval, families) -> None:
+        for metric in L.CATALOG:
+            if metric.kind != "histogram":
+                continue
+            recent = window.histogram(metric.offset)
+            if recent is None or not recent[:N_BUCKETS].any():
+                continue  # nothing recorded in the window: no quantile to tell
+            name = recent_name(metric)
+            family = families[name]
+            for q, value in percentiles(recent, RECENT_QUANTILES).items():
+                family.add_sample(name, {"quantile": floatToGoString(q)}, value / NS_PER_S)
+            total = block[metric.offset : metric.offset + HIST_WORDS]
+            family.add_sample(f"{name}_count", {}, float(total[:N_BUCKETS].sum()))
+            family.add_sample(f"{name}_sum", {}, float(total[HIST_SUM]) / NS_PER_S)
 
     def _catalog(self, block: np.ndarray, families: dict[str, PromFamily]) -> None:
         n_instruments = self._config.feed.instruments
@@ -265,8 +315,9 @@ class TradingCollector:
                     family.add_metric([str(label)], float(block[metric.offset + i]))
 
 
-def render(sample: Sample, config: Config) -> bytes:
-    """The exposition (``CONTENT_TYPE``) of one sample, from a registry holding only it."""
+def render(sample: Sample, config: Config, window: Interval | None = None) -> bytes:
+    """The exposition (``CONTENT_TYPE``) of one sample, from a registry holding only it;
+    with ``window`` (ending at ``sample``) the recent summaries too."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(TradingCollector(lambda: sample, config))
+    registry.register(TradingCollector(lambda: sample, config, lambda _: window))
     return generate_latest(registry)

@@ -397,7 +397,10 @@ def create_app(
         return latest(current, sampler.window_start(current), config)
 
     def metrics_body() -> bytes:
-        return sampler.rendered(sampler.fresh(), lambda sample: render(sample, config))
+        return sampler.rendered(
+            sampler.fresh(),
+            lambda sample: render(sample, config, Interval(sampler.window_start(sample), sample)),
+        )
 
     app.state.metrics_body = metrics_body
     app.state.metrics_content_type = METRICS_CONTENT_TYPE

@@ -149,12 +149,23 @@ def test_exported_names_are_unique_valid_and_include_every_catalog_metric():
 
 
 def test_exported_names_are_exactly_what_a_live_engine_exposes(engine):
+    import dataclasses as dc
+
+    from service.engine_view import Interval
+    from service.histogram import hist_record
+
     names = set(M.exported_metric_names(engine.config))
     histograms = {M.prometheus_name(m) for m in HISTOGRAMS}
+    summaries = {M.recent_name(m) for m in HISTOGRAMS}
+    view = EngineView(engine.config)
+    first = view.sample()
+    for metric in HISTOGRAMS:  # something in every histogram's recent window
+        hist_record(engine.stats, metric.offset, 1234)
+    second = dc.replace(view.sample(), taken_ns=first.taken_ns + 10**9)
     exposed_families = set()
-    for sample_name in samples_of(scrape(engine.config)):
+    for sample_name in samples_of(M.render(second, engine.config, Interval(first, second))):
         family = re.sub(r"_(bucket|count|sum)$", "", sample_name)
-        if family not in histograms:
+        if family not in histograms | summaries:
             family = sample_name
         assert family in names, f"{sample_name} is exposed but not in exported_metric_names"
         exposed_families.add(family)
@@ -445,3 +456,41 @@ def test_promtool_accepts_an_absent_engine(tmp_path):
     result = promtool_check(M.render(EngineView(config).sample(), config))
     assert result.returncode == 0, result
     assert result.stdout == b"" and result.stderr == b"", result
+
+
+def test_recent_summaries_give_window_quantiles_and_cumulative_count(tmp_path):
+    """The summary a histogram is also exposed as: quantiles over the window only."""
+    import dataclasses as dc
+
+    from service.engine_view import Interval
+    from service.histogram import hist_record
+
+    engine = SyntheticEngine(tmp_path)
+    try:
+        engine.set_states(L.S_RUNNING)
+        engine.publish()
+        before_values = np.full(1000, 100_000)  # 100 us, before the window
+        for v in before_values:
+            hist_record(engine.stats, L.H_TICK_TO_ORDER, int(v))
+        view = EngineView(engine.config)
+        first = view.sample()
+        window_values = np.arange(1000, 2000)  # 1-2 us, inside the window
+        for v in window_values:
+            hist_record(engine.stats, L.H_TICK_TO_ORDER, int(v))
+        second = dc.replace(view.sample(), taken_ns=first.taken_ns + 1_000_000_000)
+        text = M.render(second, engine.config, Interval(first, second)).decode()
+        samples = {
+            (s.name, s.labels.get("quantile")): s.value
+            for f in text_string_to_metric_families(text)
+            for s in f.samples
+            if s.name.startswith("trading_tick_to_order_recent_seconds")
+        }
+        p99 = samples[("trading_tick_to_order_recent_seconds", "0.99")]
+        assert 1.98e-6 <= p99 <= 2.0e-6 * 1.07  # the window's 99th percentile, bucket resolution
+        assert samples[("trading_tick_to_order_recent_seconds", "0.5")] < 1.6e-6
+        assert samples[("trading_tick_to_order_recent_seconds_count", None)] == 2000  # cumulative
+        assert "trading_tick_to_order_recent_seconds" in M.exported_metric_names()
+        # without a window (first scrape) the summary is absent, never made up
+        assert "recent_seconds" not in M.render(second, engine.config).decode()
+    finally:
+        engine.close()
