@@ -424,7 +424,7 @@ def _print_host_report(report) -> None:
         shown = "n/a" if c.status == "not_applicable" else c.status
         cells = (escape(c.expected), escape(c.observed), escape(c.detail))
         table.add_row(c.name, f"[{style}]{shown}[/]", *cells)
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 140)  # piped: keep rows whole
     console.print(table)
     console.print(
         f"{report.passed} passed, {report.failed} failed, "
