@@ -9,12 +9,10 @@ What the agent collects (``agent_config``), every 10 s:
   is their liveness as the OS sees it, plus CPU and RSS; and ``ethtool`` for the ENA allowance
   counters of the profile's NIC (packets or bandwidth shaped by the instance's allowances are
   latency nobody sees in the service's own figures).
-- ``logs.logs_collected.files``: ``/var/log/lowlat/*.log``. The units log to the journal; the
-  agent's ``journald`` section exists in the current schema but not in every agent build that
+- ``logs.logs_collected.files``: ``/var/log/lowlat/*.log``, where the two units append their
+  output (``ami/units.py``; rotated by /etc/logrotate.d/lowlat). Files rather than the agent's
+  ``journald`` section: that section is in the current schema but not in every agent build
   AL2023's repository ships, and an agent that does not know a section refuses the whole config.
-  So files only: anything that writes under /var/log/lowlat (bench reports, Fabric deploy
-  records, a unit switched to ``StandardOutput=append:``) is shipped, and nothing breaks when the
-  directory is empty.
 - ``logs.metrics_collected.prometheus``: the agent scrapes the telemetry API's ``/metrics``
   (``prometheus_scrape_yaml``) and its EMF processor turns the declared families into CloudWatch
   metrics. Counters arrive as the delta since the previous scrape, gauges as read.

@@ -71,7 +71,28 @@ def render(profile: TuningProfile) -> dict[str, str]:
         SERVICE_CONFIG: service_toml(profile),
         ENGINE_UNIT: units.engine_unit(profile),
         TELEMETRY_UNIT: units.telemetry_unit(profile),
+        LOGROTATE_CONF: logrotate_conf(),
     }
+
+
+LOGROTATE_CONF = "/etc/logrotate.d/lowlat"
+
+
+def logrotate_conf() -> str:
+    # copytruncate: the units' output files are opened once by systemd for appending; a
+    # rename-and-create rotation would leave the service writing to the renamed file
+    return f"""# {HEADER}
+{units.LOG_DIR}/*.log {{
+    daily
+    rotate 7
+    maxsize 200M
+    compress
+    delaycompress
+    missingok
+    notifempty
+    copytruncate
+}}
+"""
 
 
 def sysctl_conf(profile: TuningProfile) -> str:

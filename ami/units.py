@@ -50,6 +50,23 @@ def _shm_paths(profile: TuningProfile) -> tuple[str, ...]:
     return tuple(dict.fromkeys((profile.shm_dir, "/dev/shm")))
 
 
+LOG_DIR = "/var/log/lowlat"
+
+
+def _logging(name: str) -> list[str]:
+    """Output to a file the CloudWatch agent ships (ami/cloudwatch.py collects LOG_DIR/*.log).
+
+    systemd opens the file itself, before the sandbox applies, so the service needs no write
+    access to /var/log; logrotate truncates it in place (copytruncate), which a file opened
+    for appending survives.
+    """
+    return [
+        "LogsDirectory=lowlat",
+        f"StandardOutput=append:{LOG_DIR}/{name}.log",
+        f"StandardError=append:{LOG_DIR}/{name}.log",
+    ]
+
+
 def _common(profile: TuningProfile) -> list[str]:
     """[Service] settings both units share: identity, limits, restart policy and the sandbox."""
     user = profile.service_user
@@ -153,6 +170,7 @@ def engine_unit(profile: TuningProfile) -> str:
         "# Warm-up JIT-compiles every kernel before the service says ready: allow for it.",
         "TimeoutStartSec=300s",
         *_common(profile),
+        *_logging("engine"),
         '# The engine creates the segments; a leading "-" would hide a missing hugetlbfs mount.',
         f"ReadWritePaths={rw}",
         "# The stages talk through shared memory and the supervisor to them through pipes and",
@@ -179,6 +197,7 @@ def telemetry_unit(profile: TuningProfile) -> str:
         "KillMode=control-group",
         "TimeoutStopSec=10s",
         *_common(profile),
+        *_logging("telemetry"),
         "# Telemetry only reads the engine's segments. The leading - lets it start before they",
         "# exist (it answers 503 on /ready until the engine is up).",
         f"ReadOnlyPaths={ro}",

@@ -166,3 +166,24 @@ def test_security_exposure(tmp_path, name):
     path = tmp_path / name
     path.write_text(text)
     assert exposure(path) <= MAX_EXPOSURE
+
+
+def test_units_log_where_the_cloudwatch_agent_collects():
+    import fnmatch
+
+    from ami import units
+    from ami.cloudwatch import agent_config
+    from ami.profile import TuningProfile
+
+    profile = TuningProfile.for_vcpus(4)
+    collected = [
+        f["file_path"]
+        for f in agent_config(profile)["logs"]["logs_collected"]["files"]["collect_list"]
+    ]
+    for name, text in (
+        ("engine", units.engine_unit(profile)),
+        ("telemetry", units.telemetry_unit(profile)),
+    ):
+        path = f"{units.LOG_DIR}/{name}.log"
+        assert f"StandardOutput=append:{path}" in text and f"StandardError=append:{path}" in text
+        assert any(fnmatch.fnmatch(path, pattern) for pattern in collected), (path, collected)
