@@ -36,10 +36,10 @@ import dataclasses
 import yaml
 
 from ami import cloudwatch
-from ami.profile import TuningProfile, cpulist
+from ami.profile import INSTALLED_PROFILE, TuningProfile, cpulist
 
 COMPONENT_NAME = "lowlat-tuned-host"
-PROFILE_PATH = "/etc/lowlat/profile.toml"
+PROFILE_PATH = INSTALLED_PROFILE
 APPLY_KERNEL_ARGS = "/usr/local/sbin/lowlat-apply-kernel-args"
 KERNEL_ARGS_FILE = "/etc/lowlat/kernel-args"
 TUNE_UNIT = "lowlat-tune.service"

@@ -22,6 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PLATFORMS = ("graviton", "x86")
+# Where a host keeps the profile it was tuned with (the Image Builder component writes it);
+# check-host and the telemetry API's /host judge the host against it when it is there.
+INSTALLED_PROFILE = "/etc/lowlat/profile.toml"
 HUGEPAGE_KB = 2048
 
 # sysctls that exist on AL2023's 6.1 kernel and help a busy-polling host; values are strings

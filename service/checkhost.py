@@ -29,7 +29,14 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ami.profile import HUGEPAGE_KB, TuningProfile, cpulist, parse_cpulist
+from ami.profile import (
+    HUGEPAGE_KB,
+    INSTALLED_PROFILE,
+    TuningProfile,
+    cpulist,
+    load_profile,
+    parse_cpulist,
+)
 
 PASS, FAIL, NA = "pass", "fail", "not_applicable"
 STATUSES = (PASS, FAIL, NA)
@@ -136,8 +143,13 @@ def detect_platform(root: Path = Path("/")) -> str:
 
 
 def default_profile(root: Path = Path("/")) -> TuningProfile:
-    """The default profile for the host under ``root`` (at least 2 vCPUs assumed)."""
-    return TuningProfile.for_vcpus(max(2, count_cpus(root)), platform=detect_platform(root))
+    """The profile the host under ``root`` was tuned with (``ami.profile.INSTALLED_PROFILE``)
+    when it has one; else the defaults for its vCPU count and platform (at least 2 vCPUs)."""
+    vcpus = max(2, count_cpus(root))
+    installed = root / INSTALLED_PROFILE.lstrip("/")
+    if installed.is_file():
+        return load_profile(installed, vcpus)
+    return TuningProfile.for_vcpus(vcpus, platform=detect_platform(root))
 
 
 def parse_interrupts(text: str) -> dict[str, dict[int, int]]:

@@ -287,3 +287,19 @@ def test_checkhost_is_light():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_installed_profile_sets_the_expectations(tmp_path):
+    """A host tuned with a custom profile is judged against it, not against the defaults."""
+    from ami.profile import INSTALLED_PROFILE
+    from service.checkhost import default_profile
+
+    (tmp_path / "sys/devices/system/cpu").mkdir(parents=True)
+    (tmp_path / "sys/devices/system/cpu/possible").write_text("0-3\n")
+    assert default_profile(tmp_path).isolated == (1, 2, 3)  # no profile: the defaults
+    installed = tmp_path / INSTALLED_PROFILE.lstrip("/")
+    installed.parent.mkdir(parents=True)
+    installed.write_text('isolated = "2-3"\nhousekeeping = [0, 1]\nhugepages = 64\n')
+    profile = default_profile(tmp_path)
+    assert profile.isolated == (2, 3) and profile.housekeeping == (0, 1)
+    assert profile.hugepages == 64
