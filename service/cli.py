@@ -25,6 +25,8 @@ examples:
   trading-service record --out day.lmd --messages 1000000
   trading-service bench --quick --json bench.json
   trading-service kill-switch on                every new order is rejected until 'off'
+  trading-service telemetry                     the API: /ready /latest /metrics /docs on :8000
+  trading-service top                           live view of the running engine (q quits)
   trading-service check-host --json             does this host match its tuning profile?
   trading-service jitter --cpus 1-3 --duration 10   how often the isolated cores are interrupted
 """
