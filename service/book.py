@@ -32,7 +32,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from service.jit import kernel
+from service.jit import inline_kernel, kernel
 from service.records import ASK, BID
 
 EMPTY = -1  # best_bid / best_ask of a side without levels; any real price (>= 1) beats it
@@ -71,7 +71,7 @@ def book_reset(book, inst):
     book.best_ask[inst] = EMPTY
 
 
-@kernel
+@inline_kernel
 def book_set_level(book, inst, side, price, qty):
     """Set the size at ``price`` on ``side`` (BID/ASK) to ``qty``; ``qty <= 0`` removes it.
 
