@@ -40,44 +40,31 @@ class UserError(Exception):
         self.code = code
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a number of seconds > 0")
-    return value
+def _number(kind, what: str, *, low, high=None, low_allowed: bool = True):
+    """An argparse type: a finite ``kind`` (int or float) in range, one-line errors."""
+    rule = (
+        f"from {low} to {high}"
+        if high is not None
+        else f"{what} {'>=' if low_allowed else '>'} {low}"
+    )
+
+    def parse(text: str):
+        try:
+            value = kind(text)  # int and float both accept 1_000
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        in_range = math.isfinite(value) and (value >= low if low_allowed else value > low)
+        if not in_range or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{text!r} must be {rule}")
+        return value
+
+    return parse
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text.replace("_", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a number of seconds >= 0")
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} must be from 1 to 65535")
-    return value
+_positive_float = _number(float, "a number of seconds", low=0, low_allowed=False)
+_non_negative_float = _number(float, "a number of seconds", low=0)
+_positive_int = _number(int, "a whole number", low=0, low_allowed=False)
+_port = _number(int, "a port number", low=1, high=65535)
 
 
 def build_parser() -> argparse.ArgumentParser:
