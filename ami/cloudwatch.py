@@ -57,13 +57,19 @@ AGENT_UNIT_DROPIN_PATH = "/etc/systemd/system/amazon-cloudwatch-agent.service.d/
 INSTANCE_ID_PLACEHOLDER = "@INSTANCE_ID@"
 NITRO_INSTANCE_ID_FILE = "/sys/devices/virtual/dmi/id/board_asset_tag"
 
+NAMESPACE = "Lowlat"  # every lowlat metric: the agent's host metrics, /metrics via EMF, bench
 INTERVAL_S = 10
 SCRAPE_JOB = "lowlat"
 CLUSTER_NAME = "lowlat"
 LOG_DIR = "/var/log/lowlat"
 LOG_GROUP = "/lowlat/service"
 PROMETHEUS_LOG_GROUP = "/lowlat/prometheus"
-INSTANCE_LABEL = "instance_id"
+INSTANCE_LABEL = "instance_id"  # the dimension of every /metrics family (EMF)
+INSTANCE_DIMENSION = "InstanceId"  # the dimension of every host metric the agent collects
+# The agent also publishes each host metric rolled up to these dimension sets, so dashboards and
+# alarms name a host metric by its instance (and core) alone: the full set carries dimensions
+# only the host knows (device, fstype, interface, driver, InstanceType).
+AGGREGATION_DIMENSIONS = ((INSTANCE_DIMENSION,), (INSTANCE_DIMENSION, "cpu"))
 
 # procstat: (regex over the whole command line, what it watches)
 SERVICE_PROCESSES = (
@@ -81,6 +87,9 @@ CPU_MEASUREMENTS = (
     "usage_softirq",
     "usage_steal",
 )
+MEM_MEASUREMENTS = ("mem_used_percent", "mem_available", "mem_used")
+SWAP_MEASUREMENTS = ("swap_used", "swap_used_percent")
+DISK_MEASUREMENTS = ("used_percent", "inodes_free")
 # ENA's per-interface counters of packets queued or dropped because the instance went over one
 # of its allowances (ethtool -S): the network's share of the latency budget.
 ENA_ALLOWANCE_COUNTERS = (
@@ -89,6 +98,36 @@ ENA_ALLOWANCE_COUNTERS = (
     "pps_allowance_exceeded",
     "conntrack_allowance_exceeded",
     "linklocal_allowance_exceeded",
+)
+
+
+# The CloudWatch names of the host metrics the agent publishes: "<plugin>_<measurement>".
+def host_metric(plugin: str, measurement: str) -> str:
+    """The CloudWatch metric name of one measurement of one agent plugin, checked against the
+    config: ``host_metric("cpu", "usage_idle")`` is ``cpu_usage_idle``."""
+    collected = {
+        "cpu": CPU_MEASUREMENTS,
+        "mem": MEM_MEASUREMENTS,
+        "swap": SWAP_MEASUREMENTS,
+        "disk": DISK_MEASUREMENTS,
+        "ethtool": ENA_ALLOWANCE_COUNTERS,
+    }
+    if measurement not in collected.get(plugin, ()):
+        raise KeyError(f"the agent config collects no {plugin} measurement {measurement!r}")
+    # the agent accepts mem's measurements with their prefix ("mem_used_percent") and keeps it
+    return measurement if measurement.startswith(f"{plugin}_") else f"{plugin}_{measurement}"
+
+
+# What `fab bench --publish` sends (dimensions InstanceId and OfferedRate, unit Seconds or
+# Count/Second): the dashboard's benchmark widget reads exactly these.
+BENCH_DIMENSIONS = (INSTANCE_DIMENSION, "OfferedRate")
+BENCH_METRICS = (
+    "bench_tick_to_order_p50_seconds",
+    "bench_tick_to_order_p99_seconds",
+    "bench_tick_to_order_p999_seconds",
+    "bench_tick_to_order_max_seconds",
+    "bench_achieved_rate",
+    "bench_slo_missed",
 )
 
 # The families the dashboards and alarms read, by the name the service knows them under: a
@@ -114,6 +153,11 @@ DASHBOARD_FAMILIES = (
     "stale_books",
     # latency: the summary of recent quantiles (the agent drops the histogram itself)
     "tick_to_order_recent_seconds",
+    # the host as the telemetry API sees it: check-host's verdict, hugepages
+    "host_tuned",
+    "host_checks_failed",
+    "hugepages_free",
+    "hugepages_reserved",
 )
 
 
@@ -169,7 +213,7 @@ def metric_declarations() -> list[dict]:
 
 
 def agent_config(
-    profile: TuningProfile, namespace: str = "Lowlat", *, auto_scaling_group: bool = False
+    profile: TuningProfile, namespace: str = NAMESPACE, *, auto_scaling_group: bool = False
 ) -> dict:
     """The agent's JSON config (as a dict) for a host tuned by ``profile``.
 
@@ -198,6 +242,7 @@ def agent_config(
         "metrics": {
             "namespace": namespace,
             "append_dimensions": append_dimensions,
+            "aggregation_dimensions": [list(dims) for dims in AGGREGATION_DIMENSIONS],
             "metrics_collected": {
                 "cpu": {
                     "resources": ["*"],
@@ -206,16 +251,16 @@ def agent_config(
                     "metrics_collection_interval": INTERVAL_S,
                 },
                 "mem": {
-                    "measurement": ["mem_used_percent", "mem_available", "mem_used"],
+                    "measurement": list(MEM_MEASUREMENTS),
                     "metrics_collection_interval": INTERVAL_S,
                 },
                 "swap": {
-                    "measurement": ["swap_used", "swap_used_percent"],
+                    "measurement": list(SWAP_MEASUREMENTS),
                     "metrics_collection_interval": 60,
                 },
                 "disk": {
                     "resources": ["/"],
-                    "measurement": ["used_percent", "inodes_free"],
+                    "measurement": list(DISK_MEASUREMENTS),
                     "metrics_collection_interval": 60,
                 },
                 "procstat": procstat,
@@ -253,7 +298,7 @@ def agent_config(
     }
 
 
-def agent_config_json(profile: TuningProfile, namespace: str = "Lowlat", **options) -> str:
+def agent_config_json(profile: TuningProfile, namespace: str = NAMESPACE, **options) -> str:
     """``agent_config`` as the file the agent reads (``AGENT_CONFIG_PATH``)."""
     return json.dumps(agent_config(profile, namespace, **options), indent=2) + "\n"
 
@@ -307,7 +352,7 @@ def agent_unit_dropin() -> str:
     )
 
 
-def agent_files(profile: TuningProfile, namespace: str = "Lowlat") -> dict[str, str]:
+def agent_files(profile: TuningProfile, namespace: str = NAMESPACE) -> dict[str, str]:
     """Every file the agent setup installs: absolute path -> content.
 
     The scrape config is written twice: the template, and a first copy with the placeholder so

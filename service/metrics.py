@@ -157,7 +157,28 @@ RECENT_FAMILIES = tuple(
     if m.kind == "histogram"
 )
 
-FAMILIES = ENGINE_FAMILIES + tuple(_catalog_spec(m) for m in L.CATALOG) + RECENT_FAMILIES
+# The host the engine runs on, as the telemetry API sees it: the verdict of its periodic
+# check-host (service.checkhost, refreshed every minute off the request path) and the 2 MiB
+# hugepages the engine's segments come from. The host-tuning and hugepage alarms read these.
+HOST_FAMILIES = (
+    FamilySpec(
+        f"{PREFIX}host_tuned",
+        "gauge",
+        "1 when the host's last check-host passed every check that applies, else 0",
+    ),
+    FamilySpec(
+        f"{PREFIX}host_checks_failed",
+        "gauge",
+        "Checks the host's last check-host failed",
+    ),
+    FamilySpec(f"{PREFIX}hugepages_free", "gauge", "Free 2 MiB hugepages on the host"),
+    FamilySpec(f"{PREFIX}hugepages_reserved", "gauge", "2 MiB hugepages the host has reserved"),
+)
+HUGEPAGES_SYSFS = "/sys/kernel/mm/hugepages/hugepages-2048kB"
+
+FAMILIES = (
+    ENGINE_FAMILIES + tuple(_catalog_spec(m) for m in L.CATALOG) + RECENT_FAMILIES + HOST_FAMILIES
+)
 
 
 def exported_metric_names(config: Config | None = None) -> list[str]:
@@ -223,10 +244,14 @@ class TradingCollector:
         sample_fn: Callable[[], Sample],
         config: Config,
         window_fn: Callable[[Sample], Interval | None] | None = None,
+        host_report_fn: Callable[[], dict | None] | None = None,
+        hugepages_dir: str = HUGEPAGES_SYSFS,
     ):
         self._sample_fn = sample_fn
         self._config = config
         self._window_fn = window_fn  # sample -> the recent window ending at it, for summaries
+        self._host_report_fn = host_report_fn  # -> the latest check-host report (JSON), or None
+        self._hugepages_dir = hugepages_dir
         # (owner pid, monotonic start) -> wall-clock start: converted once per run, so the
         # exported start time does not wobble with the two clocks' reads from scrape to scrape
         self._start: tuple[tuple[int, int], float] | None = None
@@ -244,6 +269,7 @@ class TradingCollector:
             window = self._window_fn(sample) if self._window_fn else None
             if window is not None and window.available:
                 self._recent(sample.block, window, families)
+        self._host(families)
         # a family with no samples (engine absent, no heartbeat yet) is left out altogether
         yield from (family for family in families.values() if family.samples)
 
@@ -261,6 +287,23 @@ class TradingCollector:
             families[f"{PREFIX}engine_start_time_seconds"].add_metric(
                 [], self._start_time(sample.owner_pid, sample.started_ns)
             )
+
+    def _host(self, families: dict[str, PromFamily]) -> None:
+        report = self._host_report_fn() if self._host_report_fn else None
+        if report is not None:  # none before the first check finishes: no sample, not a guess
+            families[f"{PREFIX}host_tuned"].add_metric([], 1.0 if report["ok"] else 0.0)
+            failed = report["summary"]["failed"]
+            families[f"{PREFIX}host_checks_failed"].add_metric([], float(failed))
+        for name, file in (
+            ("hugepages_free", "free_hugepages"),
+            ("hugepages_reserved", "nr_hugepages"),
+        ):
+            try:
+                with open(f"{self._hugepages_dir}/{file}") as f:
+                    value = float(f.read().strip())
+            except (OSError, ValueError):
+                continue  # a kernel without 2 MiB pages: the family stays absent
+            families[f"{PREFIX}{name}"].add_metric([], value)
 
     def _start_time(self, owner_pid: int, started_ns: int) -> float:
         """Wall-clock seconds of a monotonic start time (the segments' creation)."""
@@ -315,9 +358,17 @@ class TradingCollector:
                     family.add_metric([str(label)], float(block[metric.offset + i]))
 
 
-def render(sample: Sample, config: Config, window: Interval | None = None) -> bytes:
+def render(
+    sample: Sample,
+    config: Config,
+    window: Interval | None = None,
+    host_report: dict | None = None,
+) -> bytes:
     """The exposition (``CONTENT_TYPE``) of one sample, from a registry holding only it;
-    with ``window`` (ending at ``sample``) the recent summaries too."""
+    with ``window`` (ending at ``sample``) the recent summaries too, and with ``host_report``
+    (a check-host report as JSON) the host's tuning verdict."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(TradingCollector(lambda: sample, config, lambda _: window))
+    registry.register(
+        TradingCollector(lambda: sample, config, lambda _: window, lambda: host_report)
+    )
     return generate_latest(registry)

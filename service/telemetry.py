@@ -399,7 +399,12 @@ def create_app(
     def metrics_body() -> bytes:
         return sampler.rendered(
             sampler.fresh(),
-            lambda sample: render(sample, config, Interval(sampler.window_start(sample), sample)),
+            lambda sample: render(
+                sample,
+                config,
+                Interval(sampler.window_start(sample), sample),
+                host_reporter.report,
+            ),
         )
 
     app.state.metrics_body = metrics_body

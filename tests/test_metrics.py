@@ -163,14 +163,49 @@ def test_exported_names_are_exactly_what_a_live_engine_exposes(engine):
         hist_record(engine.stats, metric.offset, 1234)
     second = dc.replace(view.sample(), taken_ns=first.taken_ns + 10**9)
     exposed_families = set()
-    for sample_name in samples_of(M.render(second, engine.config, Interval(first, second))):
+    report = {"ok": True, "summary": {"failed": 0}}
+    exposition = M.render(second, engine.config, Interval(first, second), report)
+    for sample_name in samples_of(exposition):
         family = re.sub(r"_(bucket|count|sum)$", "", sample_name)
         if family not in histograms | summaries:
             family = sample_name
         assert family in names, f"{sample_name} is exposed but not in exported_metric_names"
         exposed_families.add(family)
-    # a live engine whose stages all published a heartbeat exposes every family
+    # a live engine whose stages all published a heartbeat exposes every family (the
+    # hugepage gauges only where the kernel has 2 MiB pages)
+    if not Path(M.HUGEPAGES_SYSFS).is_dir():
+        names -= {"trading_hugepages_free", "trading_hugepages_reserved"}
     assert exposed_families == names
+
+
+def _host_scrape(config: Config, report: dict | None, hugepages_dir: Path) -> dict[str, list]:
+    registry = CollectorRegistry(auto_describe=False)
+    sample = EngineView(config).sample()
+    registry.register(
+        M.TradingCollector(lambda: sample, config, None, lambda: report, str(hugepages_dir))
+    )
+    return samples_of(generate_latest(registry))
+
+
+@pytest.mark.parametrize(("ok", "failed", "tuned"), [(True, 0, 1.0), (False, 3, 0.0)])
+def test_host_tuning_verdict_follows_the_last_check_host_report(tmp_path, ok, failed, tuned):
+    report = {"ok": ok, "summary": {"passed": 5, "failed": failed, "not_applicable": 3}}
+    samples = _host_scrape(Config(), report, tmp_path / "none")
+    assert value(samples, "trading_host_tuned") == tuned
+    assert value(samples, "trading_host_checks_failed") == failed
+
+
+def test_no_host_verdict_before_the_first_check_and_hugepages_read_from_sysfs(tmp_path):
+    pages = tmp_path / "hugepages-2048kB"
+    pages.mkdir()
+    (pages / "nr_hugepages").write_text("512\n")
+    (pages / "free_hugepages").write_text("37\n")
+    samples = _host_scrape(Config(), None, pages)
+    assert "trading_host_tuned" not in samples  # absent, not a guessed 0 or 1
+    assert value(samples, "trading_hugepages_free") == 37
+    assert value(samples, "trading_hugepages_reserved") == 512
+    # a kernel without 2 MiB pages: the gauges are absent rather than 0
+    assert "trading_hugepages_free" not in _host_scrape(Config(), None, tmp_path / "missing")
 
 
 def test_describe_names_the_families_without_sampling():
@@ -266,7 +301,7 @@ def test_up_build_info_heartbeat_age_and_start_time(tmp_path, request):
     assert value(again, "trading_engine_start_time_seconds") == start
 
 
-def test_an_absent_engine_is_only_up_zero(tmp_path):
+def test_an_absent_engine_is_only_up_zero_and_the_host(tmp_path):
     config = Config()
     config = dataclasses.replace(
         config,
@@ -275,7 +310,8 @@ def test_an_absent_engine_is_only_up_zero(tmp_path):
     sample = EngineView(config).sample()
     assert not sample.running
     samples = samples_of(M.render(sample, config))
-    assert set(samples) == {"trading_up", "trading_build_info", "trading_stage_up"}
+    host = {spec.name for spec in M.HOST_FAMILIES}  # the host is there without an engine
+    assert set(samples) - host == {"trading_up", "trading_build_info", "trading_stage_up"}
     assert value(samples, "trading_up") == 0.0
     assert value(samples, "trading_build_info", version=service.__version__) == 1.0
     assert [s.labels["stage"] for s in samples["trading_stage_up"]] == list(L.STAGES)
