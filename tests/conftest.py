@@ -121,3 +121,23 @@ class PrometheusServer:
                 self.process.kill()
                 self.process.wait(10)
         self._log.close()
+
+
+@pytest.fixture(scope="session")
+def ssh_server(tmp_path_factory):
+    """A real sshd on 127.0.0.1 for the whole session (see tests/loopback.py)."""
+    from loopback import SshServer
+
+    server = SshServer(tmp_path_factory.mktemp("sshd"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory):
+    """moto's server mode on 127.0.0.1 for the whole session (see tests/loopback.py)."""
+    from loopback import MotoServer
+
+    server = MotoServer(tmp_path_factory.mktemp("moto"))
+    yield server
+    server.stop()
