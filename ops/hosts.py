@@ -200,7 +200,7 @@ def _connection_error(name: str, conn, exc: BaseException) -> OpsError:
     if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError | ConnectionRefusedError):
         return OpsError(
             f"{where} refused the SSH connection: is sshd running, the port right and port "
-            "22 open to you (allowedCidrs), or use SSM (README: reaching hosts through SSM)"
+            "22 open to you (allowedCidrs)? Or go through SSM: runbooks/reaching-hosts.md"
         )
     if isinstance(exc, TimeoutError | socket.timeout):
         return OpsError(f"{where} did not answer SSH in time: check the network path and port")
