@@ -4,13 +4,17 @@
 #   make test   the quality gate: system packages, ruff, then the whole test suite
 #   make bench  the quick benchmark (trading-service bench --quick)
 #   make lint   ruff
+#   make synth  the CDK app's CloudFormation templates into cdk.out/ (offline, no AWS credentials)
 
 VENV ?= .venv
 DURATION ?= 10
 PYTHON ?= python3
 STAMP := $(VENV)/.installed-stamp
+# The CDK CLI, pinned: npm's `latest` (3.x) cannot read the cloud assembly aws-cdk-lib 2.275 writes
+CDK_CLI_VERSION := 2.1148.1
+CDK_CLI := tools/cdk-cli/node_modules/.bin/cdk
 
-.PHONY: run test bench lint setup
+.PHONY: run test bench lint setup synth cdk-cli
 
 setup: $(STAMP)
 
@@ -25,6 +29,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	scripts/system-deps
+	$(MAKE) --no-print-directory cdk-cli
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/python -m pytest
@@ -34,3 +39,13 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+
+# Installed on first use when npm is there; without npm, tests/test_cdk_cli.py skips and says why.
+cdk-cli:
+	@if [ -x $(CDK_CLI) ]; then :; \
+	elif command -v npm >/dev/null; then \
+		npm install --silent --no-audit --no-fund --prefix tools/cdk-cli aws-cdk@$(CDK_CLI_VERSION); \
+	else echo "cdk-cli: npm not found; the CDK CLI test will skip (apt-get install npm)" >&2; fi
+
+synth: $(STAMP) cdk-cli
+	CDK_DISABLE_CLI_TELEMETRY=true $(CDK_CLI) synth --no-notices --quiet

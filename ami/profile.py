@@ -90,6 +90,9 @@ class TuningProfile:
     install_prefix: str = "/opt/lowlat"
     shm_dir: str = "/dev/hugepages/lowlat"  # hugetlbfs: ring pages never fault or move
     telemetry_port: int = 8000
+    # Loopback unless people reach the API directly: the CDK app sets "0.0.0.0" when its
+    # allowedCidrs open the telemetry port (the security group is then the gate).
+    telemetry_host: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
         if self.vcpus < 2:

@@ -271,9 +271,10 @@ def service_toml(profile: TuningProfile) -> str:
                 *(f"{stage} = {cpu}" for stage, cpu in cores.items()),
                 "",
                 "[telemetry]",
-                # Loopback only: the CloudWatch agent scrapes /metrics on the host and people reach
-                # the API through SSH, so it never needs to be exposed beyond the host.
-                'host = "127.0.0.1"  # the CloudWatch agent scrapes locally; reach it over SSH',
+                # Loopback by default: the CloudWatch agent scrapes /metrics on the host and people
+                # reach the API through SSH or SSM. The CDK app widens it only when its security
+                # group admits allowedCidrs to the port (TuningProfile.telemetry_host).
+                f"host = {json.dumps(profile.telemetry_host)}  # the agent scrapes 127.0.0.1",
                 f"port = {profile.telemetry_port}",
             ]
         )

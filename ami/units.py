@@ -187,6 +187,25 @@ def engine_unit(profile: TuningProfile) -> str:
     )
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+def _telemetry_ip_policy(profile: TuningProfile) -> list[str]:
+    """Loopback only unless the profile widens the listen address (TuningProfile.telemetry_host)."""
+    if profile.telemetry_host in LOOPBACK_HOSTS:
+        return [
+            "# It listens on 127.0.0.1 (see /etc/lowlat/service.toml): the CloudWatch agent",
+            "# scrapes it on the host and people reach it through SSH, so no address beyond",
+            "# loopback.",
+            "IPAddressDeny=any",
+            "IPAddressAllow=localhost",
+        ]
+    return [
+        f"# It listens on {profile.telemetry_host} (see /etc/lowlat/service.toml): the security",
+        "# group in front of the host admits only the deployment's allowedCidrs to the port.",
+    ]
+
+
 def telemetry_unit(profile: TuningProfile) -> str:
     """lowlat-telemetry.service: the HTTP API on the housekeeping CPUs, segments read-only."""
     ro = " ".join(f"-{p}" for p in _shm_paths(profile))
@@ -201,11 +220,8 @@ def telemetry_unit(profile: TuningProfile) -> str:
         "# Telemetry only reads the engine's segments. The leading - lets it start before they",
         "# exist (it answers 503 on /ready until the engine is up).",
         f"ReadOnlyPaths={ro}",
-        "# It listens on 127.0.0.1 (see /etc/lowlat/service.toml): the CloudWatch agent scrapes",
-        "# it on the host and people reach it through SSH, so no address beyond loopback.",
         "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
-        "IPAddressDeny=any",
-        "IPAddressAllow=localhost",
+        *_telemetry_ip_policy(profile),
     ]
     return _unit(
         "lowlat telemetry API (reads the engine's stats, on the housekeeping CPUs)",

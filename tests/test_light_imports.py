@@ -13,6 +13,8 @@ LIGHT = [
     "service.config",
     "service.records",
     "service.recording",
+    "infra.config",  # app.py's typed config: read before any construct is built
+    "infra.catalog",
 ]
 
 

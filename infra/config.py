@@ -1,0 +1,395 @@
+"""The CDK app's typed deployment config: CDK context in, one validated ``DeploymentConfig`` out.
+
+``app.py`` reads the context once (``cdk.json`` merged with ``-c key=value`` overrides, which
+the CLI passes as strings) and hands ``DeploymentConfig.from_context`` a getter; stacks and
+constructs only ever see the typed config. The defaults live here (``DEFAULTS``) and nowhere
+else: ``cdk.json`` may repeat them as documentation, and a test proves the two agree.
+
+A bad value raises ``ConfigError`` whose message is one line naming the context key, the value
+and what is allowed; ``app.py`` prints it and exits 2 with no traceback.
+
+This module is light (standard library, ``ami.profile`` and ``service.config``): no aws_cdk
+import, so it can be tested and imported without jsii.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+from ami.profile import TuningProfile
+from service.config import SloConfig
+
+AMI_MODES = {
+    "userdata": "hosts boot stock AL2023 arm64 and tune themselves on first boot (one reboot)",
+    "bake": "hosts boot the tuned image TunedAmiStack's Image Builder pipeline published",
+}
+
+# vCPUs per size, shared by every Graviton family (sizes a family lacks are listed per family).
+SIZE_VCPUS = {
+    "medium": 1,
+    "large": 2,
+    "xlarge": 4,
+    "2xlarge": 8,
+    "4xlarge": 16,
+    "8xlarge": 32,
+    "12xlarge": 48,
+    "16xlarge": 64,
+    "24xlarge": 96,
+    "48xlarge": 192,
+    "metal": 64,
+    "metal-24xl": 96,
+    "metal-48xl": 192,
+}
+_G2_G3 = (
+    "medium",
+    "large",
+    "xlarge",
+    "2xlarge",
+    "4xlarge",
+    "8xlarge",
+    "12xlarge",
+    "16xlarge",
+    "metal",
+)
+_TO_16XL = ("large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "16xlarge")
+_G4 = (
+    *("medium", "large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge"),
+    *("24xlarge", "48xlarge", "metal-24xl", "metal-48xl"),
+)
+# Graviton (arm64) families with fixed performance: Graviton2 (6g), Graviton3 (7g), Graviton4
+# (8g). Burstable t4g is left out on purpose: CPU credits throttle a busy-polling core.
+GRAVITON_FAMILIES: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys(("c6g", "c6gd", "m6g", "m6gd", "r6g", "r6gd"), _G2_G3),
+    "c6gn": _TO_16XL,
+    **dict.fromkeys(("c7g", "c7gd", "m7g", "m7gd", "r7g", "r7gd"), _G2_G3),
+    "c7gn": (*_TO_16XL, "metal"),
+    **dict.fromkeys(("c8g", "m8g", "r8g"), _G4),
+    "x2gd": (*_TO_16XL, "metal"),
+    "im4gn": _TO_16XL,
+    "is4gen": ("medium", "large", "xlarge", "2xlarge", "4xlarge", "8xlarge"),
+}
+MIN_VCPUS = 2  # one housekeeping CPU and at least one isolated CPU (TuningProfile)
+
+_NAME = re.compile(r"^[a-z][a-z0-9-]{0,23}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
+_VPC_ID = re.compile(r"^vpc-[0-9a-f]{8,17}$")
+_SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
+_AZ = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d[a-z]$")
+_AMI_ID = re.compile(r"^ami-[0-9a-f]{8,17}$")
+_KEY_NAME = re.compile(r"^[\x20-\x7e]{1,255}$")
+
+
+class ConfigError(ValueError):
+    """A context value is wrong; the message is one line: key, value, what is allowed."""
+
+    def __init__(self, key: str, value: Any, allowed: str):
+        self.key, self.value, self.allowed = key, value, allowed
+        super().__init__(f"context {key}={value!r}: {allowed}")
+
+
+# context key -> (DeploymentConfig field, what it is); also the list of keys that are ours
+CONTEXT_KEYS = {
+    "deploymentName": ("deployment_name", "prefix of every stack and resource name"),
+    "instanceType": ("instance_type", "Graviton (arm64) instance type of each host"),
+    "hostCount": ("host_count", "number of hosts (a cluster placement group when > 1)"),
+    "allowedCidrs": ("allowed_cidrs", "CIDRs admitted to SSH and the telemetry port"),
+    "sshKeyName": ("ssh_key_name", "existing EC2 key pair for SSH (optional)"),
+    "alarmEmail": ("alarm_email", "address subscribed to the alarm topic (optional)"),
+    "vpcId": ("vpc_id", "existing VPC (optional; default: a new VPC)"),
+    "subnetIds": ("subnet_ids", "public subnets of vpcId (with vpcId)"),
+    "availabilityZones": ("availability_zones", "AZs of subnetIds, or of the new VPC"),
+    "telemetryPort": ("telemetry_port", "port of the telemetry API on each host"),
+    "amiMode": ("ami_mode", "bake or userdata"),
+    "amiId": ("ami_id", "pin the hosts' image (else each deploy follows the SSM parameter)"),
+    "runbookBaseUrl": ("runbook_base_url", "https URL under which runbooks/<Alarm>.md lives"),
+    "terminationProtection": ("termination_protection", "protect stacks and instances"),
+    "wheelS3Uri": ("wheel_s3_uri", "s3:// URI of the lowlat wheel the image build installs"),
+    "sloTickToOrderP50Us": ("slo_p50_us", "tick-to-order p50 objective, microseconds"),
+    "sloTickToOrderP99Us": ("slo_p99_us", "tick-to-order p99 objective, microseconds"),
+    "sloTickToOrderP999Us": ("slo_p999_us", "tick-to-order p99.9 objective, microseconds"),
+}
+
+_SLO = SloConfig()
+
+
+@dataclass(frozen=True)
+class DeploymentConfig:
+    """Everything a deployment may choose, validated. Build it with ``from_context``."""
+
+    deployment_name: str = "lowlat"
+    instance_type: str = "c6g.xlarge"
+    host_count: int = 1
+    allowed_cidrs: tuple[str, ...] = ()
+    ssh_key_name: str | None = None
+    alarm_email: str | None = None
+    vpc_id: str | None = None
+    subnet_ids: tuple[str, ...] = ()
+    availability_zones: tuple[str, ...] = ()
+    telemetry_port: int = 8000
+    # userdata by default: one `cdk deploy` gives working hosts. bake needs a wheel in S3 and
+    # a ~1 h image build first, and is the better choice once a fleet is replaced often.
+    ami_mode: str = "userdata"
+    # Hosts follow an SSM parameter (AL2023's, or the pipeline's in bake mode), so a deploy
+    # after a new image replaces them; a pinned id keeps them until someone changes it.
+    ami_id: str | None = None
+    runbook_base_url: str = "https://github.com/lowlat/lowlat/blob/main"
+    termination_protection: bool = False
+    wheel_s3_uri: str | None = None
+    slo_p50_us: float = _SLO.tick_to_order_p50_us
+    slo_p99_us: float = _SLO.tick_to_order_p99_us
+    slo_p999_us: float = _SLO.tick_to_order_p999_us
+
+    # ------------------------------------------------------------------ derived facts
+
+    @property
+    def vcpus(self) -> int:
+        return SIZE_VCPUS[self.instance_type.split(".", 1)[1]]
+
+    @property
+    def profile(self) -> TuningProfile:
+        """The host tuning for this instance type; telemetry leaves loopback only when the
+        security group admits someone to its port."""
+        host = "0.0.0.0" if self.allowed_cidrs else "127.0.0.1"
+        return TuningProfile.for_vcpus(
+            self.vcpus, telemetry_port=self.telemetry_port, telemetry_host=host
+        )
+
+    @property
+    def tuned_ami_parameter(self) -> str:
+        """The SSM parameter the image pipeline writes its image id to (amiMode=bake)."""
+        return f"/{self.deployment_name}/tuned-ami-id"
+
+    def stack_name(self, kind: str) -> str:
+        """``TunedAmi`` -> ``lowlat-TunedAmi``: stack names carry the deployment name."""
+        return f"{self.deployment_name}-{kind}"
+
+    # ------------------------------------------------------------------ building
+
+    @classmethod
+    def from_context(cls, get: Callable[[str], Any]) -> DeploymentConfig:
+        """Read every key through ``get`` (``app.node.try_get_context``); None means default."""
+        values = {}
+        for key, (name, _) in CONTEXT_KEYS.items():
+            raw = get(key)
+            if raw is None or raw == "":
+                continue
+            values[name] = _PARSERS[name](key, raw)
+        config = cls(**values)
+        config.check()
+        return config
+
+    def check(self) -> None:
+        """Checks that span several keys (each key alone was checked while parsing)."""
+        if self.vpc_id is None:
+            if self.subnet_ids:
+                raise ConfigError("subnetIds", list(self.subnet_ids), "set only with vpcId")
+        else:
+            if not self.subnet_ids:
+                raise ConfigError(
+                    "subnetIds", [], f"vpcId={self.vpc_id!r} needs its public subnet ids"
+                )
+            if len(self.availability_zones) != len(self.subnet_ids):
+                raise ConfigError(
+                    "availabilityZones",
+                    list(self.availability_zones),
+                    f"give one AZ per subnet in subnetIds ({len(self.subnet_ids)}), in order",
+                )
+        if not self.slo_p50_us <= self.slo_p99_us <= self.slo_p999_us:
+            raise ConfigError(
+                "sloTickToOrderP99Us",
+                self.slo_p99_us,
+                f"SLOs must grow with the percentile: p50 {self.slo_p50_us} <= p99 "
+                f"{self.slo_p99_us} <= p99.9 {self.slo_p999_us}",
+            )
+
+
+def unknown_keys(context: dict[str, Any]) -> list[str]:
+    """Context keys that look like ours but are not (typos such as ``hostcount``): plain
+    camelCase names without a colon, which CDK's own flags (``@aws-cdk/...``, ``aws:...``)
+    always have."""
+    return sorted(
+        key
+        for key in context
+        if re.fullmatch(r"[a-z][A-Za-z0-9]*", key) and key not in CONTEXT_KEYS
+    )
+
+
+# ---------------------------------------------------------------------- parsers per field
+
+
+def _text(key: str, raw: Any) -> str:
+    if not isinstance(raw, str):
+        raise ConfigError(key, raw, "use a string")
+    return raw.strip()
+
+
+def _int_in(low: int, high: int) -> Callable[[str, Any], int]:
+    def parse(key: str, raw: Any) -> int:
+        value = raw
+        if isinstance(raw, str):
+            try:
+                value = int(raw.strip())
+            except ValueError:
+                value = raw
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise ConfigError(key, raw, f"use a whole number from {low} to {high}")
+        return value
+
+    return parse
+
+
+def _us(key: str, raw: Any) -> float:
+    value = raw
+    if isinstance(raw, str):
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            value = raw
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.1 <= value <= 1e6:
+        raise ConfigError(key, raw, "use a number of microseconds from 0.1 to 1000000")
+    return float(value)
+
+
+def _bool(key: str, raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.strip().lower() in ("true", "false"):
+        return raw.strip().lower() == "true"
+    raise ConfigError(key, raw, "use true or false")
+
+
+def _list(key: str, raw: Any) -> list[str]:
+    """A JSON list, or (from ``-c key=a,b``) a comma-separated string."""
+    if isinstance(raw, str):
+        text = raw.strip()
+        if text.startswith("["):
+            try:
+                raw = json.loads(text)
+            except json.JSONDecodeError:
+                raise ConfigError(key, text, "use a JSON list or comma-separated values") from None
+        else:
+            raw = [part.strip() for part in text.split(",") if part.strip()]
+    if not isinstance(raw, list | tuple) or not all(isinstance(v, str) for v in raw):
+        raise ConfigError(key, raw, "use a list of strings (JSON or comma-separated)")
+    return [v.strip() for v in raw]
+
+
+def _instance_type(key: str, raw: Any) -> str:
+    text = _text(key, raw).lower()
+    family, _, size = text.partition(".")
+    allowed = "a Graviton (arm64) type such as c6g.xlarge, c7g.2xlarge or c8g.4xlarge"
+    if family not in GRAVITON_FAMILIES:
+        families = ", ".join(sorted(GRAVITON_FAMILIES))
+        raise ConfigError(key, raw, f"use {allowed}; known families: {families}")
+    if SIZE_VCPUS.get(size, MIN_VCPUS) < MIN_VCPUS:
+        raise ConfigError(
+            key, raw, f"{size} has {SIZE_VCPUS[size]} vCPU; a tuned host needs >= large (2 vCPUs)"
+        )
+    if size not in GRAVITON_FAMILIES[family]:
+        sizes = ", ".join(s for s in GRAVITON_FAMILIES[family] if SIZE_VCPUS[s] >= MIN_VCPUS)
+        raise ConfigError(key, raw, f"{family} comes in {sizes}")
+    return text
+
+
+def _cidrs(key: str, raw: Any) -> tuple[str, ...]:
+    cidrs = []
+    for item in _list(key, raw):
+        try:
+            network = ipaddress.ip_network(item, strict=True)
+        except ValueError as exc:
+            raise ConfigError(key, item, f"use CIDRs like 203.0.113.0/24 ({exc})") from None
+        if network.prefixlen == 0:
+            raise ConfigError(
+                key, item, "opens SSH and telemetry to the whole internet; name your own ranges"
+            )
+        cidrs.append(str(network))
+    return tuple(dict.fromkeys(cidrs))
+
+
+def _matching(pattern: re.Pattern, allowed: str) -> Callable[[str, Any], str]:
+    def parse(key: str, raw: Any) -> str:
+        text = _text(key, raw)
+        if not pattern.match(text):
+            raise ConfigError(key, raw, allowed)
+        return text
+
+    return parse
+
+
+def _list_matching(pattern: re.Pattern, allowed: str) -> Callable[[str, Any], tuple[str, ...]]:
+    def parse(key: str, raw: Any) -> tuple[str, ...]:
+        items = _list(key, raw)
+        for item in items:
+            if not pattern.match(item):
+                raise ConfigError(key, item, allowed)
+        return tuple(items)
+
+    return parse
+
+
+def _ami_mode(key: str, raw: Any) -> str:
+    text = _text(key, raw)
+    if text not in AMI_MODES:
+        raise ConfigError(
+            key, raw, "use one of " + "; ".join(f"{k} ({v})" for k, v in AMI_MODES.items())
+        )
+    return text
+
+
+def _https_url(key: str, raw: Any) -> str:
+    text = _text(key, raw).rstrip("/")
+    parsed = urlparse(text)
+    if parsed.scheme != "https" or not parsed.netloc or parsed.query or parsed.fragment:
+        raise ConfigError(
+            key, raw, "use an https URL without query, e.g. https://github.com/ORG/lowlat/blob/main"
+        )
+    return text
+
+
+def _s3_uri(key: str, raw: Any) -> str:
+    text = _text(key, raw)
+    parsed = urlparse(text)
+    if parsed.scheme != "s3" or not parsed.netloc or not parsed.path.endswith(".whl"):
+        raise ConfigError(key, raw, "use s3://BUCKET/path/lowlat-VERSION-py3-none-any.whl")
+    return text
+
+
+_PARSERS: dict[str, Callable[[str, Any], Any]] = {
+    "deployment_name": _matching(
+        _NAME, "use 1-24 of a-z, 0-9 and -, starting with a letter (it prefixes resource names)"
+    ),
+    "instance_type": _instance_type,
+    "host_count": _int_in(1, 16),
+    "allowed_cidrs": _cidrs,
+    "ssh_key_name": _matching(_KEY_NAME, "use the name of an existing EC2 key pair"),
+    "alarm_email": _matching(_EMAIL, "use an email address like oncall@example.com"),
+    "vpc_id": _matching(_VPC_ID, "use a VPC id like vpc-0123456789abcdef0"),
+    "subnet_ids": _list_matching(_SUBNET_ID, "use subnet ids like subnet-0123456789abcdef0"),
+    "availability_zones": _list_matching(_AZ, "use zone names like eu-west-1a"),
+    "telemetry_port": _int_in(1024, 65535),
+    "ami_mode": _ami_mode,
+    "ami_id": _matching(_AMI_ID, "use an image id like ami-0123456789abcdef0 (arm64, this region)"),
+    "runbook_base_url": _https_url,
+    "termination_protection": _bool,
+    "wheel_s3_uri": _s3_uri,
+    "slo_p50_us": _us,
+    "slo_p99_us": _us,
+    "slo_p999_us": _us,
+}
+
+assert set(_PARSERS) == {f.name for f in dataclasses.fields(DeploymentConfig)}
+assert {name for name, _ in CONTEXT_KEYS.values()} == set(_PARSERS)
+
+# The defaults as context values (what cdk.json documents); a test compares the two.
+DEFAULTS = {
+    key: getattr(DeploymentConfig(), name)
+    for key, (name, _) in CONTEXT_KEYS.items()
+    if getattr(DeploymentConfig(), name) not in (None, ())
+}

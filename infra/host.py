@@ -1,0 +1,239 @@
+"""The trading hosts: instance role, optional cluster placement group, instances, user data.
+
+Each host is an ``ec2.Instance`` (IMDSv2 only, encrypted gp3 root, detailed monitoring,
+EBS-optimised, termination protection per config) in the network's one subnet.
+
+User data (``user_data_script``) sets a host up from the same renderers the Image Builder
+component uses, so both AMI modes end with the same files:
+
+- ``userdata``: install Python 3.11, the CloudWatch agent, irqbalance and ethtool; unpack the
+  tuning files (``ami.render``), the agent's files (``ami.cloudwatch.agent_files``) and the
+  profile (carried as one gzipped tar, because EC2 caps user data at 16 KiB); create the service
+  user; enable the agent, irqbalance and the tuning unit; write the kernel arguments and reboot
+  once into them. A marker file guards the reboot, so a re-run of the script never loops.
+- ``bake``: the image already holds all of that (TunedAmiStack); user data only makes sure the
+  agent runs.
+
+The engine and telemetry units stay disabled until ``fab deploy`` installs a release.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import io
+import tarfile
+
+import jsii
+from aws_cdk import Aws
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+
+from ami import cloudwatch, imagebuilder, render
+from ami.profile import INSTALLED_PROFILE, TuningProfile
+
+USER_DATA_LIMIT = 16 * 1024  # EC2's cap on raw user data
+ROOT_DEVICE = "/dev/xvda"  # AL2023's root device name
+ROOT_VOLUME_GIB = 30  # the OS, releases under /opt/lowlat, numba's cache and a week of logs
+REBOOT_MARKER = "/var/lib/lowlat/first-boot-tuned"
+AL2023_ARM64_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64"
+EXTRACT_ROOT = "/"  # tests swap it for a scratch directory and run the same pipeline
+AGENT_CTL = "/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl"
+
+
+def host_files(profile: TuningProfile) -> dict[str, tuple[str, int]]:
+    """Every file user data installs: path -> (content, mode)."""
+    files = {path: (text, render.file_mode(path)) for path, text in render.render(profile).items()}
+    files.update({path: (text, 0o644) for path, text in cloudwatch.agent_files(profile).items()})
+    files[INSTALLED_PROFILE] = (imagebuilder.profile_toml(profile), 0o644)
+    return files
+
+
+def files_archive(profile: TuningProfile) -> bytes:
+    """``host_files`` as a gzipped tar, byte-for-byte the same for the same profile (fixed
+    mtimes and owners) so an unchanged profile never changes the template."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path, (text, mode) in sorted(host_files(profile).items()):
+            data = text.encode()
+            info = tarfile.TarInfo(path.lstrip("/"))
+            info.size, info.mode, info.mtime = len(data), mode, 0
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            tar.addfile(info, io.BytesIO(data))
+    return gzip.compress(buffer.getvalue(), mtime=0)
+
+
+def user_data_script(profile: TuningProfile, ami_mode: str) -> list[str]:
+    """The user data's commands (after the shebang) for ``ami_mode``."""
+    if ami_mode == "bake":
+        return [
+            "set -euo pipefail",
+            "# Tuned image (TunedAmiStack): tuning, agent config and units are already there.",
+            "systemctl enable --now amazon-cloudwatch-agent",
+        ]
+    archive = base64.encodebytes(files_archive(profile)).decode().rstrip("\n")  # 76-col lines
+    user = profile.service_user
+    return [
+        "set -euo pipefail",
+        f"dnf install -y {' '.join(imagebuilder.PACKAGES)}",
+        "# the files ami/ renders for this host's profile (tuning, units, agent config)",
+        f"base64 -d <<'EOF' | tar -xzf - -C {EXTRACT_ROOT} --no-same-owner\n{archive}\nEOF",
+        "systemd-sysusers",
+        f"install -d -o {user} -g {user} -m 0755 {cloudwatch.LOG_DIR}",
+        "systemctl daemon-reload",
+        f"systemctl enable irqbalance amazon-cloudwatch-agent {imagebuilder.TUNE_UNIT}",
+        f"{AGENT_CTL} -a fetch-config -m ec2 -c file:{cloudwatch.AGENT_CONFIG_PATH}",
+        "# kernel arguments take a reboot; the marker makes it happen once whatever re-runs this",
+        f"if [ ! -e {REBOOT_MARKER} ]; then",
+        f"  bash {imagebuilder.APPLY_KERNEL_ARGS}",
+        f"  install -D -m 0644 /dev/null {REBOOT_MARKER}",
+        "  systemctl reboot",
+        "fi",
+    ]
+
+
+@jsii.implements(ec2.IMachineImage)
+class PinnedImage:
+    """One image id in any region: ``MachineImage.generic_linux`` wants a region map, which an
+    environment-agnostic stack cannot give."""
+
+    def __init__(self, image_id: str) -> None:
+        self.image_id = image_id
+
+    def get_image(self, scope: Construct) -> ec2.MachineImageConfig:
+        return ec2.MachineImageConfig(
+            image_id=self.image_id,
+            os_type=ec2.OperatingSystemType.LINUX,
+            user_data=ec2.UserData.for_linux(),
+        )
+
+
+def machine_image(
+    ami_mode: str, tuned_ami_parameter: str, ami_id: str | None = None
+) -> ec2.IMachineImage:
+    """The image hosts boot: a pinned id, or stock AL2023 arm64 or the tuned image through SSM
+    parameters that CloudFormation resolves at deploy time (no lookup, so synth needs no
+    credentials; but a deploy after a new image replaces the hosts, hence ``ami_id``)."""
+    if ami_id:
+        return PinnedImage(ami_id)
+    name = tuned_ami_parameter if ami_mode == "bake" else AL2023_ARM64_PARAMETER
+    return ec2.MachineImage.from_ssm_parameter(name, os=ec2.OperatingSystemType.LINUX)
+
+
+class TradingHosts(Construct):
+    """``host_count`` tuned hosts. Attributes: ``role``, ``placement_group`` (None for one
+    host), ``instances`` (host 1 first), ``profile``."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        deployment_name: str,
+        vpc: ec2.IVpc,
+        subnets: ec2.SubnetSelection,
+        security_group: ec2.ISecurityGroup,
+        instance_type: str,
+        host_count: int,
+        profile: TuningProfile,
+        ami_mode: str,
+        tuned_ami_parameter: str,
+        ssh_key_name: str | None = None,
+        termination_protection: bool = False,
+        ami_id: str | None = None,
+    ) -> None:
+        super().__init__(scope, id_)
+        self.profile = profile
+        self.role = iam.Role(
+            self,
+            "InstanceRole",
+            assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
+            description="lowlat host: SSM Session Manager and the CloudWatch agent, nothing else",
+            managed_policies=[
+                iam.ManagedPolicy.from_aws_managed_policy_name("AmazonSSMManagedInstanceCore")
+            ],
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="PutMetricsInLowlatNamespace",
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],  # PutMetricData has no resource type; the namespace scopes it
+                conditions={"StringEquals": {"cloudwatch:namespace": cloudwatch.NAMESPACE}},
+            )
+        )
+        log_groups = sorted({cloudwatch.LOG_GROUP, cloudwatch.PROMETHEUS_LOG_GROUP})
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ShipAgentLogGroups",
+                actions=[
+                    "logs:CreateLogGroup",
+                    "logs:CreateLogStream",
+                    "logs:PutLogEvents",
+                    "logs:DescribeLogStreams",
+                ],
+                resources=[
+                    f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:{group}"
+                    + suffix
+                    for group in log_groups
+                    for suffix in ("", ":log-stream:*")
+                ],
+            )
+        )
+
+        self.placement_group = None
+        if host_count > 1:
+            # all hosts in one low-latency network segment of one AZ
+            self.placement_group = ec2.PlacementGroup(
+                self, "PlacementGroup", strategy=ec2.PlacementGroupStrategy.CLUSTER
+            )
+
+        user_data = ec2.UserData.for_linux()
+        user_data.add_commands(*user_data_script(profile, ami_mode))
+        rendered = user_data.render()
+        if len(rendered.encode()) > USER_DATA_LIMIT:
+            raise ValueError(
+                f"user data is {len(rendered.encode())} bytes; EC2 accepts {USER_DATA_LIMIT}"
+            )
+        image = machine_image(ami_mode, tuned_ami_parameter, ami_id)
+        key_pair = (
+            ec2.KeyPair.from_key_pair_name(self, "KeyPair", ssh_key_name) if ssh_key_name else None
+        )
+
+        self.instances: list[ec2.Instance] = []
+        for i in range(1, host_count + 1):
+            instance = ec2.Instance(
+                self,
+                f"Host{i}",
+                instance_name=f"{deployment_name}-host{i}",
+                vpc=vpc,
+                vpc_subnets=subnets,
+                security_group=security_group,
+                instance_type=ec2.InstanceType(instance_type),
+                machine_image=image,
+                role=self.role,
+                user_data=user_data,
+                key_pair=key_pair,
+                placement_group=self.placement_group,
+                require_imdsv2=True,
+                detailed_monitoring=True,
+                ebs_optimized=True,
+                disable_api_termination=termination_protection,
+                associate_public_ip_address=True,
+                block_devices=[
+                    ec2.BlockDevice(
+                        device_name=ROOT_DEVICE,
+                        volume=ec2.BlockDeviceVolume.ebs(
+                            ROOT_VOLUME_GIB,
+                            volume_type=ec2.EbsDeviceVolumeType.GP3,
+                            encrypted=True,
+                            delete_on_termination=True,
+                        ),
+                    )
+                ],
+            )
+            # The subnet fixes the zone; the zone CDK repeats next to it is a literal for an
+            # imported VPC, which cfn-lint rightly flags (W3010). SubnetId alone is enough.
+            instance.instance.add_property_deletion_override("AvailabilityZone")
+            self.instances.append(instance)
