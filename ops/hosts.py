@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from invoke.exceptions import Exit
+from rich.markup import escape  # summaries quote config like "[service] shm_dir": not markup
 
 from ops.ui import console, err_console
 
@@ -91,7 +92,8 @@ class Settings:
 
     def privileged(self, command: str) -> str:
         """``command`` as it must run to change the system: with sudo unless told otherwise."""
-        return f"sudo {command}" if self.sudo else command
+        # -n: a host that wants a password fails at once, with sudo's own message, not a hang
+        return f"sudo -n {command}" if self.sudo else command
 
 
 @dataclass
@@ -132,7 +134,7 @@ def stack_hosts(stack: str) -> list[StackHost]:
         response = boto3.session.Session().client("cloudformation").describe_stacks(StackName=stack)
     except NoRegionError:
         raise OpsError(
-            f"--stack {stack}: no AWS region: set AWS_REGION or a default region (aws configure)"
+            f"--stack {stack}: no AWS region: set AWS_DEFAULT_REGION (or aws configure)"
         ) from None
     except NoCredentialsError:
         raise OpsError(
@@ -276,10 +278,12 @@ def for_each_host(
 
     for name, result in results.items():
         if result.ok:
-            console.print(f"[bold cyan]{name}[/]  {task_name}: [green]ok[/]  {result.summary}")
+            console.print(
+                f"[bold cyan]{name}[/]  {task_name}: [green]ok[/]  {escape(result.summary)}"
+            )
         else:
             err_console.print(
-                f"[bold cyan]{name}[/]  {task_name}: [bold red]FAILED[/]  {result.summary}"
+                f"[bold cyan]{name}[/]  {task_name}: [bold red]FAILED[/]  {escape(result.summary)}"
             )
     failed = [name for name, result in results.items() if not result.ok]
     if len(names) > 1:

@@ -106,7 +106,7 @@ def test_settings_come_from_the_lowlat_config_section():
     settings = H.Settings.from_config(config)
     assert settings.path("/opt/lowlat") == "/tmp/x/opt/lowlat"
     assert settings.privileged("systemctl restart x") == "systemctl restart x"
-    assert H.Settings.from_config(fabric.Config()).privileged("id") == "sudo id"
+    assert H.Settings.from_config(fabric.Config()).privileged("id") == "sudo -n id"
     with pytest.raises(H.OpsError, match=r"unknown setting.*roto"):
         H.Settings.from_config(fabric.Config(overrides={"lowlat": {"roto": "/"}}))
     with pytest.raises(H.OpsError, match="keep at least 2"):

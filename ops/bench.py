@@ -1,0 +1,668 @@
+"""``fab bench``: measure a live host, pull the figures back, draw the report, judge the SLOs.
+
+On each host, in this order:
+
+1. ``trading-service check-host --json`` against the installed profile. A host whose tuning
+   fails is announced in a red banner and the bench carries on: the figures are still worth
+   having, and the summary says they come from an untuned host.
+2. The production engine (``lowlat-engine.service``) busy-polls the same isolated cores the
+   bench needs, and two spinners on one core take turns instead of polling: the figures would
+   be meaningless and production would suffer. So when the unit is active, the bench STOPS it
+   (``systemctl stop``, privileged), says so in red, and STARTS it again when the bench ends,
+   however it ends (failure, Ctrl-C): a ``finally`` clause. The telemetry unit keeps running
+   and reports the engine as not ready meanwhile: expect the readiness alarm on that host.
+   Run benches on a host out of rotation.
+3. The jitter probe (``trading-service jitter --json``) on the profile's isolated CPUs, for
+   ``min(duration, 10)`` seconds.
+4. For each offered rate: ``trading-service run --duration D --json --telemetry`` with the
+   host's own config (``/etc/lowlat/service.toml``: its [cores], shm_dir, rings, [slo]) but the
+   rate replaced, its own segment prefix (``<prefix>-bench``) and its own telemetry port, so
+   nothing of production's is touched. A small driver (``ops/bench_driver.py``, uploaded) runs
+   it and samples the run's ``/latest`` every second: the throughput timeline.
+   Commands that touch the service's segments run as the profile's ``service_user`` (``sudo
+   -u``) when ``lowlat.sudo`` is on, with the unit's numba cache when it exists.
+5. Pull the JSON back, render the report (``ops.report``) under ``--out``, store a compact
+   result at ``<install_prefix>/bench/last.json`` on the host (``fab status`` shows it), and
+   with ``--publish`` send the figures to CloudWatch (``ops.publish``).
+
+The host result fails (exit 1) when any offered rate misses an SLO of the host's [slo], or a
+run fails.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import math
+import re
+import shlex
+import tempfile
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from invoke.exceptions import Exit
+
+from ami.profile import INSTALLED_PROFILE, ProfileError, cpulist, load_profile
+from ami.units import ENGINE_UNIT, SERVICE_CONFIG
+from ops import ui
+from ops.hosts import EXIT_USAGE, HostResult, OpsError, Settings
+from ops.layout import Layout
+
+MAX_RATE = 100_000_000  # [feed] rate's own upper bound (service/config.py)
+MAX_DURATION_S = 24 * 3600
+JITTER_MAX_S = 10.0
+# Budget for one run's start-up (imports, kernel warm-up from the numba cache) and drain, for
+# the progress bar only: the bar is an estimate, never a timeout.
+RUN_OVERHEAD_S = 25.0
+JITTER_OVERHEAD_S = 10.0
+DRIVER = Path(__file__).with_name("bench_driver.py")
+RATE_FORMS = "messages per second like 100k, 1m, 2.5m or 250000, comma-separated"
+_RATE_RE = re.compile(r"(\d+(?:\.\d+)?)([km]?)", re.IGNORECASE)
+QUANTILES = (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p999", 0.999), ("p9999", 0.9999))
+
+
+def _usage(message: str) -> Exit:
+    return Exit(f"fab bench: {message}", code=EXIT_USAGE)
+
+
+def parse_rate(text: str) -> int:
+    """ "100k" -> 100000, "2.5m" -> 2500000, "250000" -> 250000; ValueError otherwise."""
+    match = _RATE_RE.fullmatch(text.strip())
+    if not match:
+        raise ValueError(text)
+    number, suffix = match.groups()
+    value = float(number) * {"": 1, "k": 1e3, "m": 1e6}[suffix.lower()]
+    if value != int(value) or not 0 < value <= MAX_RATE:
+        raise ValueError(text)
+    return int(value)
+
+
+def rate_label(rate: int) -> str:
+    """The short name of a rate, as the report and the OfferedRate dimension show it."""
+    if rate >= 1_000_000 and rate % 10_000 == 0:
+        return f"{rate / 1e6:g}m"
+    if rate >= 1000 and rate % 1000 == 0:
+        return f"{rate // 1000}k"
+    return str(rate)
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    duration_s: float
+    rates: tuple[int, ...]
+    out: str | None
+    publish: bool
+
+    @classmethod
+    def parse(cls, duration, rates, out, publish) -> BenchOptions:
+        """Check the task's arguments before any host is contacted; one line and exit 2 if not."""
+        try:
+            duration_s = float(duration)
+        except (TypeError, ValueError):
+            raise _usage(f"--duration {duration!r}: not a number of seconds") from None
+        if not math.isfinite(duration_s) or not 0 < duration_s <= MAX_DURATION_S:
+            raise _usage(f"--duration {duration!r}: use seconds > 0 and <= {MAX_DURATION_S}")
+        parsed: list[int] = []
+        items = [item.strip() for item in str(rates).split(",")]
+        if not any(items):
+            raise _usage(f"--rates {rates!r}: no rate given; use {RATE_FORMS}")
+        for item in items:
+            try:
+                rate = parse_rate(item)
+            except ValueError:
+                raise _usage(
+                    f"--rates: {item!r} is not an offered rate; use {RATE_FORMS} "
+                    f"(each > 0 and <= {rate_label(MAX_RATE)})"
+                ) from None
+            if rate not in parsed:
+                parsed.append(rate)
+        if out is not None and not str(out).strip():
+            raise _usage("--out '': give a directory")
+        if publish:
+            from ops.publish import preflight
+
+            try:
+                preflight()
+            except OpsError as exc:
+                raise _usage(str(exc)) from None
+        return cls(duration_s, tuple(parsed), out, bool(publish))
+
+    @property
+    def jitter_s(self) -> float:
+        return min(self.duration_s, JITTER_MAX_S)
+
+
+# ------------------------------------------------------------------------------ figures
+
+
+def hist_array(sparse: dict):
+    """The dense bucket array of a sparse histogram (``service.report.sparse_histogram``)."""
+    import numpy as np
+
+    from service.buckets import HIST_MAX, HIST_SUM, HIST_WORDS
+
+    hist = np.zeros(HIST_WORDS, dtype=np.int64)
+    for index, _low, _high, count in sparse["buckets"]:
+        hist[index] = count
+    hist[HIST_SUM] = sparse["sum"]
+    hist[HIST_MAX] = sparse["max"]
+    return hist
+
+
+def latency_figures(sparse: dict) -> dict:
+    """count, mean and p50..p99.99 and max (ns) of a histogram, exactly as the service computes
+    percentiles (bucket's highest value, capped by the recorded maximum); None with no samples."""
+    from service.buckets import N_BUCKETS, percentiles
+
+    hist = hist_array(sparse)
+    count = int(hist[:N_BUCKETS].sum())
+    if not count:
+        return {"count": 0, "mean": None, **{k: None for k, _ in QUANTILES}, "max": None}
+    p = percentiles(hist, [q for _, q in QUANTILES])
+    figures = {"count": count, "mean": sparse["sum"] / count}
+    figures.update({k: p[q] for k, q in QUANTILES})
+    figures["max"] = float(sparse["max"])
+    return figures
+
+
+def timeline(samples: list[dict]) -> list[dict]:
+    """Per /latest sample once every stage runs: seconds since the first, and the rates."""
+    points = []
+    t0 = None
+    for sample in samples:
+        latest = sample.get("latest") or {}
+        stages = latest.get("stages") or {}
+        running = latest.get("engine_running") and all(
+            s.get("state") == "running" for s in stages.values()
+        )
+        rate = (latest.get("rates_per_s") or {}).get("md_messages")
+        if not running or rate is None:
+            continue
+        if t0 is None:
+            t0 = sample["t"]
+        points.append(
+            {
+                "t_s": round(sample["t"] - t0, 3),
+                "md_messages_per_s": rate,
+                "window_s": latest.get("window_s"),
+                "orders_per_s": latest["rates_per_s"].get("orders"),
+            }
+        )
+    return points
+
+
+def verdict(latency: dict, slo: dict) -> dict:
+    """PASS/MISS of each objective of [slo] (microseconds) against measured ns."""
+    checks = {}
+    for key, slo_key in (
+        ("p50", "tick_to_order_p50_us"),
+        ("p99", "tick_to_order_p99_us"),
+        ("p999", "tick_to_order_p999_us"),
+    ):
+        measured = latency.get(key)
+        objective_ns = slo[slo_key] * 1000.0
+        checks[key] = {
+            "objective_ns": objective_ns,
+            "measured_ns": measured,
+            "pass": measured is not None and measured <= objective_ns,
+        }
+    return {"checks": checks, "pass": all(c["pass"] for c in checks.values())}
+
+
+def _us(ns) -> str:
+    return "-" if ns is None else f"{ns / 1000:,.2f} µs"
+
+
+def last_result(doc: dict) -> dict:
+    """The compact result kept on the host at <install_prefix>/bench/last.json."""
+    parts = [
+        f"{label} p99 {_us(run['latency_ns'].get('p99'))} "
+        + ("PASS" if run["verdict"]["pass"] else "MISS")
+        for label, run in doc["runs"].items()
+    ]
+    verdict_text = "SLO MISSED" if doc["slo_missed"] else "SLOs met"
+    return {
+        # "ok", "summary" and "report" are what `fab status` shows in its one line
+        "summary": f"{doc['finished_at']} {verdict_text}: {'; '.join(parts)}",
+        "report": doc.get("report_dir"),
+        "finished_at": doc["finished_at"],
+        "host": doc["host"],
+        "instance_id": doc["instance_id"],
+        "duration_s": doc["duration_s"],
+        "ok": doc["ok"],
+        "slo_missed": doc["slo_missed"],
+        "check_host_ok": doc["check_host"].get("ok"),
+        "rates": {
+            label: {
+                "offered": run["offered_rate"],
+                "achieved": run["achieved_rate"],
+                **{f"{k}_ns": run["latency_ns"].get(k) for k in ("p50", "p99", "p999", "max")},
+                "slo": "PASS" if run["verdict"]["pass"] else "MISS",
+            }
+            for label, run in doc["runs"].items()
+        },
+    }
+
+
+# ------------------------------------------------------------------------ on the host
+
+
+class _Host:
+    """Commands on one host, with its paths and the user the service runs as."""
+
+    def __init__(self, conn, settings: Settings):
+        self.conn = conn
+        self.settings = settings
+
+    def run(self, command: str, **kwargs):
+        return self.conn.run(command, hide=True, in_stream=False, **kwargs)
+
+    def ok(self, command: str) -> bool:
+        return self.run(command, warn=True).ok
+
+    def read(self, command: str) -> str:
+        return self.run(command).stdout
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, int | float):
+        return repr(value)
+    raise OpsError(f"unexpected value {value!r} in the host's effective config")
+
+
+def bench_config_toml(effective: dict, rate: int, port: int) -> str:
+    """The host's effective config with the offered rate, segment prefix and API port of a
+    bench run: a separate instance on the same cores, touching nothing of production's."""
+    data = {section: dict(values) for section, values in effective.items()}
+    data.setdefault("service", {})
+    data.setdefault("feed", {})
+    data.setdefault("telemetry", {})
+    prefix = data["service"].get("shm_prefix", "lowlat")
+    data["service"]["shm_prefix"] = f"{prefix}-bench"
+    data["feed"]["rate"] = rate
+    data["telemetry"]["host"] = "127.0.0.1"
+    data["telemetry"]["port"] = port
+    lines = ["# written by fab bench: the host's effective config, one offered rate"]
+    for section, values in data.items():
+        lines += ["", f"[{section}]"]
+        lines += [f"{key} = {_toml_value(value)}" for key, value in values.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _utc_stamp(when: dt.datetime) -> str:
+    return when.strftime("%Y%m%dT%H%M%SZ")
+
+
+def _safe(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", label)
+
+
+def report_dir(options: BenchOptions, label: str, started: dt.datetime) -> Path:
+    """--out DIR -> DIR/<host>/; default bench-results/<host>/<UTC timestamp>/."""
+    if options.out:
+        return Path(options.out).expanduser() / _safe(label)
+    return Path("bench-results") / _safe(label) / _utc_stamp(started)
+
+
+def bench(conn, settings: Settings, options: BenchOptions) -> HostResult:
+    """Benchmark one host (see the module docstring); the report lands on this machine."""
+    host = _Host(conn, settings)
+    label = ui.host_label(conn)
+    started = dt.datetime.now(dt.UTC)
+
+    profile_path = settings.path(INSTALLED_PROFILE)
+    vcpus = int(host.read("getconf _NPROCESSORS_CONF").strip() or 0)
+    with tempfile.TemporaryDirectory(prefix="lowlat-bench-") as local_tmp:
+        local_profile = Path(local_tmp) / "profile.toml"
+        has_profile = host.ok(f"test -f {shlex.quote(profile_path)}")
+        try:
+            if has_profile:
+                conn.get(profile_path, str(local_profile))
+            profile = load_profile(local_profile if has_profile else None, max(2, vcpus))
+        except ProfileError as exc:
+            raise OpsError(f"{profile_path}: {exc}") from None
+    prefix = settings.path(profile.install_prefix)
+    venv_bin = shlex.quote(f"{prefix}/current/venv/bin")  # quoted once: every use is a command
+    service = f"{venv_bin}/trading-service"
+    if not host.ok(f"test -x {service}"):
+        raise OpsError(f"no release deployed at {prefix}/current: run `fab deploy` first")
+    config_path = settings.path(SERVICE_CONFIG)
+    effective_text = host.read(f"{service} config --config {shlex.quote(config_path)}")
+    try:
+        effective = tomllib.loads(effective_text)
+    except tomllib.TOMLDecodeError as exc:
+        raise OpsError(f"`trading-service config` on the host gave no valid TOML: {exc}") from None
+    slo = {**_default_slo(), **effective.get("slo", {})}
+    instance_id = _instance_id(host)
+
+    # Who runs the service's commands: its own user (the segments in shm_dir are its), through
+    # sudo when the task may use it; with the unit's warm numba cache when there is one.
+    login_user = host.read("id -un").strip()
+    as_service = ""
+    if settings.sudo and profile.service_user != login_user:
+        as_service = f"sudo -n -u {shlex.quote(profile.service_user)} -- "
+    cache = settings.path("/var/cache/lowlat/numba")
+    env = "env PYTHONUNBUFFERED=1 "
+    if host.ok(f"{as_service}test -d {shlex.quote(cache)}"):
+        env += f"NUMBA_CACHE_DIR={shlex.quote(cache)} "
+    all_cpus = cpulist(profile.housekeeping + profile.isolated)
+    runner = f"{as_service}{env}taskset -c {all_cpus} "
+
+    doc: dict = {
+        "schema": 1,
+        "host": label,
+        "instance_id": instance_id,
+        "started_at": started.isoformat(timespec="seconds"),
+        "duration_s": options.duration_s,
+        "rates": [{"label": rate_label(r), "offered": r} for r in options.rates],
+        "profile": {
+            "isolated": cpulist(profile.isolated),
+            "housekeeping": cpulist(profile.housekeeping),
+            "vcpus": profile.vcpus,
+        },
+        "cores": effective.get("cores", {}),
+        "slo_us": slo,
+    }
+
+    ui.step(conn, f"check-host against {profile_path}")
+    doc["check_host"] = _check_host(host, service, profile_path if has_profile else None)
+    if doc["check_host"].get("ok") is False:
+        failed = [c["name"] for c in doc["check_host"].get("checks", []) if c["status"] == "fail"]
+        ui.warn(
+            conn,
+            f"HOST TUNING FAILS: {len(failed)} check(s) failed ({', '.join(failed)}); "
+            "benchmarking anyway, the figures are from an untuned host",
+        )
+    elif "error" in doc["check_host"]:
+        ui.warn(conn, f"CHECK-HOST DID NOT RUN: {doc['check_host']['error']}; carrying on")
+
+    in_dir = host.read("mktemp -d /tmp/lowlat-bench-in.XXXXXX").strip()
+    out_dir = ""
+    engine_was_active = False
+    engine = {"unit": ENGINE_UNIT, "was_active": False, "restarted": None}
+    runs: dict[str, dict] = {}
+    problems: list[str] = []
+    try:
+        host.run(f"chmod 755 {in_dir}")
+        conn.put(io.BytesIO(DRIVER.read_bytes()), f"{in_dir}/bench_driver.py")
+        out_dir = host.read(f"{as_service}mktemp -d /tmp/lowlat-bench-out.XXXXXX").strip()
+        host.run(f"{as_service}chmod 755 {out_dir}")
+
+        systemctl = settings.systemctl
+        engine_was_active = host.ok(f"{systemctl} is-active --quiet {ENGINE_UNIT}")
+        engine["was_active"] = engine_was_active
+        if engine_was_active:
+            ui.warn(
+                conn,
+                f"STOPPING {ENGINE_UNIT} for the bench: it spins on the same isolated cores; "
+                "it is started again when the bench ends",
+            )
+            host.run(settings.privileged(f"{systemctl} stop {ENGINE_UNIT}"))
+
+        total = options.jitter_s + JITTER_OVERHEAD_S
+        total += len(options.rates) * (options.duration_s + RUN_OVERHEAD_S)
+        python = f"{venv_bin}/python"  # the release's interpreter; the driver needs only stdlib
+        driver = f"{python} {in_dir}/bench_driver.py"
+        with ui.progress_task(f"{label} bench", total) as advance:
+            ui.step(conn, f"jitter probe on isolated CPUs {cpulist(profile.isolated)}")
+            jitter_dir = f"{out_dir}/jitter"
+            command = (
+                f"{runner}{driver} --dir {jitter_dir} --stdout jitter.json -- "
+                f"{service} jitter --cpus {cpulist(profile.isolated)} "
+                f"--duration {options.jitter_s:g} --json"
+            )
+            result = _timed(host, command, advance, options.jitter_s + JITTER_OVERHEAD_S)
+            if result.ok:
+                doc["jitter"] = json.loads(host.read(f"cat {jitter_dir}/jitter.json"))
+            else:
+                tail = _tail(host, f"{jitter_dir}/jitter.json.stderr")
+                doc["jitter"] = {"error": tail or f"exit {result.exited}"}
+                ui.warn(conn, f"JITTER PROBE FAILED: {doc['jitter']['error']}")
+
+            for rate in options.rates:
+                name = rate_label(rate)
+                ui.step(
+                    conn,
+                    f"service at {rate:,} msgs/s for {options.duration_s:g} s "
+                    f"on cores {_cores_text(effective.get('cores', {}))}",
+                )
+                runs[name] = _run_rate(
+                    host,
+                    conn,
+                    settings,
+                    options,
+                    rate,
+                    in_dir,
+                    out_dir,
+                    runner,
+                    driver,
+                    service,
+                    effective,
+                    slo,
+                    advance,
+                )
+                if runs[name].get("error"):
+                    problems.append(f"{name}: {runs[name]['error']}")
+    except KeyboardInterrupt:
+        ui.warn(conn, "INTERRUPTED: stopping this bench's processes on the host")
+        if out_dir:
+            _stop_driver(host, as_service, out_dir)
+        raise
+    finally:
+        if engine_was_active:
+            ui.step(conn, f"starting {ENGINE_UNIT} again")
+            restarted = host.run(
+                settings.privileged(f"{settings.systemctl} start {ENGINE_UNIT}"), warn=True
+            )
+            engine["restarted"] = restarted.ok
+            if not restarted.ok:
+                ui.warn(conn, f"{ENGINE_UNIT} DID NOT START AGAIN: start it by hand")
+        host.run(f"rm -rf {in_dir}", warn=True)
+        if out_dir:
+            host.run(f"{as_service}rm -rf {out_dir}", warn=True)
+
+    finished = dt.datetime.now(dt.UTC)
+    doc["engine"] = engine
+    doc["runs"] = runs
+    doc["finished_at"] = finished.isoformat(timespec="seconds")
+    doc["slo_missed"] = any(not run["verdict"]["pass"] for run in runs.values())
+    doc["problems"] = problems
+    doc["ok"] = not doc["slo_missed"] and not problems and engine["restarted"] is not False
+
+    out = report_dir(options, label, started)
+    doc["report_dir"] = str(out)
+    from ops import report  # matplotlib: only when a report is drawn
+
+    try:
+        files = report.render(doc, out)
+    except OSError as exc:
+        raise OpsError(f"cannot write the report to {out}: {exc.strerror}") from None
+    ui.step(conn, f"report: {out}/ ({', '.join(f.name for f in files)})")
+
+    _store_last(host, conn, settings, prefix, last_result(doc))
+
+    published = ""
+    if options.publish:
+        from ops import publish
+
+        count = publish.publish(doc)
+        published = f"; published {count} metrics to CloudWatch"
+    missed = [name for name, run in runs.items() if not run["verdict"]["pass"]]
+    if problems:
+        return HostResult(False, f"bench runs failed: {'; '.join(problems)}", doc)
+    if engine["restarted"] is False:
+        return HostResult(False, f"{ENGINE_UNIT} did not start again after the bench", doc)
+    if missed:
+        return HostResult(
+            False, f"SLO missed at {', '.join(missed)} (see {out}/summary.md){published}", doc
+        )
+    return HostResult(True, f"every SLO met at {', '.join(runs)}; report {out}/{published}", doc)
+
+
+def _default_slo() -> dict:
+    from service.config import SloConfig
+
+    s = SloConfig()
+    return {
+        "tick_to_order_p50_us": s.tick_to_order_p50_us,
+        "tick_to_order_p99_us": s.tick_to_order_p99_us,
+        "tick_to_order_p999_us": s.tick_to_order_p999_us,
+    }
+
+
+def _cores_text(cores: dict) -> str:
+    return ", ".join(f"{stage} {cpu}" for stage, cpu in cores.items()) or "(default)"
+
+
+def _instance_id(host: _Host) -> str:
+    """The EC2 instance id Nitro publishes, else the host name (the InstanceId dimension)."""
+    from ami.cloudwatch import NITRO_INSTANCE_ID_FILE
+
+    tag = host.run(f"cat {NITRO_INSTANCE_ID_FILE}", warn=True).stdout.strip()
+    if re.fullmatch(r"i-[0-9a-f]{8,17}", tag):
+        return tag
+    return host.read("hostname").strip()
+
+
+def _check_host(host: _Host, service: str, profile_path: str | None) -> dict:
+    command = f"{service} check-host --json"
+    if profile_path:
+        command += f" --profile {shlex.quote(profile_path)}"
+    result = host.run(command, warn=True)
+    if result.exited in (0, 1):
+        try:
+            return json.loads(result.stdout)
+        except ValueError:
+            pass
+    line = (result.stderr.strip().splitlines() or [f"exit {result.exited}"])[-1]
+    return {"error": line}
+
+
+def _timed(host: _Host, command: str, advance, budget_s: float):
+    """Run ``command``, moving the progress bar with the clock up to ``budget_s``."""
+    promise = host.run(command, warn=True, asynchronous=True)
+    start = time.monotonic()
+    given = 0.0
+    while not promise.runner.process_is_finished:
+        time.sleep(0.25)
+        target = min(time.monotonic() - start, budget_s * 0.98)
+        if target > given:
+            advance(target - given)
+            given = target
+    result = promise.join()
+    advance(budget_s - given)
+    return result
+
+
+def _tail(host: _Host, path: str) -> str:
+    text = host.run(f"tail -n 5 {path}", warn=True).stdout.strip().splitlines()
+    return text[-1] if text else ""
+
+
+def _run_rate(
+    host,
+    conn,
+    settings,
+    options,
+    rate,
+    in_dir,
+    out_dir,
+    runner,
+    driver,
+    service,
+    effective,
+    slo,
+    advance,
+) -> dict:
+    """One ``trading-service run`` at ``rate``, sampled; its figures, pulled back."""
+    name = rate_label(rate)
+    port = int(
+        host.read(
+            f'{driver.rsplit(" ", 1)[0]} -c "import socket; s = socket.socket(); '
+            "s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])\""
+        ).strip()
+    )
+    config_path = f"{in_dir}/bench-{name}.toml"
+    conn.put(io.BytesIO(bench_config_toml(effective, rate, port).encode()), config_path)
+    run_dir = f"{out_dir}/run-{name}"
+    command = (
+        f"{runner}{driver} --dir {run_dir} --stdout run.txt "
+        f"--url http://127.0.0.1:{port}/latest -- "
+        f"{service} run --config {config_path} --duration {options.duration_s:g} "
+        f"--json {run_dir}/run.json --telemetry"
+    )
+    result = _timed(host, command, advance, options.duration_s + RUN_OVERHEAD_S)
+    figures = None
+    if host.ok(f"test -s {run_dir}/run.json"):
+        figures = json.loads(host.read(f"cat {run_dir}/run.json"))
+    samples = []
+    for line in host.run(f"cat {run_dir}/latest.jsonl", warn=True).stdout.splitlines():
+        try:
+            samples.append(json.loads(line))
+        except ValueError:
+            continue
+    if figures is None:
+        error = _tail(host, f"{run_dir}/run.txt.stderr") or f"exit {result.exited}"
+        empty = {"count": 0, **{k: None for k, _ in QUANTILES}, "max": None, "mean": None}
+        return {
+            "offered_rate": rate,
+            "achieved_rate": None,
+            "latency_ns": empty,
+            "histogram_ns": {"buckets": [], "sum": 0, "max": 0},
+            "timeline": timeline(samples),
+            "verdict": verdict(empty, slo),
+            "exit_code": result.exited,
+            "error": error,
+        }
+    histogram = figures["latency_histograms_ns"]["tick_to_order"]
+    latency = latency_figures(histogram)
+    run = {
+        "offered_rate": rate,
+        "achieved_rate": figures["rates_per_s"]["md_messages"],
+        "elapsed_s": figures["elapsed_s"],
+        "latency_ns": latency,
+        "histogram_ns": histogram,
+        "timeline": timeline(samples),
+        "verdict": verdict(latency, slo),
+        "exit_code": figures["exit_code"],
+        "counters": figures["counters"],
+        "processes": figures["processes"],
+    }
+    if figures["exit_code"] != 0 or result.exited != 0:
+        run["error"] = "; ".join(figures.get("problems") or []) or f"exit {result.exited}"
+    return run
+
+
+def _stop_driver(host: _Host, as_service: str, out_dir: str) -> None:
+    """After Ctrl-C: SIGTERM to the drivers of this bench only (their pid files), so the
+    pipeline drains, then wait for them, so the engine never restarts beside a bench run."""
+    pids = host.run(f"cat {out_dir}/*/driver.pid", warn=True).stdout.split()
+    for pid in pids:
+        if pid.isdigit():
+            host.run(f"{as_service}kill -TERM {pid}", warn=True)
+            host.run(
+                f"for i in $(seq 60); do kill -0 {pid} 2>/dev/null || exit 0; sleep 0.5; done",
+                warn=True,
+            )
+
+
+def _store_last(host: _Host, conn, settings: Settings, prefix: str, last: dict) -> None:
+    """<install_prefix>/bench/last.json on the host, replaced in one rename."""
+    last_path = Layout(prefix).bench_last
+    bench_dir = last_path.rsplit("/", 1)[0]
+    staged = host.read("mktemp /tmp/lowlat-bench-last.XXXXXX").strip()
+    try:
+        conn.put(io.BytesIO((json.dumps(last, indent=2) + "\n").encode()), staged)
+        host.run(settings.privileged(f"mkdir -p {bench_dir}"))
+        host.run(settings.privileged(f"cp {staged} {bench_dir}/.last.json.tmp"))
+        host.run(settings.privileged(f"chmod 644 {bench_dir}/.last.json.tmp"))
+        host.run(settings.privileged(f"mv -f {bench_dir}/.last.json.tmp {last_path}"))
+    finally:
+        host.run(f"rm -f {staged}", warn=True)
