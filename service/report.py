@@ -9,7 +9,8 @@ from rich.console import Console
 from rich.table import Table
 
 from service import stats_layout as L
-from service.stats import describe
+from service.buckets import HIST_MAX, HIST_SUM, N_BUCKETS, bucket_bounds
+from service.stats import describe, histogram
 
 LATENCIES = ("tick_to_order", "md_to_engine", "order_wait", "feed_lag")
 
@@ -43,9 +44,24 @@ def run_figures(result, config) -> dict:
         "counters": {m.name: d[m.name] for m in L.CATALOG if m.kind == "counter"},
         "positions": d["position"],
         "latency_ns": {name: d[name] for name in LATENCIES},
+        "latency_histograms_ns": {
+            m.name: sparse_histogram(histogram(result.stats, m.offset))
+            for m in L.CATALOG
+            if m.name in LATENCIES
+        },
         "stages": d["stages"],
     }
     return _clean(figures)
+
+
+def sparse_histogram(hist) -> dict:
+    """A histogram's non-empty buckets as ``[index, lowest ns, highest ns, count]`` rows, with
+    its sum and max: enough for a reader (``fab bench``'s report) to draw it and to recompute
+    any percentile exactly as ``service.buckets.percentiles`` does."""
+    lows, highs = bucket_bounds()
+    counts = hist[:N_BUCKETS]
+    rows = [[int(i), int(lows[i]), int(highs[i]), int(counts[i])] for i in counts.nonzero()[0]]
+    return {"buckets": rows, "sum": int(hist[HIST_SUM]), "max": int(hist[HIST_MAX])}
 
 
 def _ns(value) -> str:

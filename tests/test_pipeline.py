@@ -88,6 +88,10 @@ def test_run_for_a_duration_reports_and_cleans_up(tmp_path, prefix):
     assert 200_000 < c["md_messages_processed"] <= 200_000 * 3.5
     assert c["orders_sent"] > 0
     assert figures["latency_ns"]["tick_to_order"]["count"] == c["orders_received"]
+    # the full histogram (fab bench draws it and recomputes p99.99 from it) matches the summary
+    hist = figures["latency_histograms_ns"]["tick_to_order"]
+    assert sum(row[3] for row in hist["buckets"]) == c["orders_received"]
+    assert hist["max"] == figures["latency_ns"]["tick_to_order"]["max"]
     assert_drained(figures)
     positions = figures["positions"]
     assert sum(abs(v) for v in positions.values()) > 0  # fills came back and moved positions
