@@ -111,8 +111,15 @@ def test_broken_installed_profile(host):
 
 @pytest.mark.parametrize("since", ["yesterdayish", "15 parsecs", "-1h; rm -rf /"])
 def test_logs_bad_since(host, since):
+    # a usage error: refused before any host is contacted, with exit status 2
     result = host.fab("logs", "--host", LOOPBACK, "--since", since, timeout=120)
-    one_clear_line(result, "logs", "--since", "15m, 1h or 2d")
+    out = output(result)
+    assert result.returncode == 2, out
+    assert "Traceback" not in out
+    assert out.strip().splitlines() == [
+        f"fab logs: --since {since!r}: use a duration like 15m, 1h or 2d, or a time like "
+        '"2026-11-21 13:00", "today"'
+    ]
 
 
 def test_rollback_with_nothing_recorded(host):
