@@ -36,10 +36,10 @@ every name the template uses is one the agent config and the telemetry API produ
 - benchmark results: ``ami.cloudwatch.BENCH_METRICS`` by ``BENCH_DIMENSIONS``, found with SEARCH
   (the offered rates are whatever ``fab bench --publish`` ran).
 
-ENA allowance counters are read as the agent's host pipeline delivers counters: the change per
-collection interval, so a period's ``Sum`` is the packets shaped in it. Not yet seen on a real
-host here: if a first deployment shows ever-growing values instead (the raw ethtool counter), the
-rule must become ``DIFF`` of the sum (``EnaAllowanceExceeded`` would otherwise stay in ALARM).
+ENA allowance counters arrive as the raw ethtool counters, growing since the driver loaded: the
+agent turns only its diskio and net plugins into deltas (its host pipeline translator says so),
+and ethtool is not one of them. So the packets shaped in a period are the ``DIFF`` of the
+period's ``Maximum``; a driver reload makes one negative step, which never breaches.
 
 The alarm rules (statistic, period, datapoints, threshold) are in ``_rule_table``; each says in
 words what it fires on, and that sentence is the description's middle part, so the runbook reader
@@ -353,6 +353,13 @@ class Monitoring(Construct):
             expression=f"{fn}([{', '.join(terms)}])", using_metrics=ids, label=label, period=period
         )
 
+    def _diff(self, metric: cw.IMetric, label: str, period) -> cw.MathExpression:
+        """How much a cumulative counter grew in each period (ethtool's counters only grow)."""
+        k = self._id()
+        return cw.MathExpression(
+            expression=f"DIFF({k})", using_metrics={k: metric}, label=label, period=period
+        )
+
     def _rate(self, metric: cw.Metric, label: str) -> cw.MathExpression:
         """Events per second of a delta counter (the period's Sum over its length)."""
         k = self._id()
@@ -528,13 +535,14 @@ class Monitoring(Construct):
 
         def ena_exceeded():
             w = EVENT_WINDOW
-            metric = self._math(
+            total = self._math(
                 "SUM",
-                [self._host(name, host, cw.Stats.SUM, w) for name in ENA_ALLOWANCE],
-                "packets shaped by allowances",
+                [self._host(name, host, cw.Stats.MAXIMUM, w) for name in ENA_ALLOWANCE],
+                "packets shaped since the driver loaded",
                 w,
             )
-            words = f"the sum of {', '.join(ENA_ALLOWANCE)} is above 0 in {w.to_minutes()} minutes"
+            metric = self._diff(total, "packets shaped by allowances", w)
+            words = f"the sum of {', '.join(ENA_ALLOWANCE)} grows within {w.to_minutes()} minutes"
             return [_Rule(metric, 0, gt, 1, 1, words)]
 
         def status_check():
@@ -804,7 +812,9 @@ class Monitoring(Construct):
         def ena(title):
             left = self._per_host(
                 lambda h: [
-                    self._host(name, h, total, label=f"{h.label} {counter}")
+                    self._diff(
+                        self._host(name, h, cw.Stats.MAXIMUM), f"{h.label} {counter}", MINUTE
+                    )
                     for name, counter in zip(ENA_ALLOWANCE, C.ENA_ALLOWANCE_COUNTERS, strict=True)
                 ]
             )
