@@ -187,7 +187,7 @@ def _check_cmdline(root: Path, profile: TuningProfile, cmdline: str | None) -> C
     missing = [a for a in profile.kernel_args() if a not in present]
     if missing:
         detail = f"{len(missing)} kernel argument(s) missing"
-        return Check("cmdline", FAIL, expected, " ".join(missing), detail)
+        return Check("cmdline", FAIL, expected, f"missing: {' '.join(missing)}", detail)
     return Check("cmdline", PASS, expected, "", "every kernel argument is present")
 
 
