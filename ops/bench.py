@@ -37,7 +37,6 @@ import json
 import math
 import re
 import shlex
-import tempfile
 import time
 import tomllib
 from dataclasses import dataclass
@@ -45,11 +44,12 @@ from pathlib import Path
 
 from invoke.exceptions import Exit
 
-from ami.profile import INSTALLED_PROFILE, ProfileError, cpulist, load_profile
+from ami.profile import INSTALLED_PROFILE, cpulist
 from ami.units import ENGINE_UNIT, SERVICE_CONFIG
 from ops import ui
 from ops.hosts import EXIT_USAGE, HostResult, OpsError, Settings
 from ops.layout import Layout
+from ops.release import installed_profile
 
 MAX_RATE = 100_000_000  # [feed] rate's own upper bound (service/config.py)
 MAX_DURATION_S = 24 * 3600
@@ -318,16 +318,7 @@ def bench(conn, settings: Settings, options: BenchOptions) -> HostResult:
     started = dt.datetime.now(dt.UTC)
 
     profile_path = settings.path(INSTALLED_PROFILE)
-    vcpus = int(host.read("getconf _NPROCESSORS_CONF").strip() or 0)
-    with tempfile.TemporaryDirectory(prefix="lowlat-bench-") as local_tmp:
-        local_profile = Path(local_tmp) / "profile.toml"
-        has_profile = host.ok(f"test -f {shlex.quote(profile_path)}")
-        try:
-            if has_profile:
-                conn.get(profile_path, str(local_profile))
-            profile = load_profile(local_profile if has_profile else None, max(2, vcpus))
-        except ProfileError as exc:
-            raise OpsError(f"{profile_path}: {exc}") from None
+    profile = installed_profile(conn, settings)  # what the host was tuned and deployed with
     prefix = settings.path(profile.install_prefix)
     venv_bin = shlex.quote(f"{prefix}/current/venv/bin")  # quoted once: every use is a command
     service = f"{venv_bin}/trading-service"
@@ -372,7 +363,7 @@ def bench(conn, settings: Settings, options: BenchOptions) -> HostResult:
     }
 
     ui.step(conn, f"check-host against {profile_path}")
-    doc["check_host"] = _check_host(host, service, profile_path if has_profile else None)
+    doc["check_host"] = _check_host(host, service, profile_path)
     if doc["check_host"].get("ok") is False:
         failed = [c["name"] for c in doc["check_host"].get("checks", []) if c["status"] == "fail"]
         ui.warn(
@@ -531,10 +522,8 @@ def _instance_id(host: _Host) -> str:
     return host.read("hostname").strip()
 
 
-def _check_host(host: _Host, service: str, profile_path: str | None) -> dict:
-    command = f"{service} check-host --json"
-    if profile_path:
-        command += f" --profile {shlex.quote(profile_path)}"
+def _check_host(host: _Host, service: str, profile_path: str) -> dict:
+    command = f"{service} check-host --json --profile {shlex.quote(profile_path)}"
     result = host.run(command, warn=True)
     if result.exited in (0, 1):
         try:

@@ -339,3 +339,14 @@ def test_publish_without_region_is_refused_before_connecting(bench_host, ssh_ser
         "(aws configure)"
     ]
     assert bench_host.systemctl_calls() == []
+
+
+def test_a_host_without_its_profile_is_refused_before_anything_runs(bench_host, ssh_server):
+    (bench_host.root / "etc/lowlat/profile.toml").unlink()
+    result = fab(bench_host, ssh_server, "bench", "--host", "lowlat-loopback", "--duration", "1")
+    out = result.stdout + result.stderr
+    assert result.returncode == 1, out
+    assert "Traceback" not in out
+    (line,) = [row for row in out.splitlines() if "bench: FAILED" in row]
+    assert "profile.toml not found: the host is not a lowlat image" in line
+    assert bench_host.systemctl_calls() == []  # the engine was never touched
