@@ -401,6 +401,9 @@ def bench(conn, settings: Settings, options: BenchOptions) -> HostResult:
         total += len(options.rates) * (options.duration_s + RUN_OVERHEAD_S)
         python = f"{venv_bin}/python"  # the release's interpreter; the driver needs only stdlib
         driver = f"{python} {in_dir}/bench_driver.py"
+        session = _RateRuns(
+            host, conn, options, in_dir, out_dir, runner, python, driver, service, effective, slo
+        )
         with ui.progress_task(f"{label} bench", total) as advance:
             ui.step(conn, f"jitter probe on isolated CPUs {cpulist(profile.isolated)}")
             jitter_dir = f"{out_dir}/jitter"
@@ -424,21 +427,7 @@ def bench(conn, settings: Settings, options: BenchOptions) -> HostResult:
                     f"service at {rate:,} msgs/s for {options.duration_s:g} s "
                     f"on cores {_cores_text(effective.get('cores', {}))}",
                 )
-                runs[name] = _run_rate(
-                    host,
-                    conn,
-                    settings,
-                    options,
-                    rate,
-                    in_dir,
-                    out_dir,
-                    runner,
-                    driver,
-                    service,
-                    effective,
-                    slo,
-                    advance,
-                )
+                runs[name] = _run_rate(session, rate, advance)
                 if runs[name].get("error"):
                     problems.append(f"{name}: {runs[name]['error']}")
     except KeyboardInterrupt:
@@ -555,39 +544,43 @@ def _tail(host: _Host, path: str) -> str:
     return text[-1] if text else ""
 
 
-def _run_rate(
-    host,
-    conn,
-    settings,
-    options,
-    rate,
-    in_dir,
-    out_dir,
-    runner,
-    driver,
-    service,
-    effective,
-    slo,
-    advance,
-) -> dict:
+@dataclass(frozen=True)
+class _RateRuns:
+    """What every offered-rate run of one bench on one host shares."""
+
+    host: _Host
+    conn: object  # the Fabric connection (uploads)
+    options: BenchOptions
+    in_dir: str  # the bench's upload directory on the host
+    out_dir: str  # where the runs write their figures on the host
+    runner: str  # the command prefix: service user, environment, taskset
+    python: str  # the release's interpreter
+    driver: str  # the sampling driver, run by that interpreter
+    service: str  # the release's trading-service
+    effective: dict  # the host's effective service config
+    slo: dict
+
+
+def _run_rate(runs: _RateRuns, rate: int, advance) -> dict:
     """One ``trading-service run`` at ``rate``, sampled; its figures, pulled back."""
+    host = runs.host
     name = rate_label(rate)
     port = int(
         host.read(
-            f'{driver.rsplit(" ", 1)[0]} -c "import socket; s = socket.socket(); '
+            f'{runs.python} -c "import socket; s = socket.socket(); '
             "s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])\""
         ).strip()
     )
-    config_path = f"{in_dir}/bench-{name}.toml"
-    conn.put(io.BytesIO(bench_config_toml(effective, rate, port).encode()), config_path)
-    run_dir = f"{out_dir}/run-{name}"
+    config_path = f"{runs.in_dir}/bench-{name}.toml"
+    runs.conn.put(io.BytesIO(bench_config_toml(runs.effective, rate, port).encode()), config_path)
+    run_dir = f"{runs.out_dir}/run-{name}"
     command = (
-        f"{runner}{driver} --dir {run_dir} --stdout run.txt "
+        f"{runs.runner}{runs.driver} --dir {run_dir} --stdout run.txt "
         f"--url http://127.0.0.1:{port}/latest -- "
-        f"{service} run --config {config_path} --duration {options.duration_s:g} "
+        f"{runs.service} run --config {config_path} --duration {runs.options.duration_s:g} "
         f"--json {run_dir}/run.json --telemetry"
     )
-    result = _timed(host, command, advance, options.duration_s + RUN_OVERHEAD_S)
+    result = _timed(host, command, advance, runs.options.duration_s + RUN_OVERHEAD_S)
     figures = None
     if host.ok(f"test -s {run_dir}/run.json"):
         figures = json.loads(host.read(f"cat {run_dir}/run.json"))
@@ -606,7 +599,7 @@ def _run_rate(
             "latency_ns": empty,
             "histogram_ns": {"buckets": [], "sum": 0, "max": 0},
             "timeline": timeline(samples),
-            "verdict": verdict(empty, slo),
+            "verdict": verdict(empty, runs.slo),
             "exit_code": result.exited,
             "error": error,
         }
@@ -619,7 +612,7 @@ def _run_rate(
         "latency_ns": latency,
         "histogram_ns": histogram,
         "timeline": timeline(samples),
-        "verdict": verdict(latency, slo),
+        "verdict": verdict(latency, runs.slo),
         "exit_code": figures["exit_code"],
         "counters": figures["counters"],
         "processes": figures["processes"],
