@@ -19,6 +19,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop_process(process: subprocess.Popen, timeout: float = 10.0) -> None:
+    """SIGTERM a server the tests started, SIGKILL it if it lingers, and reap it."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout)
+
+
 def wait_http(url: str, timeout: float = 120.0, status: int | None = 200) -> httpx.Response:
     """GET ``url`` until it answers (with ``status``, if given) or the timeout passes."""
     deadline = time.monotonic() + timeout
@@ -113,13 +124,7 @@ class PrometheusServer:
 
     def stop(self) -> None:
         self.http.close()
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        stop_process(self.process)
         self._log.close()
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import free_port
+from conftest import free_port, stop_process
 
 SSHD = "/usr/sbin/sshd"
 
@@ -114,13 +114,7 @@ class SshServer:
         return self.log_path.read_text(errors="replace")[-3000:]
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        stop_process(self.process)
 
 
 class MotoServer:
@@ -166,9 +160,7 @@ class MotoServer:
         httpx.post(f"{self.url}/moto-api/reset", timeout=5, trust_env=False)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
+        stop_process(self.process)
 
 
 def child_env(extra: dict[str, str]) -> dict[str, str]:
