@@ -32,6 +32,7 @@ test: $(STAMP)
 	$(MAKE) --no-print-directory cdk-cli
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/python -m pytest
 
 bench: $(STAMP)

@@ -21,10 +21,9 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "18,20")
 
 import aws_cdk as cdk
 
+from contracts.constants import EXIT_USAGE
 from infra.config import CONTEXT_KEYS, ConfigError, DeploymentConfig, unknown_keys
 from infra.stacks import build_app
-
-EXIT_CONFIG = 2
 
 
 def passed_context_keys() -> list[str]:
@@ -44,12 +43,12 @@ def main() -> int:
             f"lowlat: unknown context key(s) {', '.join(typos)}; known: {', '.join(CONTEXT_KEYS)}",
             file=sys.stderr,
         )
-        return EXIT_CONFIG
+        return EXIT_USAGE
     try:
         config = DeploymentConfig.from_context(app.node.try_get_context)
     except ConfigError as exc:
         print(f"lowlat: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return EXIT_USAGE
     build_app(app, config)  # with cdk-nag's AwsSolutions pack and our acknowledgements
     app.synth()
     return 0

@@ -29,9 +29,10 @@ from fabric import task
 from invoke import Collection
 from invoke.exceptions import Exit
 
+from contracts.constants import EXIT_USAGE
 from ops import bench as bench_ops
 from ops import release
-from ops.hosts import DEFAULT_SETTINGS, EXIT_USAGE, OpsError, for_each_host
+from ops.hosts import DEFAULT_SETTINGS, OpsError, for_each_host
 
 TARGETS_HELP = {
     "host": "the host to act on (name, address or ~/.ssh/config alias)",

@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 
 from ami.apply import CHANGED, UNCHANGED, apply, summary
-from ami.profile import ProfileError, load_profile
 from ami.render import render
+from contracts.profile import ProfileError, load_profile
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 

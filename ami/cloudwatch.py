@@ -19,11 +19,12 @@ What the agent collects (``agent_config``), every 10 s:
 
 Histograms: the agent's Prometheus pipeline supports counters, gauges and summaries only and
 *drops histogram families whole* (AWS docs, "Prometheus metric type conversion by the CloudWatch
-agent"), ``_bucket``, ``_count`` and ``_sum`` samples included. So no latency histogram
-(``tick_to_order`` among them) is declared here: a selector for it would promise a metric that
-never arrives. ``agent_dropped_histograms()`` names them; latency reaches CloudWatch through the
-bench's publish step, and a gauge or summary export from the service would be the way to get it
-through the agent.
+agent"), ``_bucket``, ``_count`` and ``_sum`` samples included. So no latency histogram is
+declared here: a selector for one would promise a metric that never arrives
+(``agent_dropped_histograms()`` names them). Latency reaches CloudWatch two ways instead: every
+histogram is also exported as a summary of its recent window,
+``trading_<name>_recent_seconds`` (declared below, with ``quantile`` as a dimension), and
+``fab bench --publish`` sends a benchmark's percentiles.
 
 Dimensions: every declared family has an ``instance_id`` label, a static label of the scrape
 job. An AMI is baked once and booted many times, so its value is a placeholder
@@ -31,11 +32,11 @@ job. An AMI is baked once and booted many times, so its value is a placeholder
 (``agent_unit_dropin``) writes the real scrape config from it at every agent start, with the
 instance id Nitro publishes in ``/sys/devices/virtual/dmi/id/board_asset_tag``.
 
-Every ``trading_`` name comes from ``service.metrics`` (``FAMILIES``, itself derived from
-``service.stats_layout.CATALOG``); ``DASHBOARD_FAMILIES`` refers to families by their catalog
+Every ``trading_`` name comes from ``contracts.metric_names`` (``FAMILIES``, itself derived from
+``contracts.stats_layout.CATALOG``); ``DASHBOARD_FAMILIES`` refers to families by their catalog
 names and a lookup fails loudly when one disappears.
 
-This module is light: it imports ``service.metrics`` (numpy, prometheus_client), never numba.
+This module is light: it imports ``contracts`` and PyYAML, never numba.
 """
 
 from __future__ import annotations
@@ -45,9 +46,9 @@ import re
 
 import yaml
 
-from ami.profile import TuningProfile
-from service import metrics as M
-from service import stats_layout as L
+from contracts import metric_names as M
+from contracts import stats_layout as L
+from contracts.profile import TuningProfile
 
 AGENT_ETC = "/opt/aws/amazon-cloudwatch-agent/etc"
 AGENT_CONFIG_PATH = f"{AGENT_ETC}/amazon-cloudwatch-agent.json"
@@ -169,7 +170,7 @@ def _family(base: str) -> M.FamilySpec:
     try:
         return by_name[name]
     except KeyError:
-        raise KeyError(f"{base!r}: service.metrics exports no family {name!r}") from None
+        raise KeyError(f"{base!r}: contracts.metric_names has no family {name!r}") from None
 
 
 def dashboard_families() -> list[M.FamilySpec]:

@@ -36,7 +36,7 @@ import dataclasses
 import yaml
 
 from ami import cloudwatch
-from ami.profile import INSTALLED_PROFILE, TuningProfile, cpulist
+from contracts.profile import INSTALLED_PROFILE, TuningProfile, cpulist
 
 COMPONENT_NAME = "lowlat-tuned-host"
 PROFILE_PATH = INSTALLED_PROFILE
@@ -54,7 +54,7 @@ REQUIRED_FILES = (APPLY_KERNEL_ARGS, KERNEL_ARGS_FILE)
 # check-host checks that must pass on a tuned image (others may be "not applicable" on Graviton)
 REQUIRED_HOST_CHECKS = ("cmdline", "isolated", "hugepages")
 
-# Reads `trading-service check-host --json` (argv[1]; service.checkhost.Report.to_json:
+# Reads `trading-service check-host --json` (argv[1]; ami.check.Report.to_json:
 # {"checks": [{"name", "status", ...}]}, status "pass"/"fail"/"not_applicable") and exits 1
 # unless every required check (argv[2], comma-separated) passed. Also accepts a bare list of
 # checks or a mapping of name to a status or to {"status": ...}, so a format change fails loudly
@@ -92,7 +92,7 @@ def venv_bin(profile: TuningProfile, name: str) -> str:
 
 
 def profile_toml(profile: TuningProfile) -> str:
-    """``profile`` as the TOML ``ami.profile.load_profile`` reads back to an equal profile."""
+    """``profile`` as the TOML ``contracts.profile.load_profile`` reads back to an equal profile."""
 
     def value(v) -> str:
         if isinstance(v, bool):
@@ -148,7 +148,7 @@ def _component(profile: TuningProfile) -> dict:
     wheel = f"{DOWNLOAD_DIR}/$(basename '{{{{ {WHEEL_PARAMETER} }}}}')"
     write_agent_files = (
         "import os, sys; from pathlib import Path; "
-        "from ami.cloudwatch import agent_files; from ami.profile import load_profile; "
+        "from ami.cloudwatch import agent_files; from contracts.profile import load_profile; "
         "p = load_profile(sys.argv[1], os.cpu_count() or 1); "
         "[(Path(k).parent.mkdir(parents=True, exist_ok=True), Path(k).write_text(v)) "
         "for k, v in agent_files(p).items()]"

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 
 from ami import units
-from ami.profile import TuningProfile, cpulist, cpumask
+from contracts.profile import SYSCTLS, TuningProfile, cpulist, cpumask
 
 SYSCTL_CONF = "/etc/sysctl.d/90-lowlat.conf"
 KERNEL_ARGS = "/etc/lowlat/kernel-args"
@@ -37,18 +37,6 @@ WORKQUEUE_CPUMASK = "/sys/devices/virtual/workqueue/cpumask"
 HEADER = (
     "Rendered by ami/render.py from the lowlat tuning profile; edit the profile, not this file."
 )
-
-# Why each sysctl the profile may set is there; a key outside this table is still written,
-# marked as coming from the profile.
-SYSCTL_WHY = {
-    "kernel.numa_balancing": "no NUMA page migration (and its page faults) under the stages",
-    "kernel.timer_migration": "timers fire on the CPU that armed them, not on an isolated one",
-    "vm.stat_interval": "the per-CPU vmstat worker wakes every N seconds, not every second",
-    "vm.swappiness": "swap is off (lowlat-tune); never prefer it over the page cache",
-    "net.core.busy_poll": "poll()/select() busy-poll the NIC queue, microseconds (telemetry)",
-    "net.core.busy_read": "blocking socket reads busy-poll the NIC queue, microseconds",
-    "kernel.watchdog": "no soft/hard-lockup watchdog threads or timers on the isolated CPUs",
-}
 
 
 def file_mode(path: str) -> int:
@@ -98,7 +86,8 @@ def logrotate_conf() -> str:
 def sysctl_conf(profile: TuningProfile) -> str:
     lines = [f"# {HEADER}", "# Applied at boot by systemd-sysctl.", ""]
     for key, value in profile.sysctls.items():
-        lines.append(f"# {SYSCTL_WHY.get(key, 'set by the lowlat tuning profile')}")
+        why = SYSCTLS[key][1] if key in SYSCTLS else "set by the lowlat tuning profile"
+        lines.append(f"# {why}")
         lines.append(f"{key} = {value}")
     return "\n".join(lines) + "\n"
 

@@ -27,7 +27,7 @@ This module is light (standard library only): the CDK app and the tests read it.
 
 from __future__ import annotations
 
-from ami.profile import TuningProfile, cpulist
+from contracts.profile import TuningProfile, cpulist
 
 ENGINE_UNIT = "lowlat-engine.service"
 TELEMETRY_UNIT = "lowlat-telemetry.service"

@@ -8,7 +8,7 @@ else: ``cdk.json`` may repeat them as documentation, and a test proves the two a
 A bad value raises ``ConfigError`` whose message is one line naming the context key, the value
 and what is allowed; ``app.py`` prints it and exits 2 with no traceback.
 
-This module is light (standard library, ``ami.profile`` and ``service.config``): no aws_cdk
+This module is light (standard library, ``contracts.profile`` and ``service.config``): no aws_cdk
 import, so it can be tested and imported without jsii.
 """
 
@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
-from ami.profile import TuningProfile
-from service.config import SloConfig
+from contracts.profile import TuningProfile
+from contracts.slo import MAX_OBJECTIVE_US, MIN_OBJECTIVE_US, default_objectives_us
 
 AMI_MODES = {
     "userdata": "hosts boot stock AL2023 arm64 and tune themselves on first boot (one reboot)",
@@ -116,7 +116,7 @@ CONTEXT_KEYS = {
     "sloTickToOrderP999Us": ("slo_p999_us", "tick-to-order p99.9 objective, microseconds"),
 }
 
-_SLO = SloConfig()
+_SLO = default_objectives_us()
 
 
 @dataclass(frozen=True)
@@ -142,9 +142,9 @@ class DeploymentConfig:
     runbook_base_url: str = "https://github.com/lowlat/lowlat/blob/main"
     termination_protection: bool = False
     wheel_s3_uri: str | None = None
-    slo_p50_us: float = _SLO.tick_to_order_p50_us
-    slo_p99_us: float = _SLO.tick_to_order_p99_us
-    slo_p999_us: float = _SLO.tick_to_order_p999_us
+    slo_p50_us: float = _SLO["tick_to_order_p50_us"]
+    slo_p99_us: float = _SLO["tick_to_order_p99_us"]
+    slo_p999_us: float = _SLO["tick_to_order_p999_us"]
 
     # ------------------------------------------------------------------ derived facts
 
@@ -165,10 +165,6 @@ class DeploymentConfig:
     def tuned_ami_parameter(self) -> str:
         """The SSM parameter the image pipeline writes its image id to (amiMode=bake)."""
         return f"/{self.deployment_name}/tuned-ami-id"
-
-    def stack_name(self, kind: str) -> str:
-        """``TunedAmi`` -> ``lowlat-TunedAmi``: stack names carry the deployment name."""
-        return f"{self.deployment_name}-{kind}"
 
     # ------------------------------------------------------------------ building
 
@@ -252,8 +248,9 @@ def _us(key: str, raw: Any) -> float:
             value = float(raw.strip())
         except ValueError:
             value = raw
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.1 <= value <= 1e6:
-        raise ConfigError(key, raw, "use a number of microseconds from 0.1 to 1000000")
+    low, high = MIN_OBJECTIVE_US, MAX_OBJECTIVE_US
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise ConfigError(key, raw, f"use a number of microseconds from {low:g} to {high:.0f}")
     return float(value)
 
 

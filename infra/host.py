@@ -31,7 +31,7 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from ami import cloudwatch, imagebuilder, render
-from ami.profile import INSTALLED_PROFILE, TuningProfile
+from contracts.profile import INSTALLED_PROFILE, TuningProfile
 
 USER_DATA_LIMIT = 16 * 1024  # EC2's cap on raw user data
 ROOT_DEVICE = "/dev/xvda"  # AL2023's root device name

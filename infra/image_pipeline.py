@@ -26,7 +26,7 @@ from aws_cdk import aws_imagebuilder as imagebuilder
 from constructs import Construct
 
 from ami import imagebuilder as component
-from ami.profile import TuningProfile
+from contracts.profile import TuningProfile
 
 PARENT_IMAGE = "amazon-linux-2023-arm64"  # Image Builder's managed AL2023 arm64 image
 ROOT_VOLUME_GIB = 30

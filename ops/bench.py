@@ -44,11 +44,14 @@ from pathlib import Path
 
 from invoke.exceptions import Exit
 
-from ami.profile import INSTALLED_PROFILE, cpulist
 from ami.units import ENGINE_UNIT, SERVICE_CONFIG
+from contracts.constants import EXIT_USAGE
+from contracts.documents import toml_value
+from contracts.profile import INSTALLED_PROFILE, cpulist
+from contracts.release_layout import Layout
+from contracts.slo import default_objectives_us
 from ops import ui
-from ops.hosts import EXIT_USAGE, HostResult, OpsError, Settings
-from ops.layout import Layout
+from ops.hosts import HostResult, OpsError, Settings
 from ops.release import installed_profile
 
 MAX_RATE = 100_000_000  # [feed] rate's own upper bound (service/config.py)
@@ -139,10 +142,11 @@ class BenchOptions:
 
 
 def hist_array(sparse: dict):
-    """The dense bucket array of a sparse histogram (``service.report.sparse_histogram``)."""
+    """The dense bucket array of a sparse histogram
+    (``service.telemetry.report.sparse_histogram``)."""
     import numpy as np
 
-    from service.buckets import HIST_MAX, HIST_SUM, HIST_WORDS
+    from contracts.buckets import HIST_MAX, HIST_SUM, HIST_WORDS
 
     hist = np.zeros(HIST_WORDS, dtype=np.int64)
     for index, _low, _high, count in sparse["buckets"]:
@@ -155,7 +159,7 @@ def hist_array(sparse: dict):
 def latency_figures(sparse: dict) -> dict:
     """count, mean and p50..p99.99 and max (ns) of a histogram, exactly as the service computes
     percentiles (bucket's highest value, capped by the recorded maximum); None with no samples."""
-    from service.buckets import N_BUCKETS, percentiles
+    from contracts.buckets import N_BUCKETS, percentiles
 
     hist = hist_array(sparse)
     count = int(hist[:N_BUCKETS].sum())
@@ -267,16 +271,6 @@ class _Host:
         return self.run(command).stdout
 
 
-def _toml_value(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return json.dumps(value)  # a JSON string is a valid TOML basic string
-    if isinstance(value, int | float):
-        return repr(value)
-    raise OpsError(f"unexpected value {value!r} in the host's effective config")
-
-
 def bench_config_toml(effective: dict, rate: int, port: int) -> str:
     """The host's effective config with the offered rate, segment prefix and API port of a
     bench run: a separate instance on the same cores, touching nothing of production's."""
@@ -292,7 +286,10 @@ def bench_config_toml(effective: dict, rate: int, port: int) -> str:
     lines = ["# written by fab bench: the host's effective config, one offered rate"]
     for section, values in data.items():
         lines += ["", f"[{section}]"]
-        lines += [f"{key} = {_toml_value(value)}" for key, value in values.items()]
+        try:
+            lines += [f"{key} = {toml_value(value)}" for key, value in values.items()]
+        except TypeError as exc:
+            raise OpsError(f"unexpected value in the host's effective config: {exc}") from None
     return "\n".join(lines) + "\n"
 
 
@@ -330,7 +327,7 @@ def bench(conn, settings: Settings, options: BenchOptions) -> HostResult:
         effective = tomllib.loads(effective_text)
     except tomllib.TOMLDecodeError as exc:
         raise OpsError(f"`trading-service config` on the host gave no valid TOML: {exc}") from None
-    slo = {**_default_slo(), **effective.get("slo", {})}
+    slo = {**default_objectives_us(), **effective.get("slo", {})}
     instance_id = _instance_id(host)
 
     # Who runs the service's commands: its own user (the segments in shm_dir are its), through
@@ -484,17 +481,6 @@ def bench(conn, settings: Settings, options: BenchOptions) -> HostResult:
             False, f"SLO missed at {', '.join(missed)} (see {out}/summary.md){published}", doc
         )
     return HostResult(True, f"every SLO met at {', '.join(runs)}; report {out}/{published}", doc)
-
-
-def _default_slo() -> dict:
-    from service.config import SloConfig
-
-    s = SloConfig()
-    return {
-        "tick_to_order_p50_us": s.tick_to_order_p50_us,
-        "tick_to_order_p99_us": s.tick_to_order_p99_us,
-        "tick_to_order_p999_us": s.tick_to_order_p999_us,
-    }
 
 
 def _cores_text(cores: dict) -> str:

@@ -27,9 +27,8 @@ from dataclasses import dataclass, field
 from invoke.exceptions import Exit
 from rich.markup import escape  # summaries quote config like "[service] shm_dir": not markup
 
+from contracts.constants import EXIT_FAILED, EXIT_USAGE
 from ops.ui import console, err_console
-
-EXIT_FAILED, EXIT_USAGE = 1, 2
 
 DEFAULT_SETTINGS = {
     # The file system root the host paths (/opt/lowlat, /etc/lowlat, /etc/systemd/system) live

@@ -60,8 +60,8 @@ from rich.markup import escape
 
 from ami import render as ami_render
 from ami import units as ami_units
-from ami.profile import INSTALLED_PROFILE, ProfileError, TuningProfile, cpulist, load_profile
-from ops import layout as L
+from contracts import release_layout as L
+from contracts.profile import INSTALLED_PROFILE, ProfileError, TuningProfile, cpulist, load_profile
 from ops.hosts import HostResult, OpsError, Settings, local_user
 from ops.ui import console, step, warn
 

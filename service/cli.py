@@ -10,12 +10,16 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
+from ami.check import check_host, count_cpus, default_profile
+from contracts.constants import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from contracts.documents import finite_or_none
+from contracts.profile import ProfileError, cpulist, load_profile, parse_cpulist
 from service import __version__
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+from service.config import ConfigError, check_runtime, load, to_toml
 
 EPILOG = """\
 examples:
@@ -188,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     chk = add(
         "check-host",
         "check this host's tuning against its profile (read-only)",
-        "Read /proc and /sys and compare them with the tuning profile (ami/profile.py, or "
+        "Read /proc and /sys and compare them with the tuning profile (contracts/profile.py, or "
         "--profile): kernel command line, isolated and nohz_full CPUs (and whether nohz_full "
         "is in effect), hugepages, THP, sysctls, interrupts and kernel threads on isolated "
         "CPUs, the irqbalance ban, and governor/C-states/SMT where they apply. Exit 0 when "
@@ -246,8 +250,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _load_config(path: Path | None):
-    from service.config import ConfigError, load
-
     try:
         return load(path)
     except ConfigError as exc:
@@ -255,12 +257,11 @@ def _load_config(path: Path | None):
 
 
 def cmd_run(args) -> int:
-    from service.config import ConfigError, check_runtime
-    from service.pipeline import run_pipeline
-    from service.recording import RecordingError
-    from service.report import print_run_report, run_figures
-    from service.shm import SegmentError
-    from service.signals import ModelError
+    from service.runtime.model import ModelError
+    from service.runtime.pipeline import run_pipeline
+    from service.runtime.recording import RecordingError
+    from service.runtime.shm import SegmentError
+    from service.telemetry.report import print_run_report, run_figures
 
     config = _load_config(args.config)
     api = None
@@ -287,7 +288,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_telemetry(args) -> int:
-    from service.telemetry import serve
+    from service.telemetry.api import serve
 
     config = _load_config(args.config)
     host = args.host or config.telemetry.host
@@ -301,7 +302,7 @@ def cmd_telemetry(args) -> int:
 
 
 def cmd_top(args) -> int:
-    from service.top import main_top
+    from service.telemetry.top import main_top
 
     return main_top(_load_config(args.config), args.interval, args.once)
 
@@ -310,7 +311,7 @@ def start_telemetry_process(config):
     """The telemetry API in a child process, for `run --telemetry` (and `make run`)."""
     import multiprocessing
 
-    from service.telemetry import serve
+    from service.telemetry.api import serve
 
     t = config.telemetry
     process = multiprocessing.get_context("spawn").Process(
@@ -325,19 +326,16 @@ def start_telemetry_process(config):
 
 
 def cmd_config(args) -> int:
-    from service.config import to_toml
-
     sys.stdout.write(to_toml(_load_config(args.config)))
     return EXIT_OK
 
 
 def cmd_record(args) -> int:
-    from service.recording import RecordingError, record_simulated
-    from service.stages import sim_params
+    from service.runtime.recording import RecordingError, record_simulated
 
     config = _load_config(args.config)
     try:
-        record_simulated(args.out, sim_params(config), args.messages, progress=sys.stderr.isatty())
+        record_simulated(args.out, config.feed, args.messages, progress=sys.stderr.isatty())
     except (RecordingError, OSError) as exc:
         raise UserError(f"{args.out}: {exc}", EXIT_FAILED) from None
     print(f"wrote {args.messages} messages for {config.feed.instruments} instruments to {args.out}")
@@ -345,7 +343,7 @@ def cmd_record(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from service.bench import BenchError, parse_cpus, print_bench_report, run_bench
+    from service.bench.suite import BenchError, parse_cpus, print_bench_report, run_bench
 
     try:
         cpus = parse_cpus(args.cpus)
@@ -359,25 +357,24 @@ def cmd_bench(args) -> int:
 
 
 def cmd_kill_switch(args) -> int:
-    from service import control as C
-    from service.shm import SegmentError
+    from contracts.segments import KILL_SWITCH
+    from service.kernels.control import get_word, set_word
+    from service.runtime.segments import attach_control
+    from service.runtime.shm import SegmentError
 
     config = _load_config(args.config)
     try:
-        _, control = C.attach_control(Path(config.service.shm_dir), config.segment_name("control"))
+        _, control = attach_control(Path(config.service.shm_dir), config.segment_name("control"))
     except SegmentError as exc:
         raise UserError(str(exc), EXIT_FAILED) from None
     if args.action != "status":
-        C.set_word(control, C.KILL_SWITCH, 1 if args.action == "on" else 0)
-    state = "on" if C.get_word(control, C.KILL_SWITCH) else "off"
+        set_word(control, KILL_SWITCH, 1 if args.action == "on" else 0)
+    state = "on" if get_word(control, KILL_SWITCH) else "off"
     print(f"kill switch of {config.service.shm_prefix}: {state}")
     return EXIT_OK
 
 
 def cmd_check_host(args) -> int:
-    from ami.profile import ProfileError, load_profile
-    from service.checkhost import check_host, count_cpus, default_profile
-
     if not args.root.is_dir():
         raise UserError(f"--root {args.root}: not a directory")
     profile = default_profile(args.root)
@@ -422,10 +419,6 @@ def _print_host_report(report) -> None:
 
 
 def cmd_jitter(args) -> int:
-    import os
-
-    from ami.profile import cpulist, parse_cpulist
-
     try:
         cpus = parse_cpulist(args.cpus)
     except ValueError:
@@ -438,16 +431,13 @@ def cmd_jitter(args) -> int:
             f"--cpus {args.cpus}: CPU(s) {cpulist(set(cpus) - allowed)} not available to this "
             f"process (allowed: {cpulist(allowed)})"
         )
-    from service.jitter import measure_jitter
+    from service.bench.jitter import measure_jitter
 
     try:
         result = measure_jitter(cpus, args.duration, args.threshold_ns)
     except (RuntimeError, OSError) as exc:
         raise UserError(str(exc), EXIT_FAILED) from None
-    clean = {
-        cpu: {k: (None if v != v else v) for k, v in figures.items()}  # NaN -> null
-        for cpu, figures in result.items()
-    }
+    clean = finite_or_none(result)
     if args.json:
         doc = {"duration_s": args.duration, "threshold_ns": args.threshold_ns, "cpus": clean}
         print(json.dumps(doc, indent=2, allow_nan=False))
@@ -479,17 +469,11 @@ def _write_json(path: Path, figures: dict) -> None:
     """Write atomically: a reader never sees half a file."""
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        tmp.write_text(json.dumps(figures, indent=2, allow_nan=False, default=_jsonable) + "\n")
+        tmp.write_text(json.dumps(finite_or_none(figures), indent=2, allow_nan=False) + "\n")
         tmp.replace(path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise UserError(f"cannot write {path}: {exc.strerror}", EXIT_FAILED) from None
-
-
-def _jsonable(value):
-    if hasattr(value, "item"):
-        return value.item()
-    raise TypeError(f"not JSON serializable: {type(value)}")
 
 
 COMMANDS = {

@@ -14,15 +14,17 @@ busy-polling processes on one core would take turns instead of polling (``defaul
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from service.stats_layout import MAX_INSTRUMENTS, STAGES
+from contracts import slo
+from contracts.documents import toml_value
+from contracts.stages import STAGES, stage_cores
+from contracts.stats_layout import MAX_INSTRUMENTS
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
@@ -31,27 +33,52 @@ class ConfigError(ValueError):
     """A config value is wrong; the message is one line for a person."""
 
 
-def _opt(default, help: str, *, min=None, max=None, choices=None, power_of_two=False):
-    meta = {"help": help, "min": min, "max": max, "choices": choices, "pow2": power_of_two}
+def _opt(
+    default,
+    help: str,
+    *,
+    min=None,
+    max=None,
+    below=None,
+    choices=None,
+    power_of_two=False,
+):
+    """A config key: its default, its help line and what values it allows (``below`` is an
+    exclusive upper bound)."""
+    meta = {
+        "help": help,
+        "min": min,
+        "max": max,
+        "below": below,
+        "choices": choices,
+        "pow2": power_of_two,
+    }
     return field(default=default, metadata=meta)
 
 
 def default_cores() -> dict[str, int]:
-    """One core per stage where there are enough; otherwise the engine and gateway share one
-    (they exchange orders and fills), and with a single worker core all three share it."""
+    """The stages on the CPUs this process may use, the first kept for housekeeping when there
+    is more than one (``contracts.stages.stage_cores``)."""
     cpus = sorted(os.sched_getaffinity(0))
-    workers = cpus[1:] or cpus  # keep the first CPU for housekeeping when there is more than one
-    if len(workers) >= 3:
-        feed, engine, gateway = workers[:3]
-    elif len(workers) == 2:
-        feed, engine, gateway = workers[0], workers[1], workers[1]
-    else:
-        feed = engine = gateway = workers[0]
-    return {"feed": feed, "engine": engine, "gateway": gateway}
+    return stage_cores(cpus[1:] or cpus)
+
+
+class _Section:
+    """Checks every key of a section when it is made, from TOML or in code alike: a wrong value
+    raises ConfigError naming ``[section] key``, the value and what is allowed."""
+
+    SECTION: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            where = f"[{self.SECTION}] {f.name}"
+            object.__setattr__(self, f.name, _check_value(where, f, getattr(self, f.name)))
 
 
 @dataclass(frozen=True)
-class ServiceConfig:
+class ServiceConfig(_Section):
+    SECTION: ClassVar[str] = "service"
+
     shm_dir: str = _opt(
         "/dev/shm", "directory for shared-memory segments (a hugetlbfs mount on a tuned host)"
     )
@@ -68,7 +95,9 @@ class ServiceConfig:
 
 
 @dataclass(frozen=True)
-class FeedConfig:
+class FeedConfig(_Section):
+    SECTION: ClassVar[str] = "feed"
+
     source: str = _opt("simulator", "where market data comes from", choices=("simulator", "replay"))
     replay_file: str = _opt(
         "", 'recording to replay when source = "replay" (see `trading-service record`)'
@@ -79,28 +108,59 @@ class FeedConfig:
         min=0,
         max=100_000_000,
     )
+    # The simulator's knobs: these bounds are the only ones (the simulator trusts them).
     instruments: int = _opt(8, "simulated instruments", min=1, max=MAX_INSTRUMENTS)
     seed: int = _opt(1, "simulator random seed", min=0)
-    start_price_ticks: int = _opt(10_000, "simulator starting price, ticks", min=100)
+    start_price_ticks: int = _opt(
+        10_000,
+        "simulator starting price, ticks (at least depth_levels: the deepest bid is >= 1 tick)",
+        min=1,
+        max=10**12,
+    )
     depth_levels: int = _opt(10, "simulated book levels per side", min=1, max=256)
-    max_spread_ticks: int = _opt(3, "widest simulated spread, ticks", min=1, max=100)
-    mean_queue_lots: int = _opt(50, "mean simulated level size, lots", min=1)
-    trade_probability: float = _opt(0.05, "share of messages that are trades", min=0.0, max=0.5)
+    max_spread_ticks: int = _opt(3, "widest simulated spread, ticks", min=1, max=1000)
+    # queues stay below 4 * mean: far inside the records' int32 qty
+    mean_queue_lots: int = _opt(50, "mean simulated level size, lots", min=1, max=10**8)
+    trade_probability: float = _opt(
+        0.05,
+        "share of messages that are trades (with move_probability at most 1)",
+        min=0.0,
+        max=1.0,
+    )
     move_probability: float = _opt(
-        0.02, "chance per message that an instrument's price moves a tick", min=0.0, max=0.5
+        0.02, "chance per message that an instrument's price moves a tick", min=0.0, max=1.0
     )
     snapshot_interval: int = _opt(
-        5000, "messages between two book snapshots (recovery after a gap)", min=100
+        5000,
+        "messages between two book snapshots (recovery after a gap); 0: only the first ones",
+        min=0,
+        max=2**62,
     )
     burst_probability: float = _opt(
-        0.001, "chance per message that a burst starts", min=0.0, max=0.1
+        0.001, "chance per message that a burst starts", min=0.0, below=1.0
     )
-    burst_length: int = _opt(200, "messages in a burst", min=1)
-    burst_speedup: float = _opt(10.0, "rate multiplier inside a burst", min=1.0, max=1000.0)
+    burst_length: int = _opt(200, "messages in a burst", min=1, max=10**9)
+    burst_speedup: float = _opt(10.0, "rate multiplier inside a burst", min=1.0, max=1e6)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        total = self.trade_probability + self.move_probability
+        if total > 1.0:
+            raise ConfigError(
+                f"[feed] trade_probability + move_probability = {total!r} is not allowed: they "
+                "are shares of one event draw and must sum to at most 1"
+            )
+        if self.start_price_ticks < self.depth_levels:
+            raise ConfigError(
+                f"[feed] start_price_ticks = {self.start_price_ticks} is not allowed: use at "
+                f"least depth_levels = {self.depth_levels} (the deepest bid must be >= 1 tick)"
+            )
 
 
 @dataclass(frozen=True)
-class RingsConfig:
+class RingsConfig(_Section):
+    SECTION: ClassVar[str] = "rings"
+
     md_capacity: int = _opt(
         65_536, "market-data ring records", min=64, max=1 << 24, power_of_two=True
     )
@@ -109,7 +169,9 @@ class RingsConfig:
 
 
 @dataclass(frozen=True)
-class EngineConfig:
+class EngineConfig(_Section):
+    SECTION: ClassVar[str] = "engine"
+
     book_window_ticks: int = _opt(
         4096, "price levels kept per side and instrument", min=64, max=1 << 20, power_of_two=True
     )
@@ -122,7 +184,9 @@ class EngineConfig:
 
 
 @dataclass(frozen=True)
-class RiskConfig:
+class RiskConfig(_Section):
+    SECTION: ClassVar[str] = "risk"
+
     max_order_qty: int = _opt(100, "largest order, lots", min=1)
     max_notional: float = _opt(1_000_000.0, "largest order value, currency", min=0.0)
     price_band_ticks: int = _opt(50, "farthest an order price may be from mid, ticks", min=0)
@@ -135,7 +199,9 @@ class RiskConfig:
 
 
 @dataclass(frozen=True)
-class GatewayConfig:
+class GatewayConfig(_Section):
+    SECTION: ClassVar[str] = "gateway"
+
     batch_size: int = _opt(16, "orders per batch sent to the exchange", min=1, max=1024)
     batch_timeout_us: int = _opt(
         20, "longest an order waits for its batch to fill, microseconds", min=0
@@ -144,15 +210,23 @@ class GatewayConfig:
 
 
 @dataclass(frozen=True)
-class SloConfig:
+class SloConfig(_Section):
+    SECTION: ClassVar[str] = "slo"
+
     tick_to_order_p50_us: float = _opt(
-        5.0, "tick-to-order median objective, microseconds", min=0.1, max=1e6
+        *slo.TICK_TO_ORDER_OBJECTIVES_US["tick_to_order_p50_us"],
+        min=slo.MIN_OBJECTIVE_US,
+        max=slo.MAX_OBJECTIVE_US,
     )
     tick_to_order_p99_us: float = _opt(
-        50.0, "tick-to-order 99th percentile objective, microseconds", min=0.1, max=1e6
+        *slo.TICK_TO_ORDER_OBJECTIVES_US["tick_to_order_p99_us"],
+        min=slo.MIN_OBJECTIVE_US,
+        max=slo.MAX_OBJECTIVE_US,
     )
     tick_to_order_p999_us: float = _opt(
-        500.0, "tick-to-order 99.9th percentile objective, microseconds", min=0.1, max=1e6
+        *slo.TICK_TO_ORDER_OBJECTIVES_US["tick_to_order_p999_us"],
+        min=slo.MIN_OBJECTIVE_US,
+        max=slo.MAX_OBJECTIVE_US,
     )
 
     def thresholds_ns(self) -> tuple[int, ...]:
@@ -162,7 +236,9 @@ class SloConfig:
 
 
 @dataclass(frozen=True)
-class TelemetryConfig:
+class TelemetryConfig(_Section):
+    SECTION: ClassVar[str] = "telemetry"
+
     host: str = _opt("127.0.0.1", "address the telemetry API listens on")
     port: int = _opt(8000, "port of the telemetry API", min=1, max=65535)
     ready_heartbeat_s: float = _opt(
@@ -225,6 +301,8 @@ def _allowed(f: dataclasses.Field) -> str:
         parts.append("a power of two")
     if m["min"] is not None and m["max"] is not None:
         parts.append(f"from {m['min']} to {m['max']}")
+    elif m["min"] is not None and m["below"] is not None:
+        parts.append(f"from {m['min']} to below {m['below']}")
     elif m["min"] is not None:
         parts.append(f">= {m['min']}")
     return ", ".join(parts)
@@ -249,6 +327,8 @@ def _check_value(where: str, f: dataclasses.Field, value: Any) -> Any:
         ok = False
     if ok and m["max"] is not None and value > m["max"]:
         ok = False
+    if ok and m["below"] is not None and value >= m["below"]:
+        ok = False
     if ok and m["pow2"] and value & (value - 1):
         ok = False
     if not ok:
@@ -260,15 +340,16 @@ def _build_section(source: str, name: str, table: Any):
     cls = _SECTION_TYPES[name]
     if not isinstance(table, dict):
         raise ConfigError(f"{source}: [{name}] must be a table of keys, got {table!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    values = {}
-    for key, value in table.items():
+    fields = [f.name for f in dataclasses.fields(cls)]
+    for key in table:
         if key not in fields:
             raise ConfigError(
                 f"{source}: unknown key [{name}] {key}; known keys: {', '.join(fields)}"
             )
-        values[key] = _check_value(f"{source}: [{name}] {key}", fields[key], value)
-    return cls(**values)
+    try:
+        return cls(**table)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
 
 
 def _build_cores(source: str, table: Any) -> dict[str, int]:
@@ -353,14 +434,6 @@ def check_cores(config: Config) -> None:
             )
 
 
-def _toml_value(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return json.dumps(value)  # a JSON string is a valid TOML basic string
-    return repr(value)
-
-
 def to_toml(config: Config) -> str:
     """The effective configuration as commented TOML (``trading-service config``)."""
     lines = [f"# lowlat trading-service configuration (from {config.source})", ""]
@@ -371,6 +444,6 @@ def to_toml(config: Config) -> str:
         section = getattr(config, name)
         for f in dataclasses.fields(section):
             value = getattr(section, f.name)
-            rendered = _toml_value(value)
+            rendered = toml_value(value)
             lines.append(f"{f.name} = {rendered}  # {f.metadata['help']}")
     return "\n".join(lines) + "\n"

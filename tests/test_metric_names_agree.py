@@ -3,7 +3,8 @@
 Every metric the synthesized Monitoring construct names (alarms and dashboard widgets, SEARCH
 expressions included) is checked against the two places that decide what reaches CloudWatch:
 
-- ``trading_*``: a family ``service.metrics`` exports on /metrics (the telemetry API) AND one the
+- ``trading_*``: a family ``service.telemetry.exposition`` exports on /metrics (the telemetry API)
+AND one the
   CloudWatch agent's EMF processor is told to publish (``ami.cloudwatch.metric_declarations``),
   with exactly that declaration's dimensions: ``instance_id`` plus the family's labels.
 - host metrics: a measurement the agent config (``ami.cloudwatch.agent_config``) collects, named
@@ -17,12 +18,15 @@ from __future__ import annotations
 import re
 
 import pytest
-from synth_monitoring import metric_refs, synth
 
 from ami import cloudwatch as C
-from ami.profile import TuningProfile
+from contracts import metric_names as N
+from contracts import stats_layout as L
+from contracts.profile import TuningProfile
+from contracts.stages import STAGES
 from infra import monitoring as mon
-from service import metrics as M
+from tests.support.names import EXPORTED_NAMES
+from tests.support.synth_monitoring import metric_refs, synth
 
 PROFILE = TuningProfile.for_vcpus(8)
 
@@ -61,18 +65,20 @@ def collected_host_metrics() -> set[str]:
 
 
 def test_the_template_reads_all_four_kinds_of_metric(refs):
-    assert lowlat(refs, M.PREFIX) and lowlat(refs, "bench_")
+    assert lowlat(refs, N.PREFIX) and lowlat(refs, "bench_")
     assert [r for r in refs if r.namespace == mon.EC2_NAMESPACE]
     assert [r for r in lowlat(refs) if r.name.startswith("cpu_")]
 
 
 def test_every_trading_metric_is_exported_and_declared_to_the_agent(refs):
-    exported = set(M.exported_metric_names())
+    exported = set(EXPORTED_NAMES)
     emf = declared()
     problems = set()
-    for ref in lowlat(refs, M.PREFIX):
+    for ref in lowlat(refs, N.PREFIX):
         if ref.name not in exported:
-            problems.add(f"{ref.name} ({ref.where}): service.metrics exports no such family")
+            problems.add(
+                f"{ref.name} ({ref.where}): service.telemetry.exposition exports no such family"
+            )
         elif ref.name not in emf:
             problems.add(
                 f"{ref.name} ({ref.where}): not in ami.cloudwatch.DASHBOARD_FAMILIES, "
@@ -91,21 +97,20 @@ def test_every_trading_metric_is_exported_and_declared_to_the_agent(refs):
 )
 def test_host_state_gauges_exist(name):
     """The telemetry API's host gauges behind HostTuningLost and HugepagesLow."""
-    spec = {s.name: s for s in M.FAMILIES}.get(name)
-    assert spec is not None, f"service.metrics exports no {name}"
+    spec = {s.name: s for s in N.FAMILIES}.get(name)
+    assert spec is not None, f"service.telemetry.exposition exports no {name}"
     assert spec.kind == "gauge"
     assert name in C.dashboard_metric_names(), f"{name} is not in ami.cloudwatch.DASHBOARD_FAMILIES"
 
 
 def test_label_values_are_the_ones_metrics_exposes(refs):
-    from service import stats_layout as L
 
     allowed = {
-        "quantile": {mon.quantile_value(q) for q in M.RECENT_QUANTILES},
+        "quantile": {mon.quantile_value(q) for q in N.RECENT_QUANTILES},
         "reason": set(L.REJECT_REASONS),
-        "stage": set(L.STAGES),
+        "stage": set(STAGES),
     }
-    for ref in lowlat(refs, M.PREFIX):
+    for ref in lowlat(refs, N.PREFIX):
         for dim, value in ref.dimensions:
             if dim in allowed:
                 assert value in allowed[dim], (ref.name, dim, value)
@@ -119,7 +124,7 @@ def test_every_host_metric_is_one_the_agent_collects(refs):
         tuple(sorted(d)) for d in C.agent_config(PROFILE)["metrics"]["aggregation_dimensions"]
     }
     assert aggregated == {tuple(sorted(d)) for d in C.AGGREGATION_DIMENSIONS}
-    host = [r for r in lowlat(refs) if not r.name.startswith((M.PREFIX, "bench_"))]
+    host = [r for r in lowlat(refs) if not r.name.startswith((N.PREFIX, "bench_"))]
     assert host
     for ref in host:
         assert ref.name in collected, f"{ref.name} ({ref.where}): the agent does not collect it"

@@ -1,0 +1,196 @@
+"""From book to decision: features, model inference and the strategy, one instrument at a time.
+
+Features (all in ticks or unitless, one row per instrument in ``Features.values``):
+
+    mid_return         EWMA of the change of the mid between book updates
+    microprice_offset  size-weighted microprice minus mid: where the next trade leans
+    spread_ticks       best ask minus best bid
+    imbalance          (bid size - ask size) / (bid size + ask size) at the top, in [-1, 1]
+    volatility         square root of the EWMA of squared mid changes
+    trade_flow         (B - S) / (B + S), B and S EWMAs of buyer- and seller-initiated volume
+
+The EWMAs run in event time: one step per book update (or per trade for the flow) of that
+instrument, with weight ``alpha`` on the newest observation. The first two-sided book of an
+instrument contributes a mid change of 0. A book that is one-sided, crossed or locked is not
+valid: its features are left as they were and the caller should not trade on them.
+
+The model is linear in the features, ``z = bias + w . x``; a logistic model reports
+``sigmoid(z) - 0.5`` so that both kinds give a score centred on 0 (positive: buy). Models are
+TOML files read by ``service.runtime.model.load_model``, off the hot path.
+
+The strategy is edge-triggered with hysteresis: it fires once when the score crosses
+``threshold`` (or ``-threshold``) and re-arms only after the score has come back within
+``threshold / 2`` of zero, so a score hovering at the threshold does not send a stream of
+orders. Orders take liquidity: a buy at the best ask, a sell at the best bid.
+
+Kernels read per-instrument state into locals, compute, and write it back once, without
+calling other kernels out of line: that keeps numba's refcount pruning effective (see
+``service.kernels.book.book_set_level``). Production scalar types: ``inst``, ``side``, ``qty``
+int64;
+``alpha``, ``score``, ``threshold``, ``bias`` float64; ``logistic`` bool.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+
+import numpy as np
+
+from contracts.records import BUY, SELL
+from service.kernels.book import EMPTY
+from service.kernels.jit import kernel
+
+FEATURE_NAMES = (
+    "mid_return",
+    "microprice_offset",
+    "spread_ticks",
+    "imbalance",
+    "volatility",
+    "trade_flow",
+)
+N_FEATURES = len(FEATURE_NAMES)
+# Column of each feature in Features.values (compile-time constants inside kernels).
+MID_RETURN, MICROPRICE_OFFSET, SPREAD_TICKS, IMBALANCE, VOLATILITY, TRADE_FLOW = range(N_FEATURES)
+
+NO_ORDER = -1  # strategy_decide: nothing to send
+MODEL_KINDS = ("logistic", "linear")
+
+Features = namedtuple("Features", "values mid valid buy_flow sell_flow var ret")
+Features.__doc__ = (
+    "Feature rows and EWMA state per instrument: values[n, N_FEATURES], last mid (nan before "
+    "the first two-sided book), valid flag, and the buy/sell flow, variance and return EWMAs."
+)
+
+Model = namedtuple("Model", "weights bias logistic")
+Model.__doc__ = "Linear model over the features: weights[N_FEATURES], bias, logistic link or not."
+
+
+def new_features(n_instruments: int) -> Features:
+    """Allocate feature state for ``n_instruments``: no book seen yet, all EWMAs at 0."""
+    n = int(n_instruments)
+    if n < 1:
+        raise ValueError(f"n_instruments must be >= 1 (got {n_instruments})")
+    return Features(
+        values=np.zeros((n, N_FEATURES), dtype=np.float64),
+        mid=np.full(n, np.nan, dtype=np.float64),
+        valid=np.zeros(n, dtype=np.uint8),
+        buy_flow=np.zeros(n, dtype=np.float64),
+        sell_flow=np.zeros(n, dtype=np.float64),
+        var=np.zeros(n, dtype=np.float64),
+        ret=np.zeros(n, dtype=np.float64),
+    )
+
+
+@kernel
+def update_book_features(features, book, inst, alpha):
+    """Recompute the book features of ``inst``; True when its book is two-sided and uncrossed."""
+    row = np.uint64(inst)
+    window = book.bid_qty.shape[1]
+    bid = book.best_bid[row]
+    ask = book.best_ask[row]
+    base = book.base[row]
+    # Top sizes read unconditionally from clamped slots (only used when both sides exist):
+    # no array access in a conditional block (see module docstring).
+    bid_size = book.bid_qty[row, np.uint64(min(max(bid - base, 0), window - 1))]
+    ask_size = book.ask_qty[row, np.uint64(min(max(ask - base, 0), window - 1))]
+    mid = features.mid[row]
+    ret = features.ret[row]
+    var = features.var[row]
+    mid_return = features.values[row, MID_RETURN]
+    microprice_offset = features.values[row, MICROPRICE_OFFSET]
+    spread = features.values[row, SPREAD_TICKS]
+    imbalance = features.values[row, IMBALANCE]
+    volatility = features.values[row, VOLATILITY]
+
+    valid = bid != EMPTY and ask != EMPTY and bid < ask
+    if valid:
+        new_mid = (bid + ask) * 0.5
+        change = 0.0 if np.isnan(mid) else new_mid - mid
+        mid = new_mid
+        ret = (1.0 - alpha) * ret + alpha * change
+        var = (1.0 - alpha) * var + alpha * change * change
+        top = bid_size + ask_size  # > 0: a best price always has size
+        mid_return = ret
+        microprice_offset = (bid * ask_size + ask * bid_size) / top - mid
+        spread = float(ask - bid)
+        imbalance = (bid_size - ask_size) / top
+        volatility = np.sqrt(var)
+
+    features.mid[row] = mid
+    features.ret[row] = ret
+    features.var[row] = var
+    features.values[row, MID_RETURN] = mid_return
+    features.values[row, MICROPRICE_OFFSET] = microprice_offset
+    features.values[row, SPREAD_TICKS] = spread
+    features.values[row, IMBALANCE] = imbalance
+    features.values[row, VOLATILITY] = volatility
+    features.valid[row] = valid
+    return valid
+
+
+@kernel
+def update_trade_flow(features, inst, aggressor_side, qty, alpha):
+    """Fold one trade into the buy/sell volume EWMAs of ``inst`` and its trade_flow feature."""
+    row = np.uint64(inst)
+    bought = qty * (aggressor_side == BUY)
+    sold = qty * (aggressor_side == SELL)
+    buy_flow = (1.0 - alpha) * features.buy_flow[row] + alpha * bought
+    sell_flow = (1.0 - alpha) * features.sell_flow[row] + alpha * sold
+    total = buy_flow + sell_flow
+    flow = (buy_flow - sell_flow) / total if total > 0.0 else 0.0
+    features.buy_flow[row] = buy_flow
+    features.sell_flow[row] = sell_flow
+    features.values[row, TRADE_FLOW] = flow
+
+
+@kernel
+def model_score(weights, bias, logistic, features_values, inst):
+    """Score of ``inst``'s feature row: ``z = bias + w . x``; ``sigmoid(z) - 0.5`` if logistic."""
+    row = np.uint64(inst)
+    z = bias
+    for k in range(N_FEATURES):
+        z += weights[k] * features_values[row, k]
+    if logistic:
+        # exp overflows to inf for very negative z, giving exactly -0.5: no special case.
+        z = 1.0 / (1.0 + np.exp(-z)) - 0.5
+    return z
+
+
+@kernel
+def strategy_decide(score, threshold, last_signal, inst):
+    """BUY, SELL or NO_ORDER for ``score``, edge-triggered with hysteresis (see module doc).
+
+    A NaN score compares false everywhere: no order and no change of state.
+    """
+    last = last_signal[inst]
+    decision = NO_ORDER
+    if score > threshold:
+        if last != BUY:
+            decision = BUY
+            last = BUY
+    elif score < -threshold:
+        if last != SELL:
+            decision = SELL
+            last = SELL
+    elif abs(score) <= 0.5 * threshold:
+        last = NO_ORDER
+    last_signal[inst] = last
+    return decision
+
+
+@kernel
+def strategy_order_price(book, inst, side):
+    """Limit price that takes liquidity: best ask for a BUY, best bid for a SELL (EMPTY if none)."""
+    bid = book.best_bid[inst]
+    ask = book.best_ask[inst]
+    return ask if side == BUY else bid
+
+
+@kernel
+def inference_throughput_kernel(weights, bias, logistic, values, repeats):
+    """Score every row of ``values`` ``repeats`` times; returns the sum (keeps every score live)."""
+    total = 0.0
+    for _ in range(repeats):
+        for inst in range(values.shape[0]):
+            total += model_score(weights, bias, logistic, values, inst)
+    return total

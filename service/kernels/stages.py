@@ -1,0 +1,415 @@
+"""The hot path: the three stages and the loop that runs them, all numba, in one module.
+
+::
+
+    feed ──ring md──► engine (book ► features ► model ► strategy ► risk) ──ring orders──►
+    gateway (batcher ► simulated exchange) ──ring fills──► engine (positions)
+
+Each ``*_step`` does a bounded amount of work and returns; ``run_loop`` calls the steps of the
+stages that share its core (one stage per core on a host, all three fused on a small machine)
+until they have all drained, publishing counters every ``stats_interval_ns``. Nothing here
+allocates or touches a Python object: all state is numpy arrays created by ``new_*_state``.
+
+Latency is measured from each message's *intended* send time (``send_ns``), not from when it
+was actually published, so a stage that falls behind shows up in the figures instead of
+slowing the clock that measures it (no coordinated omission).
+
+Stopping drains the pipeline front to back: the supervisor sets ``STOP``; the feed stops and
+sets ``FEED_DONE``; the engine, once the market-data ring is empty after ``FEED_DONE``, sends no
+more orders and sets ``ENGINE_DONE``; the gateway flushes what it holds and sets
+``GATEWAY_DONE``; the engine then takes the last fills and finishes. Deadlock-free because the
+engine always drains fills before anything else and the gateway never waits on the engine.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+
+import numpy as np
+
+from contracts import segments as C
+from contracts import stats_layout as L
+from contracts.records import (
+    CANCELLED,
+    FILLED,
+    LEVEL,
+    SNAPSHOT_BEGIN,
+    SNAPSHOT_END,
+    TRADE,
+)
+from contracts.stages import ENGINE, ENGINE_BIT, FEED_BIT, GATEWAY, GATEWAY_BIT, N_STAGES
+from service.kernels.atomics import (
+    load_acquire,
+    load_relaxed,
+    monotonic_ns,
+    store_relaxed,
+    store_release,
+)
+from service.kernels.book import book_reset, book_set_level
+from service.kernels.feed import sim_next, sim_next_interval_ns
+from service.kernels.histogram import hist_record
+from service.kernels.jit import kernel
+from service.kernels.ring import (
+    ring_claim,
+    ring_occupancy,
+    ring_publish,
+    ring_read_slot,
+    ring_readable,
+    ring_release,
+    ring_write_slot,
+)
+from service.kernels.risk import ACCEPTED, risk_check, risk_on_execution
+from service.kernels.seqlock import publish_section
+from service.kernels.signals import (
+    model_score,
+    strategy_decide,
+    strategy_order_price,
+    update_book_features,
+    update_trade_flow,
+)
+
+BATCH = 64  # most records a step moves at once: bounds the time between two heartbeats
+
+Rings = namedtuple("Rings", "md orders fills")
+FeedState = namedtuple("FeedState", "sim replay scratch ivars fvars")
+EngineState = namedtuple(
+    "EngineState", "book features model limits risk last_signal stale snap_clean ivars fvars"
+)
+GatewayState = namedtuple("GatewayState", "batch pop_ns ivars fvars slo_ns")
+
+# FeedState.ivars / fvars
+F_NEXT_SEQ, F_REPLAY_POS = 0, 1
+F_NEXT_NS, F_INTERVAL_NS = 0, 1  # intended time of the next message; 0 interval = flat out
+# EngineState.ivars / fvars
+E_EXPECTED_SEQ, E_NEXT_ORDER_ID, E_INSTRUMENTS, E_ORDER_QTY, E_STALE, E_CLOSED = range(6)
+E_ALPHA, E_THRESHOLD = 0, 1
+# GatewayState.ivars / fvars
+G_PENDING, G_BATCH_SIZE, G_TIMEOUT_NS, G_RNG = range(4)
+G_FILL_RATIO = 0
+
+
+# ------------------------------------------------------------------------------------ feed
+
+
+@kernel
+def feed_step(feed, md, ctrl, shared_stats, local, now):
+    """Publish the messages due by ``now``; True once stopped (or the replay has ended)."""
+    if load_acquire(ctrl, C.STOP) != 0:
+        return True
+    replaying = feed.replay.shape[0] > 0
+    if replaying and feed.ivars[F_REPLAY_POS] >= feed.replay.shape[0]:
+        return True
+    interval = feed.fvars[F_INTERVAL_NS]
+    if interval > 0.0 and now < feed.fvars[F_NEXT_NS]:
+        return False  # nothing due yet
+    room = ring_claim(md, BATCH)
+    published = 0
+    dropped = 0
+    for _ in range(BATCH):
+        if interval > 0.0:
+            intended = feed.fvars[F_NEXT_NS]
+            if intended > now:
+                break
+            feed.fvars[F_NEXT_NS] = intended + sim_next_interval_ns(feed.sim, interval)
+        else:
+            if published == room:
+                break  # flat out: back-pressure, never drop
+            intended = now
+        if published < room:
+            out, i = md.data, ring_write_slot(md, published)
+        else:  # fixed rate and the ring is full: the message is lost, as on a real wire
+            out, i = feed.scratch, 0
+            dropped += 1
+        if replaying:
+            pos = feed.ivars[F_REPLAY_POS]
+            out[i] = feed.replay[pos]
+            feed.ivars[F_REPLAY_POS] = pos + 1
+        else:
+            sim_next(feed.sim, out, i)
+            out[i].seq = feed.ivars[F_NEXT_SEQ]
+        feed.ivars[F_NEXT_SEQ] = out[i].seq + 1
+        out[i].send_ns = np.int64(intended)
+        if published < room:
+            published += 1
+            hist_record(shared_stats, L.H_FEED_LAG, now - np.int64(intended))
+        if replaying and feed.ivars[F_REPLAY_POS] >= feed.replay.shape[0]:
+            break
+    if published > 0:
+        ring_publish(md, published)
+        local[L.MD_SENT] += published
+    if dropped > 0 or room == 0:
+        local[L.MD_RING_FULL] += 1
+        local[L.MD_DROPPED] += dropped
+    return False
+
+
+# ------------------------------------------------------------------------------------ engine
+
+
+@kernel
+def _engine_take_fills(engine, fills, local):
+    n = ring_readable(fills, BATCH)
+    for k in range(n):
+        fill = fills.data[ring_read_slot(fills, k)]
+        inst = np.int64(fill.instrument)
+        # IOC orders end with their one report: release the whole order quantity
+        risk_on_execution(
+            engine.risk, inst, np.int64(fill.side), engine.ivars[E_ORDER_QTY], np.int64(fill.qty)
+        )
+        if fill.status == FILLED:
+            local[L.FILLS] += 1
+        else:
+            local[L.CANCELS] += 1
+        local[L.POSITIONS + inst] = engine.risk.position[inst]
+    if n > 0:
+        ring_release(fills, n)
+    return n
+
+
+@kernel
+def _engine_on_gap(engine, seq, local):
+    local[L.SEQUENCE_GAPS] += 1
+    local[L.MD_LOST] += seq - engine.ivars[E_EXPECTED_SEQ]
+    for inst in range(engine.ivars[E_INSTRUMENTS]):
+        engine.stale[inst] = 1  # one channel: a lost message may have been any instrument's
+        engine.snap_clean[inst] = 0
+    engine.ivars[E_STALE] = engine.ivars[E_INSTRUMENTS]
+
+
+@kernel
+def engine_step(engine, rings, ctrl, shared_stats, local, now):
+    """Apply up to BATCH messages and send the orders they cause; True once drained."""
+    work = _engine_take_fills(engine, rings.fills, local)
+    if engine.ivars[E_CLOSED] != 0:  # no more orders: only fills until the gateway is done
+        gateway_done = load_acquire(ctrl, C.GATEWAY_DONE) != 0
+        return gateway_done and ring_readable(rings.fills, 1) == 0 and work == 0
+    feed_done = load_acquire(ctrl, C.FEED_DONE) != 0  # before looking at the ring: see docstring
+    order_room = ring_claim(rings.orders, BATCH)
+    if order_room == 0:
+        local[L.ORDER_RING_FULL] += 1
+        return False
+    n = ring_readable(rings.md, order_room)  # each message causes at most one order
+    if n == 0:
+        if feed_done:
+            engine.ivars[E_CLOSED] = 1
+            store_release(ctrl, C.ENGINE_DONE, 1)
+        return False
+    kill_on = load_relaxed(ctrl, C.KILL_SWITCH) != 0
+    alpha, threshold = engine.fvars[E_ALPHA], engine.fvars[E_THRESHOLD]
+    qty = engine.ivars[E_ORDER_QTY]
+    orders = 0
+    for k in range(n):
+        msg = rings.md.data[ring_read_slot(rings.md, k)]
+        seq = msg.seq
+        expected = engine.ivars[E_EXPECTED_SEQ]
+        if expected != 0 and seq > expected:  # a jump forward is a gap; first message sets it
+            _engine_on_gap(engine, seq, local)
+        engine.ivars[E_EXPECTED_SEQ] = seq + 1
+        inst = np.int64(msg.instrument)
+        kind = msg.kind
+        if kind == LEVEL:
+            book_set_level(engine.book, inst, np.int64(msg.side), msg.price, np.int64(msg.qty))
+            valid = update_book_features(engine.features, engine.book, inst, alpha)
+            if valid and engine.stale[inst] == 0:
+                score = model_score(
+                    engine.model.weights,
+                    engine.model.bias,
+                    engine.model.logistic,
+                    engine.features.values,
+                    inst,
+                )
+                side = strategy_decide(score, threshold, engine.last_signal, inst)
+                if side >= 0:
+                    price = strategy_order_price(engine.book, inst, side)
+                    reason = risk_check(
+                        engine.limits,
+                        engine.risk,
+                        inst,
+                        side,
+                        price,
+                        qty,
+                        engine.features.mid[inst],
+                        now,
+                        kill_on,
+                    )
+                    if reason == ACCEPTED:
+                        order = rings.orders.data[ring_write_slot(rings.orders, orders)]
+                        order.order_id = engine.ivars[E_NEXT_ORDER_ID]
+                        engine.ivars[E_NEXT_ORDER_ID] += 1
+                        order.tick_ns = msg.send_ns
+                        order.price = price
+                        order.qty = qty
+                        order.instrument = inst
+                        order.side = side
+                        order.flags = 0
+                        orders += 1
+                    else:
+                        local[L.REJECTS + reason - 1] += 1
+        elif kind == TRADE:
+            update_trade_flow(engine.features, inst, np.int64(msg.side), np.int64(msg.qty), alpha)
+        elif kind == SNAPSHOT_BEGIN:
+            book_reset(engine.book, inst)
+            engine.snap_clean[inst] = 1
+        elif kind == SNAPSHOT_END and engine.snap_clean[inst] != 0 and engine.stale[inst] != 0:
+            engine.stale[inst] = 0  # a whole snapshot since the gap: the book is true again
+            engine.ivars[E_STALE] -= 1
+    if orders > 0:
+        ring_publish(rings.orders, orders)
+        local[L.ORDERS_SENT] += orders
+    done_ns = monotonic_ns()
+    for k in range(n):
+        hist_record(
+            shared_stats,
+            L.H_MD_TO_ENGINE,
+            done_ns - rings.md.data[ring_read_slot(rings.md, k)].send_ns,
+        )
+    ring_release(rings.md, n)
+    local[L.MD_PROCESSED] += n
+    local[L.STALE_BOOKS] = engine.ivars[E_STALE]
+    return False
+
+
+# ------------------------------------------------------------------------------------ gateway
+
+
+@kernel
+def _xorshift(state):
+    x = state[G_RNG]
+    x ^= x << 13
+    x ^= (x >> 7) & 0x01FFFFFFFFFFFFFF
+    x ^= x << 17
+    state[G_RNG] = x
+    return x
+
+
+@kernel
+def _gateway_flush(gateway, fills, shared_stats, local, now):
+    """Send the batch to the simulated exchange; its reports go back through the fill ring."""
+    pending = gateway.ivars[G_PENDING]
+    if ring_claim(fills, pending) < pending:
+        local[L.FILL_RING_FULL] += 1
+        return False  # the engine always drains fills: the room comes back
+    sent_ns = monotonic_ns()
+    for k in range(pending):
+        order = gateway.batch[k]
+        tick_to_order = sent_ns - order.tick_ns
+        hist_record(shared_stats, L.H_TICK_TO_ORDER, tick_to_order)
+        for j in range(L.MAX_SLO_THRESHOLDS):
+            if tick_to_order <= gateway.slo_ns[j]:  # unused thresholds are 0: never counted
+                w = L.SLO_TICK_TO_ORDER_WITHIN + j
+                store_relaxed(shared_stats, w, load_relaxed(shared_stats, w) + 1)
+        hist_record(shared_stats, L.H_ORDER_WAIT, sent_ns - gateway.pop_ns[k])
+        report = fills.data[ring_write_slot(fills, k)]
+        report.order_id = order.order_id
+        report.instrument = order.instrument
+        report.side = order.side
+        report.exchange_ns = sent_ns
+        # uniform in [0, 1) from the top 53 bits
+        if (
+            np.float64((_xorshift(gateway.ivars) >> 11) & 0x1FFFFFFFFFFFFF)
+            * (1.0 / 9007199254740992.0)
+            < gateway.fvars[G_FILL_RATIO]
+        ):
+            report.status = FILLED
+            report.qty = order.qty
+            report.price = order.price
+            local[L.EXCHANGE_FILLS] += 1
+        else:
+            report.status = CANCELLED
+            report.qty = 0
+            report.price = 0
+            local[L.EXCHANGE_CANCELS] += 1
+    ring_publish(fills, pending)
+    local[L.BATCHES] += 1
+    gateway.ivars[G_PENDING] = 0
+    return True
+
+
+@kernel
+def gateway_step(gateway, rings, ctrl, shared_stats, local, now):
+    """Batch orders and flush on size, on timeout, or as soon as the order ring runs empty."""
+    engine_done = load_acquire(ctrl, C.ENGINE_DONE) != 0
+    pending = gateway.ivars[G_PENDING]
+    size = gateway.ivars[G_BATCH_SIZE]
+    n = ring_readable(rings.orders, size - pending)
+    for k in range(n):
+        gateway.batch[pending + k] = rings.orders.data[ring_read_slot(rings.orders, k)]
+        gateway.pop_ns[pending + k] = now
+    if n > 0:
+        ring_release(rings.orders, n)
+        local[L.ORDERS_RECEIVED] += n
+        pending += n
+        gateway.ivars[G_PENDING] = pending
+    if pending == 0:
+        if engine_done and ring_readable(rings.orders, 1) == 0:
+            store_release(ctrl, C.GATEWAY_DONE, 1)
+            return True
+        return False
+    ran_empty = ring_readable(rings.orders, 1) == 0
+    timed_out = now - gateway.pop_ns[0] >= gateway.ivars[G_TIMEOUT_NS]
+    if pending >= size or ran_empty or timed_out:
+        _gateway_flush(gateway, rings.fills, shared_stats, local, now)
+    return False
+
+
+# ------------------------------------------------------------------------------------ loop
+
+
+@kernel
+def _publish(stages, rings, shared_stats, local, now):
+    for stage in range(N_STAGES):
+        if stages & (1 << stage):
+            if stage == ENGINE:
+                occupancy = ring_occupancy(rings.md)
+                local[L.MD_RING_OCCUPANCY] = occupancy
+                local[L.MD_RING_OCCUPANCY_MAX] = max(local[L.MD_RING_OCCUPANCY_MAX], occupancy)
+                fills = ring_occupancy(rings.fills)
+                local[L.FILL_RING_OCCUPANCY] = fills
+                local[L.FILL_RING_OCCUPANCY_MAX] = max(local[L.FILL_RING_OCCUPANCY_MAX], fills)
+            elif stage == GATEWAY:
+                occupancy = ring_occupancy(rings.orders)
+                local[L.ORDER_RING_OCCUPANCY] = occupancy
+                local[L.ORDER_RING_OCCUPANCY_MAX] = max(
+                    local[L.ORDER_RING_OCCUPANCY_MAX], occupancy
+                )
+            start = L.SECTION_START[stage]
+            publish_section(shared_stats, local, start, L.SECTION_END[stage], now)
+
+
+@kernel
+def run_loop(
+    stages,
+    rings,
+    feed,
+    engine,
+    gateway,
+    ctrl,
+    shared_stats,
+    local,
+    stats_interval_ns,
+    max_iterations,
+):
+    """Poll the given stages (a mask of *_BIT) until all have drained; returns iterations.
+
+    ``max_iterations`` >= 0 bounds the loop (warm-up); -1 runs until drained.
+    """
+    finished = 0
+    iterations = 0
+    last_publish = 0
+    while True:
+        now = monotonic_ns()
+        pending = stages & ~finished
+        if pending & FEED_BIT and feed_step(feed, rings.md, ctrl, shared_stats, local, now):
+            finished |= FEED_BIT
+            store_release(ctrl, C.FEED_DONE, 1)
+        if pending & ENGINE_BIT and engine_step(engine, rings, ctrl, shared_stats, local, now):
+            finished |= ENGINE_BIT
+        if pending & GATEWAY_BIT and gateway_step(gateway, rings, ctrl, shared_stats, local, now):
+            finished |= GATEWAY_BIT
+        if now - last_publish >= stats_interval_ns or finished == stages:
+            local[L.KILL_SWITCH_ON] = load_relaxed(ctrl, C.KILL_SWITCH)
+            _publish(stages, rings, shared_stats, local, now)
+            last_publish = now
+        iterations += 1
+        if finished == stages or (max_iterations >= 0 and iterations >= max_iterations):
+            return iterations

@@ -1,0 +1,301 @@
+"""Process glue: create the segments, start one pinned process per core, supervise, drain.
+
+``run_pipeline`` is what ``trading-service run`` does:
+
+1. create the control block, the stats block and the three rings under the configured prefix
+   (replacing segments a crashed run left behind; refusing ones a live run owns);
+2. start one process per core in ``config.process_groups()``; each pins itself, attaches,
+   warms every kernel on a private shadow copy of the segments with the production types
+   (so the real run never compiles), says ``warm`` and waits for ``GO``;
+3. once all are warm, set ``GO``; then wait for the duration, SIGTERM/SIGINT, the end of a
+   replay, or a stage dying;
+4. set ``STOP``, let the stages drain front to back, print what was measured, unlink
+   everything, and exit 0; if a stage died or had to be killed, exit 1 so a service manager
+   restarts the service.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from contracts import segments as C
+from contracts import stats_layout as L
+from contracts.constants import EXIT_FAILED, EXIT_OK
+from contracts.stages import (
+    ALL_STAGES,
+    S_FAILED,
+    S_RUNNING,
+    S_STOPPED,
+    S_WARM,
+    S_WARMING,
+    STAGE_BITS,
+    STAGES,
+)
+from service.config import Config
+from service.kernels import stages as S
+from service.kernels.control import set_word, wait_for_go
+from service.kernels.seqlock import set_state
+from service.runtime.model import load_model
+from service.runtime.recording import RecordingError, open_recording
+from service.runtime.segments import attach_segments, create_segments
+from service.runtime.shm import stale_segments
+from service.runtime.state import new_engine_state, new_feed_state, new_gateway_state
+from service.runtime.stats import snapshot
+
+# ------------------------------------------------------------------------------ stage process
+
+
+def _die_with_parent() -> None:
+    """Ask the kernel to kill this process if the supervisor dies (no orphaned spinners)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _stage_states(config: Config, replay, start_ns: float = 0.0):
+    n_instruments = _instrument_count(config, replay)
+    return (
+        new_feed_state(config, None if replay is None else replay.records, start_ns),
+        new_engine_state(config, n_instruments),
+        new_gateway_state(config),
+    )
+
+
+def _instrument_count(config: Config, replay) -> int:
+    return replay.n_instruments if replay is not None else config.feed.instruments
+
+
+def open_replay(config: Config):
+    """The recording to replay (validated), or None for the simulator."""
+    if config.feed.source != "replay":
+        return None
+    recording = open_recording(config.feed.replay_file)
+    if recording.n_instruments > L.MAX_INSTRUMENTS:
+        raise RecordingError(
+            f"{recording.path}: {recording.n_instruments} instruments; the engine takes at "
+            f"most {L.MAX_INSTRUMENTS}"
+        )
+    return recording
+
+
+def stage_process(config: Config, core: int, stage_names: tuple[str, ...]) -> None:
+    """Entry point of one pinned process running ``stage_names`` fused on ``core``."""
+    # the supervisor coordinates shutdown: a terminal's Ctrl-C or systemd's SIGTERM to the
+    # whole group must not kill a stage mid-drain
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _die_with_parent()
+    os.sched_setaffinity(0, {core})
+    mask = sum(STAGE_BITS[STAGES.index(name)] for name in stage_names)
+    starts = [L.SECTION_START[STAGES.index(name)] for name in stage_names]
+    live = attach_segments(config)
+    local = np.zeros(L.STATS_WORDS, dtype=np.int64)
+    for start in starts:
+        local[start + L.PID] = os.getpid()
+        set_state(live.stats, local, start, S_WARMING)
+    try:
+        replay = open_replay(config)
+        interval_ns = config.service.stats_interval_us * 1000
+        rings = S.Rings(live.rings["md"], live.rings["orders"], live.rings["fills"])
+        _warm_up(config, replay, interval_ns)
+        feed, engine, gateway = _stage_states(config, replay)
+        pre_touch((feed, engine, gateway, local))  # no page fault once the clock runs
+        for start in starts:
+            set_state(live.stats, local, start, S_WARM)
+        # spin on our own core: every stage sees GO within a cache-line transfer of the others
+        if not wait_for_go(live.control):
+            return  # stopped before it started
+        feed.fvars[S.F_NEXT_NS] = float(time.monotonic_ns())  # the feed's schedule starts now
+        for start in starts:
+            set_state(live.stats, local, start, S_RUNNING)
+        S.run_loop(
+            mask, rings, feed, engine, gateway, live.control, live.stats, local, interval_ns, -1
+        )
+        for start in starts:
+            set_state(live.stats, local, start, S_STOPPED)
+    except BaseException:
+        for start in starts:
+            set_state(live.stats, local, start, S_FAILED)
+        raise
+
+
+def pre_touch(state) -> None:
+    """Write one byte per page of every array in ``state`` (nested tuples), in place.
+
+    np.zeros memory is mapped on first write; a page fault on the hot path costs microseconds.
+    """
+    if isinstance(state, np.ndarray):
+        if state.flags.writeable and state.nbytes:
+            pages = state.reshape(-1).view(np.uint8)[::4096]
+            pages[:] = pages  # same values: only the first touch is the point
+    elif isinstance(state, tuple):
+        for item in state:
+            pre_touch(item)
+
+
+def _warm_up(config: Config, replay, interval_ns: int) -> None:
+    """Compile (or load from the cache) every kernel with the production types, then drain.
+
+    The shadow segments are made by the same code as the live ones, so the argument types
+    are identical and the live ``run_loop`` call finds its compiled code.
+    """
+    shadow = create_segments(config, f"{config.service.shm_prefix}.warmup-{os.getpid()}")
+    try:
+        rings = S.Rings(shadow.rings["md"], shadow.rings["orders"], shadow.rings["fills"])
+        feed, engine, gateway = _stage_states(config, replay)
+        local = np.zeros(L.STATS_WORDS, dtype=np.int64)
+        # every stage of the pipeline runs here, whatever this process will run: the fused
+        # loop needs the others' output to exercise its own path
+        state = (rings, feed, engine, gateway, shadow.control, shadow.stats, local, interval_ns)
+        S.run_loop(ALL_STAGES, *state, 20_000)
+        set_word(shadow.control, C.STOP, 1)
+        S.run_loop(ALL_STAGES, *state, 5_000_000)  # and the drain path, to its own end
+    finally:
+        shadow.unlink()
+
+
+# ------------------------------------------------------------------------------ supervisor
+
+
+@dataclass
+class RunResult:
+    exit_code: int
+    stats: np.ndarray
+    elapsed_s: float
+    problems: list[str]
+    n_instruments: int
+
+
+class _Signals:
+    """Remembers SIGTERM/SIGINT instead of dying, so the pipeline can drain."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+
+    def __enter__(self):
+        self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGTERM, signal.SIGINT)}
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.received = signum
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self._old.items():
+            signal.signal(s, handler)
+
+
+def _stage_states_of(stats: np.ndarray) -> list[int]:
+    return [int(stats[start + L.STATE]) for start in L.SECTION_START]
+
+
+def run_pipeline(
+    config: Config, duration_s: float | None, log=print, stop: threading.Event | None = None
+) -> RunResult:
+    """Run the service until ``duration_s`` passes, a signal arrives, the replay ends, or
+    ``stop`` is set (for callers that run something beside it, such as the benchmark)."""
+    replay = open_replay(config)  # fail on a bad recording or model before anything starts
+    if config.engine.model_file:
+        load_model(config.engine.model_file)
+    n_instruments = _instrument_count(config, replay)
+    for path in stale_segments(Path(config.service.shm_dir), config.service.shm_prefix):
+        log(f"replacing stale segment {path} left by a run that no longer exists")
+    segments = create_segments(config)
+    ctx = multiprocessing.get_context("spawn")
+    processes = []
+    problems: list[str] = []
+    started = time.monotonic()
+    try:
+        with _Signals() as signals:
+            for core, stage_names in config.process_groups():
+                p = ctx.Process(
+                    target=stage_process,
+                    args=(config, core, stage_names),
+                    name=f"lowlat-{'+'.join(stage_names)}",
+                    daemon=False,
+                )
+                p.start()
+                processes.append((p, stage_names, core))
+            groups = ", ".join(f"{'+'.join(s)} on cpu{c}" for _, s, c in processes)
+            log(f"starting {groups}; warming up kernels")
+            deadline = time.monotonic() + config.service.ready_timeout_s
+            while not all(s == S_WARM for s in _stage_states_of(segments.stats)):
+                _check_alive(processes, problems)
+                if problems or signals.received:
+                    break
+                if time.monotonic() > deadline:
+                    problems.append(f"stages not warm after {config.service.ready_timeout_s} s")
+                    break
+                time.sleep(0.01)
+            if not problems and not signals.received:
+                set_word(segments.control, C.GO, 1)
+                started = time.monotonic()
+                log("ready: all stages running")
+                end = started + duration_s if duration_s is not None else None
+                sentinels = [p.sentinel for p, _, _ in processes]
+                while not signals.received:
+                    # sleep until a stage exits, a signal arrives or the duration ends: a
+                    # supervisor that wakes often steals time from the stages' cores
+                    timeout = 0.25 if end is None else max(0.0, min(0.25, end - time.monotonic()))
+                    multiprocessing.connection.wait(sentinels, timeout)
+                    _check_alive(processes, problems, allow_clean_exit=True)
+                    if problems or all(not p.is_alive() for p, _, _ in processes):
+                        break
+                    if end is not None and time.monotonic() >= end:
+                        break
+                    if stop is not None and stop.is_set():
+                        break
+            elapsed = time.monotonic() - started
+            if signals.received:
+                log(f"received {signal.Signals(signals.received).name}: draining")
+            set_word(segments.control, C.STOP, 1)
+            _drain(processes, config.service.drain_timeout_s, problems)
+        stats = snapshot(segments.stats)
+    finally:
+        for p, _, _ in processes:
+            if p.is_alive():
+                p.kill()
+                p.join()
+        segments.unlink()
+    return RunResult(EXIT_FAILED if problems else EXIT_OK, stats, elapsed, problems, n_instruments)
+
+
+def _check_alive(processes, problems: list[str], allow_clean_exit: bool = False) -> None:
+    for p, stage_names, core in processes:
+        code = p.exitcode
+        if code is None or (code == 0 and allow_clean_exit):
+            continue
+        what = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        message = (
+            f"stage process {'+'.join(stage_names)} (cpu{core}, pid {p.pid}) ended with {what}"
+        )
+        if message not in problems:
+            problems.append(message)
+
+
+def _drain(processes, timeout_s: float, problems: list[str]) -> None:
+    deadline = time.monotonic() + timeout_s
+    for p, stage_names, _ in processes:
+        p.join(max(0.0, deadline - time.monotonic()))
+        if p.is_alive():
+            problems.append(
+                f"stage {'+'.join(stage_names)} did not drain within {timeout_s} s: killed"
+            )
+            p.kill()
+            p.join()
+    _check_alive(processes, problems, allow_clean_exit=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use `trading-service run`")

@@ -1,0 +1,306 @@
+"""Recorded market-data files: write them atomically, open them as read-only memory maps.
+
+Layout (little-endian, as on x86_64 and aarch64)::
+
+    offset 0   64-byte header (HEADER below)
+    offset 64  record_count MARKET_DATA records, 32 bytes each
+
+The header carries a CRC32 of the record layout's description, so a file written with another
+MARKET_DATA layout is refused instead of being replayed as garbage. ``open_recording`` checks
+the header, the file size and every record, and refuses a bad file with one ``RecordingError``
+line that names the file, what is wrong and what would be right: a replay never starts on a
+file that would break a stage halfway through.
+
+``write_recording`` and ``record_simulated`` write a temporary file in the target's directory,
+fsync it and rename it over the final name, so a crash or a failed write never leaves a
+half-written file under that name.
+
+This module imports no numba kernel until ``record_simulated`` runs, so tools can validate
+recordings without compiling the hot path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+import numpy as np
+
+from contracts.records import LEVEL, MARKET_DATA, SNAPSHOT_BEGIN, SNAPSHOT_END, TRADE
+
+if TYPE_CHECKING:
+    from service.config import FeedConfig
+
+MAGIC = b"LOWLATMD"
+FORMAT_VERSION = 1
+RECORD_SIZE = MARKET_DATA.itemsize
+HEADER_SIZE = 64
+MAX_INSTRUMENTS = 1 << 16  # MARKET_DATA.instrument is uint16
+
+# What the CRC in the header protects: field names, types, byte order and offsets.
+DTYPE_DESCRIPTION = repr(MARKET_DATA.descr)
+DTYPE_CRC = zlib.crc32(DTYPE_DESCRIPTION.encode("ascii"))
+
+HEADER = np.dtype(
+    [
+        ("magic", "S8"),  # b"LOWLATMD"
+        ("version", "<u4"),  # FORMAT_VERSION
+        ("record_size", "<u4"),  # bytes per record: 32
+        ("record_count", "<u8"),  # records after the header
+        ("n_instruments", "<u4"),  # every record's instrument is below this
+        ("dtype_crc", "<u4"),  # zlib.crc32 of DTYPE_DESCRIPTION
+        ("reserved", "V32"),  # zero
+    ]
+)
+assert HEADER.itemsize == HEADER_SIZE, HEADER
+
+_VALID_KINDS = np.array([LEVEL, TRADE, SNAPSHOT_BEGIN, SNAPSHOT_END], dtype=np.uint8)
+_CHECK_CHUNK = 1 << 20  # records validated per step: bounds the temporary arrays
+_WRITE_CHUNK = 1 << 16  # records generated per step by record_simulated
+_PROGRESS_MIN_MESSAGES = 1_000_000  # below this a recording takes well under a second
+
+
+class RecordingError(ValueError):
+    """A recording (or records about to be written) that a replay must not use."""
+
+
+@dataclass(frozen=True)
+class Recording:
+    """An opened, validated recording."""
+
+    path: Path
+    records: np.memmap  # read-only MARKET_DATA records, mapped from the file
+    n_instruments: int
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+def write_recording(path: str | os.PathLike[str], records: np.ndarray, n_instruments: int) -> Path:
+    """Validate ``records`` and write them to ``path`` atomically; returns the path.
+
+    Raises RecordingError (nothing is written) when the records would make a file that
+    ``open_recording`` refuses.
+    """
+    path = Path(path)
+    if not isinstance(records, np.ndarray) or records.dtype != MARKET_DATA or records.ndim != 1:
+        raise TypeError(
+            f"{path}: records to write must be a 1-d MARKET_DATA array, got "
+            f"{type(records).__name__} {getattr(records, 'dtype', None)}"
+        )
+    _check_n_instruments(path, n_instruments)
+    if len(records) == 0:
+        raise RecordingError(f"{path}: no records to write; a recording needs at least one")
+    _check_records(path, records, n_instruments)
+    with _atomic_file(path) as f:
+        f.write(_header_bytes(len(records), n_instruments))
+        f.write(np.ascontiguousarray(records).view(np.uint8).data)
+    return path
+
+
+def open_recording(path: str | os.PathLike[str]) -> Recording:
+    """Open and validate a recording; raises RecordingError saying what is wrong."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            raw = f.read(HEADER_SIZE)
+    except FileNotFoundError:
+        raise RecordingError(f"{path}: no such file; expected a lowlat recording") from None
+    except IsADirectoryError:
+        raise RecordingError(f"{path}: is a directory; expected a lowlat recording") from None
+    if len(raw) < HEADER_SIZE:
+        raise RecordingError(
+            f"{path}: too short for a header: {size} bytes; a recording starts with a "
+            f"{HEADER_SIZE}-byte header"
+        )
+    header = np.frombuffer(raw, dtype=HEADER, count=1)[0]
+    magic = bytes(raw[:8])
+    if magic != MAGIC:
+        raise RecordingError(
+            f"{path}: not a lowlat market-data recording (magic {magic!r}; expected {MAGIC!r})"
+        )
+    version = int(header["version"])
+    if version != FORMAT_VERSION:
+        raise RecordingError(
+            f"{path}: unsupported format version {version}; this version reads version "
+            f"{FORMAT_VERSION}"
+        )
+    record_size = int(header["record_size"])
+    if record_size != RECORD_SIZE:
+        raise RecordingError(
+            f"{path}: records are {record_size} bytes; this version reads {RECORD_SIZE}-byte "
+            "records"
+        )
+    crc = int(header["dtype_crc"])
+    if crc != DTYPE_CRC:
+        raise RecordingError(
+            f"{path}: record layout CRC is {crc:#010x}; this version's MARKET_DATA layout has "
+            f"CRC {DTYPE_CRC:#010x} (the file was written with a different record layout)"
+        )
+    count = int(header["record_count"])
+    expected = HEADER_SIZE + count * RECORD_SIZE
+    if size != expected:
+        found_records, extra = divmod(size - HEADER_SIZE, RECORD_SIZE)
+        state = "truncated" if size < expected else "longer than its header says"
+        raise RecordingError(
+            f"{path}: {state}: the header says {count} records, so {expected} bytes are "
+            f"expected; found {size} bytes ({found_records} whole records"
+            f"{f' + {extra} bytes' if extra else ''})"
+        )
+    if count == 0:
+        raise RecordingError(f"{path}: holds zero records; a recording needs at least one")
+    n_instruments = int(header["n_instruments"])
+    _check_n_instruments(path, n_instruments)
+    records = np.memmap(path, dtype=MARKET_DATA, mode="r", offset=HEADER_SIZE, shape=(count,))
+    _check_records(path, records, n_instruments)
+    return Recording(path=path, records=records, n_instruments=n_instruments)
+
+
+def record_simulated(
+    path: str | os.PathLike[str],
+    params: FeedConfig,
+    messages: int,
+    *,
+    progress: bool = True,
+) -> Recording:
+    """Record ``messages`` messages simulated as ``params`` (a ``[feed]`` section) says to
+    ``path``; returns the opened recording.
+
+    Records carry seq 1..messages and send_ns 0: the replaying feed stamps intended send
+    times itself. Messages are generated in chunks straight into the temporary file, so
+    memory stays small however long the recording. With ``progress`` a rich progress bar is
+    shown for recordings of a million messages or more.
+    """
+    from service.kernels.feed import new_simulator, sim_fill  # kernels only when recording
+
+    path = Path(path)
+    if isinstance(messages, bool) or not isinstance(messages, int) or messages < 1:
+        raise ValueError(f"messages = {messages!r}: must be an integer >= 1")
+    sim = new_simulator(params)
+    chunk = np.zeros(min(messages, _WRITE_CHUNK), dtype=MARKET_DATA)
+    with _atomic_file(path) as f, _progress_bar(progress, messages, path) as advance:
+        f.write(_header_bytes(messages, params.instruments))
+        written = 0
+        while written < messages:
+            n = min(len(chunk), messages - written)
+            sim_fill(sim, chunk, n)
+            chunk["seq"][:n] = np.arange(written + 1, written + n + 1, dtype=np.int64)
+            chunk["send_ns"][:n] = 0
+            f.write(chunk[:n].view(np.uint8).data)
+            written += n
+            advance(n)
+    return open_recording(path)
+
+
+def _header_bytes(count: int, n_instruments: int) -> bytes:
+    header = np.zeros(1, dtype=HEADER)
+    header["magic"] = MAGIC
+    header["version"] = FORMAT_VERSION
+    header["record_size"] = RECORD_SIZE
+    header["record_count"] = count
+    header["n_instruments"] = n_instruments
+    header["dtype_crc"] = DTYPE_CRC
+    return header.tobytes()
+
+
+def _check_n_instruments(path: Path, n_instruments: int) -> None:
+    if not 1 <= n_instruments <= MAX_INSTRUMENTS:
+        raise RecordingError(
+            f"{path}: n_instruments is {n_instruments}; it must be 1..{MAX_INSTRUMENTS}"
+        )
+
+
+def _check_records(path: Path, records: np.ndarray, n_instruments: int) -> None:
+    """Raise RecordingError at the first record a replay must not send."""
+    for start in range(0, len(records), _CHECK_CHUNK):
+        chunk = records[start : start + _CHECK_CHUNK]
+        kind = chunk["kind"]
+        priced = (kind == LEVEL) | (kind == TRADE)
+        checks = (
+            (chunk["seq"] <= 0, "seq {seq} is not > 0; sequence numbers start at 1"),
+            (
+                chunk["instrument"] >= n_instruments,
+                "instrument {instrument} is not below the recording's n_instruments "
+                f"{n_instruments}",
+            ),
+            (
+                ~np.isin(kind, _VALID_KINDS),
+                "kind {kind} is invalid; valid kinds are LEVEL=1, TRADE=2, SNAPSHOT_BEGIN=3, "
+                "SNAPSHOT_END=4",
+            ),
+            (priced & (chunk["price"] <= 0), "price {price} is not > 0 on a LEVEL or TRADE"),
+            (priced & (chunk["side"] > 1), "side {side} is invalid; sides are 0 and 1"),
+            ((kind == LEVEL) & (chunk["qty"] < 0), "LEVEL qty {qty} is negative"),
+            ((kind == TRADE) & (chunk["qty"] <= 0), "TRADE qty {qty} is not > 0"),
+        )
+        for bad, message in checks:
+            if bad.any():
+                index = int(np.argmax(bad))
+                rec = chunk[index]
+                fields = {name: rec[name] for name in MARKET_DATA.names}
+                raise RecordingError(
+                    f"{path}: record {start + index} (seq {rec['seq']}): "
+                    + message.format(**fields)
+                )
+
+
+@contextlib.contextmanager
+def _atomic_file(path: Path) -> Iterator[IO[bytes]]:
+    """A binary file that appears under ``path`` complete or not at all.
+
+    Written as a temporary in the same directory (os.replace is atomic only within one file
+    system), fsynced before the rename so the name never points at unwritten data, and the
+    directory fsynced after it so the rename itself survives a crash.
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the recording from the service user
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):  # some file systems cannot fsync a directory
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+@contextlib.contextmanager
+def _progress_bar(enabled: bool, total: int, path: Path) -> Iterator[Callable[[int], None]]:
+    """Yields ``advance(n)``; draws a rich progress bar (on stderr) only for long recordings."""
+    if not enabled or total < _PROGRESS_MIN_MESSAGES:
+        yield lambda n: None
+        return
+    from rich.console import Console  # only when a bar is drawn: rich is slow to import
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (
+        TextColumn("recording {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )
+    # On stderr, so that stdout stays free for what the caller prints.
+    with Progress(*columns, console=Console(stderr=True)) as bar:
+        task = bar.add_task(path.name, total=total)
+        yield lambda n: bar.advance(task, n)

@@ -1,0 +1,141 @@
+"""Every segment of one pipeline: create them (the supervisor), attach to them (the stages).
+
+``create_segments`` makes the control block, the stats block and the three rings under one
+prefix, replacing what a crashed run left and refusing what a live run owns; the caller owns
+them and unlinks them when the run ends. A stage process calls ``attach_segments``; its warm-up
+calls ``create_segments`` with a private prefix, so the shadow copy it compiles against has the
+same types as the live segments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from contracts import segments as S
+from contracts import stats_layout as L
+from contracts.records import FILL, MARKET_DATA, ORDER
+from service.config import Config
+from service.kernels.ring import CONTROL_WORDS, DATA_OFFSET, Ring, dtype_hash, new_local
+from service.runtime.shm import Segment, SegmentError
+from service.runtime.state import slo_thresholds
+
+RING_SPECS = (  # name, record type, [rings] capacity key
+    ("md", MARKET_DATA, "md_capacity"),
+    ("orders", ORDER, "order_capacity"),
+    ("fills", FILL, "fill_capacity"),
+)
+
+
+# ------------------------------------------------------------------------------------- rings
+
+
+def create_ring(shm_dir: Path, name: str, dtype, capacity: int) -> tuple[Segment, Ring]:
+    """Create the segment of a ring (replacing a stale one) and return it with a handle."""
+    if capacity < 2 or capacity & (capacity - 1):
+        raise ValueError(f"ring capacity must be a power of two >= 2, got {capacity}")
+    dtype = np.dtype(dtype)
+    size = DATA_OFFSET + capacity * dtype.itemsize
+    params = (capacity, dtype.itemsize, dtype_hash(dtype))
+    segment = Segment.create(shm_dir, name, size, S.KIND_RING, params)
+    return segment, _ring_handle(segment, dtype, capacity)
+
+
+def attach_ring(shm_dir: Path, name: str, dtype, writable: bool = True) -> tuple[Segment, Ring]:
+    """Attach to a ring created by another process; its record type must match ``dtype``."""
+    dtype = np.dtype(dtype)
+    segment = Segment.attach(shm_dir, name, S.KIND_RING, writable)
+    capacity, itemsize, dhash = segment.param(0), segment.param(1), segment.param(2)
+    if itemsize != dtype.itemsize or dhash != dtype_hash(dtype):
+        segment.close()
+        raise SegmentError(
+            f"{segment.path} holds {itemsize}-byte records of another type; "
+            f"expected {dtype.itemsize}-byte {dtype}"
+        )
+    return segment, _ring_handle(segment, dtype, capacity)
+
+
+def _ring_handle(segment: Segment, dtype: np.dtype, capacity: int) -> Ring:
+    ctrl = segment.array(np.int64, 0, CONTROL_WORDS)
+    data = segment.array(dtype, DATA_OFFSET, capacity)
+    return Ring(ctrl, data, new_local(ctrl), np.int64(capacity - 1))
+
+
+# ------------------------------------------------------------------------ stats and control
+
+
+def create_stats(shm_dir: Path, name: str) -> tuple[Segment, np.ndarray]:
+    segment = Segment.create(shm_dir, name, S.HEADER_BYTES + L.STATS_WORDS * 8, S.KIND_STATS)
+    return segment, segment.array(np.int64, S.HEADER_BYTES, L.STATS_WORDS)
+
+
+def attach_stats(shm_dir: Path, name: str, writable: bool = True) -> tuple[Segment, np.ndarray]:
+    segment = Segment.attach(shm_dir, name, S.KIND_STATS, writable)
+    return segment, segment.array(np.int64, S.HEADER_BYTES, L.STATS_WORDS)
+
+
+def create_control(shm_dir: Path, name: str) -> tuple[Segment, np.ndarray]:
+    segment = Segment.create(shm_dir, name, S.HEADER_BYTES + S.CONTROL_WORDS * 8, S.KIND_CONTROL)
+    return segment, segment.array(np.int64, S.HEADER_BYTES, S.CONTROL_WORDS)
+
+
+def attach_control(shm_dir: Path, name: str, writable: bool = True) -> tuple[Segment, np.ndarray]:
+    segment = Segment.attach(shm_dir, name, S.KIND_CONTROL, writable)
+    return segment, segment.array(np.int64, S.HEADER_BYTES, S.CONTROL_WORDS)
+
+
+# ------------------------------------------------------------------------------ a pipeline
+
+
+@dataclass
+class Segments:
+    """One set of attached segments (the live ones, or a stage's private warm-up shadow)."""
+
+    prefix: str
+    shm_dir: Path
+    control: np.ndarray
+    stats: np.ndarray
+    rings: dict[str, Ring]
+    owned: list[Segment] = field(default_factory=list)
+
+    def unlink(self) -> None:
+        for segment in self.owned:
+            segment.unlink()
+
+
+def create_segments(config: Config, prefix: str | None = None) -> Segments:
+    """Create every segment of one pipeline (the caller owns and later unlinks them)."""
+    prefix = prefix or config.service.shm_prefix
+    shm_dir = Path(config.service.shm_dir)
+    owned = []
+    try:
+        seg, control = create_control(shm_dir, f"{prefix}.control")
+        owned.append(seg)
+        seg, stats = create_stats(shm_dir, f"{prefix}.stats")
+        owned.append(seg)
+        thresholds = slo_thresholds(config)
+        stats[L.SLO_THRESHOLDS_NS : L.SLO_THRESHOLDS_NS + thresholds.size] = thresholds
+        rings = {}
+        for name, dtype, capacity_key in RING_SPECS:
+            seg, rings[name] = create_ring(
+                shm_dir, f"{prefix}.{name}", dtype, getattr(config.rings, capacity_key)
+            )
+            owned.append(seg)
+    except BaseException:
+        for seg in owned:
+            seg.unlink()
+        raise
+    return Segments(prefix, shm_dir, control, stats, rings, owned)
+
+
+def attach_segments(config: Config) -> Segments:
+    prefix = config.service.shm_prefix
+    shm_dir = Path(config.service.shm_dir)
+    _, control = attach_control(shm_dir, f"{prefix}.control")
+    _, stats = attach_stats(shm_dir, f"{prefix}.stats")
+    rings = {
+        name: attach_ring(shm_dir, f"{prefix}.{name}", dtype)[1] for name, dtype, _ in RING_SPECS
+    }
+    return Segments(prefix, shm_dir, control, stats, rings)

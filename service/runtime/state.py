@@ -1,0 +1,100 @@
+"""Each stage's state, built from the config: the arrays the kernels of
+``service.kernels.stages`` run on. Built once per process, before the clock starts; the engine's
+model file is read here (``service.runtime.model``), never on the hot path.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from contracts import stats_layout as L
+from contracts.records import MARKET_DATA, ORDER
+from service.config import Config
+from service.kernels.book import new_book
+from service.kernels.feed import new_simulator
+from service.kernels.risk import RiskLimits, new_risk_state
+from service.kernels.signals import new_features
+from service.kernels.stages import (
+    E_INSTRUMENTS,
+    E_NEXT_ORDER_ID,
+    E_ORDER_QTY,
+    F_INTERVAL_NS,
+    F_NEXT_NS,
+    F_NEXT_SEQ,
+    G_BATCH_SIZE,
+    G_RNG,
+    G_TIMEOUT_NS,
+    EngineState,
+    FeedState,
+    GatewayState,
+)
+from service.runtime.model import default_model_path, load_model
+
+
+def new_feed_state(
+    config: Config, replay: np.ndarray | None = None, start_ns: float = 0.0
+) -> FeedState:
+    if replay is None:
+        replay = np.zeros(0, dtype=MARKET_DATA)
+    ivars = np.zeros(4, dtype=np.int64)
+    ivars[F_NEXT_SEQ] = 1
+    fvars = np.zeros(2, dtype=np.float64)
+    fvars[F_INTERVAL_NS] = 1e9 / config.feed.rate if config.feed.rate > 0 else 0.0
+    fvars[F_NEXT_NS] = start_ns
+    return FeedState(
+        new_simulator(config.feed), replay, np.zeros(1, dtype=MARKET_DATA), ivars, fvars
+    )
+
+
+def new_engine_state(config: Config, n_instruments: int) -> EngineState:
+    e, r = config.engine, config.risk
+    model = load_model(e.model_file or default_model_path())  # off the hot path, once
+    limits = RiskLimits(
+        np.int64(r.max_order_qty),
+        np.float64(r.max_notional),
+        np.int64(r.price_band_ticks),
+        np.int64(r.position_limit),
+        np.float64(r.orders_per_second),
+        np.float64(r.burst),
+        np.float64(r.tick_size),
+    )
+    ivars = np.zeros(8, dtype=np.int64)
+    ivars[E_NEXT_ORDER_ID] = 1
+    ivars[E_INSTRUMENTS] = n_instruments
+    ivars[E_ORDER_QTY] = e.order_qty
+    fvars = np.array([e.ewma_alpha, e.signal_threshold], dtype=np.float64)
+    return EngineState(
+        new_book(n_instruments, e.book_window_ticks),
+        new_features(n_instruments),
+        model,
+        limits,
+        new_risk_state(n_instruments, limits),
+        np.full(n_instruments, -1, dtype=np.int64),
+        np.zeros(n_instruments, dtype=np.int64),
+        np.zeros(n_instruments, dtype=np.int64),
+        ivars,
+        fvars,
+    )
+
+
+def slo_thresholds(config: Config) -> np.ndarray:
+    """The SLO thresholds in ns, padded with 0 (unused) to MAX_SLO_THRESHOLDS."""
+    out = np.zeros(L.MAX_SLO_THRESHOLDS, dtype=np.int64)
+    thresholds = config.slo.thresholds_ns()[: L.MAX_SLO_THRESHOLDS]
+    out[: len(thresholds)] = thresholds
+    return out
+
+
+def new_gateway_state(config: Config, seed: int = 0x9E3779B97F4A7C15) -> GatewayState:
+    g = config.gateway
+    ivars = np.zeros(4, dtype=np.int64)
+    ivars[G_BATCH_SIZE] = g.batch_size
+    ivars[G_TIMEOUT_NS] = g.batch_timeout_us * 1000
+    ivars[G_RNG] = np.uint64(seed).astype(np.int64) | 1
+    return GatewayState(
+        np.zeros(g.batch_size, dtype=ORDER),
+        np.zeros(g.batch_size, dtype=np.int64),
+        ivars,
+        np.array([g.fill_ratio], dtype=np.float64),
+        slo_thresholds(config),
+    )

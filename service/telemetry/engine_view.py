@@ -1,0 +1,168 @@
+"""A read-only view of a running engine, for the telemetry API, the Prometheus collector and
+``trading-service top``.
+
+It attaches to the stats and control blocks named by the config without ever writing to them,
+and follows the engine across restarts. Each run creates its segments anew under the same
+names, so every ``sample()`` checks that the file it holds is still the one under that name
+(same inode) and that its owner still runs. If not, it lets go and attaches to whatever is
+there now. When nothing is there, the engine is not running and ``sample()`` says so; it never
+raises for that.
+
+A sample is a lock-free copy (``service.runtime.stats.snapshot``): reading never stalls a stage.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from contracts import segments as C
+from contracts import stats_layout as L
+from contracts.buckets import HIST_MAX, HIST_SUM, HIST_WORDS, N_BUCKETS, bucket_bounds
+from contracts.stages import STATE_NAMES
+from service.config import Config
+from service.kernels.control import get_word
+from service.runtime.shm import Segment, SegmentError
+from service.runtime.stats import snapshot
+
+_BUCKET_HIGHS = bucket_bounds()[1]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One consistent reading of the engine, or of its absence."""
+
+    taken_ns: int  # CLOCK_MONOTONIC, comparable with the stages' heartbeats
+    running: bool  # segments present and their owner (the supervisor) alive
+    block: np.ndarray | None  # the stats words (contracts.stats_layout), None when not running
+    kill_switch: bool
+    owner_pid: int
+    started_ns: int  # when the run's segments were created (monotonic), 0 when unknown
+
+    def stage_state(self, stage: int) -> str:
+        if self.block is None:
+            return "absent"
+        return STATE_NAMES[int(self.block[L.SECTION_START[stage] + L.STATE])]
+
+    def heartbeat_age_s(self, stage: int) -> float | None:
+        if self.block is None:
+            return None
+        beat = int(self.block[L.SECTION_START[stage] + L.HEARTBEAT_NS])
+        return None if beat == 0 else max(0.0, (self.taken_ns - beat) / 1e9)
+
+
+class _Attached:
+    """One run's segments, mapped read-only."""
+
+    def __init__(self, shm_dir: Path, prefix: str):
+        self.stats_path = shm_dir / f"{prefix}.stats"
+        self.stats_seg = Segment.attach(shm_dir, self.stats_path.name, C.KIND_STATS, False)
+        self.control_seg = Segment.attach(shm_dir, f"{prefix}.control", C.KIND_CONTROL, False)
+        self.inode = os.stat(self.stats_path).st_ino
+        self.stats = self.stats_seg.array(np.int64, C.HEADER_BYTES, L.STATS_WORDS)
+        self.control = self.control_seg.array(np.int64, C.HEADER_BYTES, C.CONTROL_WORDS)
+
+    def current(self) -> bool:
+        """Still the segment under that name, and its run still alive?"""
+        try:
+            same = os.stat(self.stats_path).st_ino == self.inode
+        except FileNotFoundError:
+            return False
+        return same and self.stats_seg.owner_alive()
+
+
+class EngineView:
+    """The engine named by ``config``, as seen from another process."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self._shm_dir = Path(config.service.shm_dir)
+        self._prefix = config.service.shm_prefix
+        self._attached: _Attached | None = None
+
+    def _attach(self) -> _Attached | None:
+        if self._attached is not None and self._attached.current():
+            return self._attached
+        self._attached = None  # dropped: its mapping goes once no view of it is left
+        try:
+            attached = _Attached(self._shm_dir, self._prefix)
+        except (SegmentError, FileNotFoundError):
+            return None
+        if not attached.stats_seg.owner_alive():
+            return None  # segments a crashed run left: not an engine
+        self._attached = attached
+        return attached
+
+    def sample(self) -> Sample:
+        now = time.monotonic_ns()
+        attached = self._attach()
+        if attached is None:
+            return Sample(now, False, None, False, 0, 0)
+        block = snapshot(attached.stats)
+        return Sample(
+            taken_ns=now,
+            running=True,
+            block=block,
+            kill_switch=get_word(attached.control, C.KILL_SWITCH) != 0,
+            owner_pid=attached.stats_seg.owner_pid,
+            started_ns=attached.stats_seg.created_ns,
+        )
+
+
+class Interval:
+    """What changed between two samples of the same run, per second and per histogram.
+
+    ``available`` is False for the first sample, after the engine (re)started or went away:
+    counters of a new run start again from zero, so a delta across runs would mean nothing.
+    """
+
+    def __init__(self, previous: Sample | None, current: Sample):
+        self.current = current
+        self.previous = previous
+        self.available = bool(
+            previous is not None
+            and previous.running
+            and current.running
+            and previous.owner_pid == current.owner_pid
+            and previous.started_ns == current.started_ns
+            and current.taken_ns > previous.taken_ns
+        )
+        self.interval_s = (
+            (current.taken_ns - previous.taken_ns) / 1e9 if self.available and previous else 0.0
+        )
+
+    def delta(self, offset: int, words: int = 1) -> int | None:
+        """Increase of the sum of ``words`` counters from ``offset``; None when unknown."""
+        if not self.available:
+            return None
+        now = int(self.current.block[offset : offset + words].sum())
+        before = int(self.previous.block[offset : offset + words].sum())
+        # a counter never decreases within a run; if it seems to, one reading is not whole
+        return now - before if now >= before else None
+
+    def per_second(self, offset: int, words: int = 1) -> float | None:
+        delta = self.delta(offset, words)
+        return None if delta is None else delta / self.interval_s
+
+    def histogram(self, offset: int) -> np.ndarray | None:
+        """The histogram (buckets, sum, max) of only what was recorded between the samples.
+
+        The block keeps one maximum for the whole run, so the interval's maximum is taken as
+        the top of its highest non-empty bucket, capped by the run's maximum: like every
+        percentile here it is never optimistic, and at most one bucket (6.25 %) high.
+        """
+        if not self.available:
+            return None
+        now = self.current.block[offset : offset + HIST_WORDS]
+        before = self.previous.block[offset : offset + HIST_WORDS]
+        window = np.zeros(HIST_WORDS, dtype=np.int64)
+        window[:N_BUCKETS] = np.maximum(now[:N_BUCKETS] - before[:N_BUCKETS], 0)
+        window[HIST_SUM] = max(int(now[HIST_SUM] - before[HIST_SUM]), 0)
+        filled = np.flatnonzero(window[:N_BUCKETS])
+        if filled.size:
+            window[HIST_MAX] = min(int(_BUCKET_HIGHS[filled[-1]]), int(now[HIST_MAX]))
+        return window

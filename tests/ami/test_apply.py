@@ -1,0 +1,281 @@
+"""`python -m ami apply`: the rendered tuning files, written idempotently under a root."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ami import render as r
+from ami.__main__ import main
+from contracts.profile import SYSCTLS, TuningProfile
+from tests.support.paths import REPO
+
+
+def apply(root: Path, *extra: str, vcpus: int = 4) -> int:
+    return main(["apply", "--root", str(root), "--vcpus", str(vcpus), *extra])
+
+
+def at(root: Path, path: str) -> Path:
+    return root / path.lstrip("/")
+
+
+@pytest.fixture
+def applied(tmp_path, capsys) -> Path:
+    assert apply(tmp_path) == 0
+    capsys.readouterr()
+    return tmp_path
+
+
+def test_kernel_args_for_4_vcpus(applied):
+    args = at(applied, r.KERNEL_ARGS).read_text()
+    assert args.count("\n") == 1  # one line: grubby --args takes it whole
+    assert args.split() == [
+        "isolcpus=managed_irq,domain,1-3",
+        "nohz_full=1-3",
+        "rcu_nocbs=1-3",
+        "irqaffinity=0",
+        "skew_tick=1",
+        "nosoftlockup",
+        "transparent_hugepage=never",
+        "hugepagesz=2M",
+        "hugepages=512",
+    ]
+    script = at(applied, r.APPLY_KERNEL_ARGS).read_text()
+    assert "grubby --update-kernel=ALL --args=" in script
+    assert r.KERNEL_ARGS in script and "reboot" in script
+
+
+def test_cpu_affinity_irqbalance_sysctls_limits(applied):
+    affinity = at(applied, r.CPU_AFFINITY_CONF).read_text()
+    assert "[Manager]\nCPUAffinity=0\n" in affinity
+    assert "IRQBALANCE_BANNED_CPULIST=1-3\n" in at(applied, r.IRQBALANCE_CONF).read_text()
+    sysctls = at(applied, r.SYSCTL_CONF).read_text()
+    for key, value in TuningProfile.for_vcpus(4).sysctls.items():
+        assert f"{key} = {value}\n" in sysctls
+        # every known key carries its reason on the line above
+        assert f"# {SYSCTLS[key][1]}\n{key} = " in sysctls
+    assert "lowlat - memlock unlimited" in at(applied, r.LIMITS_CONF).read_text()
+    assert at(applied, r.SYSUSERS_CONF).read_text().splitlines()[-1].startswith("u lowlat ")
+
+
+def test_tune_script_and_unit(applied):
+    script = at(applied, r.TUNE_SCRIPT).read_text()
+    assert "echo 1 > /sys/devices/virtual/workqueue/cpumask" in script  # housekeeping = cpu0
+    assert "ethtool -L eth0 combined 1" in script  # one queue per housekeeping CPU
+    assert "ethtool -C eth0 rx-usecs 0" in script
+    assert "swapoff -a" in script
+    assert "echo never >" in script and "transparent_hugepage/enabled" in script
+    assert "install -d -m 0750 -o lowlat -g lowlat /dev/hugepages/lowlat" in script
+    unit = at(applied, r.TUNE_UNIT).read_text()
+    assert "Type=oneshot" in unit and f"ExecStart={r.TUNE_SCRIPT}" in unit
+    assert "Before=lowlat-engine.service lowlat-telemetry.service" in unit
+    assert "sys-subsystem-net-devices-eth0.device" in unit
+
+
+def test_scripts_are_valid_bash(applied):
+    for path in r.SCRIPTS:
+        result = subprocess.run(["bash", "-n", at(applied, path)], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+
+
+def test_modes(applied):
+    for path in r.render(TuningProfile.for_vcpus(4)):
+        mode = stat.S_IMODE(at(applied, path).stat().st_mode)
+        assert mode == (0o755 if path in r.SCRIPTS else 0o644), path
+
+
+def test_service_toml_loads_with_the_isolated_cores(applied):
+    from service.config import load
+
+    config = load(at(applied, r.SERVICE_CONFIG))
+    assert config.service.shm_dir == "/dev/hugepages/lowlat"
+    assert config.service.shm_prefix == "lowlat"
+    assert config.cores == {"feed": 1, "engine": 2, "gateway": 3}
+    assert set(config.cores.values()) <= set(TuningProfile.for_vcpus(4).isolated)
+    assert (config.telemetry.host, config.telemetry.port) == ("127.0.0.1", 8000)
+
+
+@pytest.mark.parametrize("vcpus", [2, 3, 16, 64])
+def test_service_toml_cores_for_other_sizes(tmp_path, vcpus, capsys):
+    from service.config import load
+
+    assert apply(tmp_path, vcpus=vcpus) == 0
+    profile = TuningProfile.for_vcpus(vcpus)
+    config = load(at(tmp_path, r.SERVICE_CONFIG))
+    assert config.cores == profile.stage_cores()
+    assert set(config.cores.values()) <= set(profile.isolated)
+
+
+def test_first_run_creates_second_changes_nothing(tmp_path, capsys):
+    assert apply(tmp_path) == 0
+    out = capsys.readouterr().out.splitlines()
+    files = r.render(TuningProfile.for_vcpus(4))
+    assert [line.split()[0] for line in out[:-1]] == ["created"] * len(files)
+    assert out[-1].startswith(f"changed {len(files)} of {len(files)} files")
+
+    mtimes = {p: at(tmp_path, p).stat().st_mtime_ns for p in files}
+    assert apply(tmp_path) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in out[:-1]] == ["unchanged"] * len(files)
+    assert out[-1].startswith("nothing to change")
+    assert {p: at(tmp_path, p).stat().st_mtime_ns for p in files} == mtimes  # not rewritten
+
+
+def test_dry_run_writes_nothing(tmp_path, capsys):
+    assert apply(tmp_path, "--dry-run") == 0
+    out = capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []
+    assert f"would be created     {r.KERNEL_ARGS}" in out
+    n = len(r.render(TuningProfile.for_vcpus(4)))
+    assert out.splitlines()[-1].startswith(f"would change {n} of {n} files")
+
+
+def test_modified_file_is_changed_and_restored(applied, capsys):
+    conf = at(applied, r.IRQBALANCE_CONF)
+    good = conf.read_text()
+    conf.write_text(good.replace("BANNED_CPULIST=1-3", "BANNED_CPULIST=2-3"))
+    script = at(applied, r.TUNE_SCRIPT)
+    script.chmod(0o644)
+
+    assert apply(applied, "--dry-run") == 0
+    out = capsys.readouterr().out
+    assert f"would be changed     {r.IRQBALANCE_CONF}" in out
+    assert "-IRQBALANCE_BANNED_CPULIST=2-3\n+IRQBALANCE_BANNED_CPULIST=1-3\n" in out  # the diff
+    assert "mode 0644 -> 0755" in out
+    assert "BANNED_CPULIST=2-3" in conf.read_text()  # dry run: still wrong
+
+    assert apply(applied) == 0
+    out = capsys.readouterr().out
+    assert f"changed              {r.IRQBALANCE_CONF}" in out
+    assert f"changed              {r.TUNE_SCRIPT}" in out
+    assert "unchanged            /etc/lowlat/kernel-args" in out
+    n = len(r.render(TuningProfile.for_vcpus(4)))
+    assert f"(0 created, 2 changed, {n - 2} unchanged)" in out
+    assert conf.read_text() == good
+    assert stat.S_IMODE(script.stat().st_mode) == 0o755
+    assert not [p for p in conf.parent.iterdir() if p.name.startswith(".")]  # no temp left
+
+
+def test_profile_file_overrides(tmp_path, capsys):
+    profile = tmp_path / "profile.toml"
+    profile.write_text('vcpus = 16\nhousekeeping = "0-1"\nisolated = "2-15"\nnic = "ens5"\n')
+    root = tmp_path / "root"
+    assert main(["apply", "--root", str(root), "--profile", str(profile)]) == 0
+    assert "isolcpus=managed_irq,domain,2-15 " in at(root, r.KERNEL_ARGS).read_text()
+    assert "CPUAffinity=0-1" in at(root, r.CPU_AFFINITY_CONF).read_text()
+    assert "echo 3 > /sys/devices/virtual/workqueue/cpumask" in at(root, r.TUNE_SCRIPT).read_text()
+    assert "ethtool -L ens5 combined 2" in at(root, r.TUNE_SCRIPT).read_text()
+
+
+def test_render_prints_one_file(capsys):
+    assert main(["render", "--vcpus", "4", r.CPU_AFFINITY_CONF]) == 0
+    assert "CPUAffinity=0" in capsys.readouterr().out
+    assert main(["render", "--vcpus", "4", "/etc/nope"]) == 2
+    assert "is not rendered" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("vcpus = 4\nisolated = [0, 1]\n", "CPUs 0 are both housekeeping and isolated"),
+        ("colour = 1\n", "unknown key colour"),
+        ("vcpus = [", "not valid TOML"),
+    ],
+)
+def test_bad_profile_is_one_line_exit_2(tmp_path, text, message):
+    profile = tmp_path / "bad.toml"
+    profile.write_text(text)
+    root = tmp_path / "root"
+    result = subprocess.run(
+        [sys.executable, "-m", "ami", "apply", "--root", root, "--profile", profile],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not root.exists()
+
+
+def fake_commands(bin_dir: Path, log: Path, **exit_codes: int) -> dict[str, str]:
+    """Stand-ins for grubby, ethtool, swapoff and install that log their arguments."""
+    bin_dir.mkdir()
+    for name in ("grubby", "ethtool", "swapoff", "install"):
+        code = exit_codes.get(name, 0)
+        (bin_dir / name).write_text(f'#!/bin/sh\necho "{name} $*" >> {log}\nexit {code}\n')
+        (bin_dir / name).chmod(0o755)
+    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+
+
+def sandboxed(script: str, tmp_path: Path, *paths: str) -> Path:
+    """The script with /sys and each host path in ``paths`` moved under tmp_path: a test must
+    never write the real sysfs of the machine it runs on."""
+    for path in ("/sys/", *paths):
+        script = script.replace(path, f"{tmp_path}/{path.lstrip('/')}")
+    assert " /sys/" not in script and ">/sys/" not in script
+    out = tmp_path / "script"
+    out.write_text(script)
+    return out
+
+
+@pytest.mark.parametrize("booted_with_args", [False, True])
+def test_apply_kernel_args_script(tmp_path, booted_with_args):
+    args = " ".join(TuningProfile.for_vcpus(4).kernel_args())
+    (tmp_path / "etc/lowlat").mkdir(parents=True)
+    (tmp_path / "etc/lowlat/kernel-args").write_text(args + "\n")
+    (tmp_path / "proc").mkdir()
+    running = "BOOT_IMAGE=/vmlinuz root=UUID=x ro" + (f" {args}" if booted_with_args else "")
+    (tmp_path / "proc/cmdline").write_text(running + "\n")
+    script = sandboxed(r.apply_kernel_args_script(), tmp_path, r.KERNEL_ARGS, "/proc/cmdline")
+    log = tmp_path / "log"
+    env = fake_commands(tmp_path / "bin", log)
+
+    result = subprocess.run(["bash", script], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    assert log.read_text() == f"grubby --update-kernel=ALL --args={args}\n"
+    if booted_with_args:
+        assert "no reboot needed" in result.stdout
+    else:
+        assert "reboot needed for: isolcpus=managed_irq,domain,1-3 nohz_full=1-3" in result.stdout
+
+
+def test_tune_script_tolerates_a_nic_without_the_feature(tmp_path):
+    (tmp_path / "sys/devices/virtual/workqueue").mkdir(parents=True)
+    (tmp_path / "sys/class/net/eth0").mkdir(parents=True)
+    (tmp_path / "sys/kernel/mm/transparent_hugepage").mkdir(parents=True)
+    for name in ("enabled", "defrag"):
+        (tmp_path / "sys/kernel/mm/transparent_hugepage" / name).write_text("always\n")
+    script = sandboxed(r.tune_script(TuningProfile.for_vcpus(4)), tmp_path)
+    log = tmp_path / "log"
+    env = fake_commands(tmp_path / "bin", log, ethtool=1)  # e.g. "Operation not supported"
+
+    result = subprocess.run(["bash", script], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "queue count not changeable here (skipped)" in result.stdout
+    assert (tmp_path / "sys/devices/virtual/workqueue/cpumask").read_text() == "1\n"
+    thp = tmp_path / "sys/kernel/mm/transparent_hugepage"
+    assert (thp / "enabled").read_text() == (thp / "defrag").read_text() == "never\n"
+    assert log.read_text().splitlines() == [
+        "ethtool -L eth0 combined 1",
+        "ethtool -C eth0 rx-usecs 0",
+        "swapoff -a",
+        "install -d -m 0750 -o lowlat -g lowlat /dev/hugepages/lowlat",
+    ]
+
+
+def test_tune_script_fails_when_swap_stays_on(tmp_path):
+    (tmp_path / "sys/devices/virtual/workqueue").mkdir(parents=True)
+    script = sandboxed(r.tune_script(TuningProfile.for_vcpus(4)), tmp_path)
+    env = fake_commands(tmp_path / "bin", tmp_path / "log", swapoff=1)
+    result = subprocess.run(["bash", script], capture_output=True, text=True, env=env)
+    assert result.returncode == 1
+    assert "swapoff -a failed" in result.stderr
+    assert "no such network interface" in result.stdout  # no /sys/class/net/eth0 here

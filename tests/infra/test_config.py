@@ -1,0 +1,177 @@
+"""infra.config: context values in, a validated DeploymentConfig out; bad values are one line
+naming the key, the value and what is allowed (also through app.py, as the CDK CLI runs it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from infra.config import (
+    CONTEXT_KEYS,
+    DEFAULTS,
+    GRAVITON_FAMILIES,
+    SIZE_VCPUS,
+    ConfigError,
+    DeploymentConfig,
+    unknown_keys,
+)
+from service.config import SloConfig
+from tests.support.paths import REPO
+
+ROOT = REPO
+
+
+def config(**context) -> DeploymentConfig:
+    return DeploymentConfig.from_context(context.get)
+
+
+def test_defaults():
+    c = config()
+    assert c == DeploymentConfig()
+    assert (c.instance_type, c.host_count, c.allowed_cidrs) == ("c6g.xlarge", 1, ())
+    assert (c.telemetry_port, c.ami_mode, c.termination_protection) == (8000, "userdata", False)
+    assert c.runbook_base_url.startswith("https://")
+    slo = SloConfig()
+    assert (c.slo_p50_us, c.slo_p99_us, c.slo_p999_us) == (
+        slo.tick_to_order_p50_us,
+        slo.tick_to_order_p99_us,
+        slo.tick_to_order_p999_us,
+    )
+
+
+def test_cdk_json_documents_exactly_the_defaults():
+    context = json.loads((ROOT / "cdk.json").read_text())["context"]
+    ours = {k: v for k, v in context.items() if k in CONTEXT_KEYS}
+    assert ours == {k: list(v) if isinstance(v, tuple) else v for k, v in DEFAULTS.items()}
+    assert unknown_keys(context) == []  # feature flags (@aws-cdk/...) are not ours to check
+
+
+def test_cli_strings_are_parsed():
+    # `-c key=value` reaches the app as strings
+    c = config(
+        hostCount="3",
+        allowedCidrs="203.0.113.0/24, 198.51.100.7/32",
+        terminationProtection="true",
+        telemetryPort="9100",
+        sloTickToOrderP99Us="40",
+    )
+    assert c.host_count == 3
+    assert c.allowed_cidrs == ("203.0.113.0/24", "198.51.100.7/32")
+    assert c.termination_protection is True
+    assert c.telemetry_port == 9100
+    assert c.slo_p99_us == 40.0
+
+
+def test_lists_accept_json_and_real_lists():
+    assert config(allowedCidrs='["10.0.0.0/8"]').allowed_cidrs == ("10.0.0.0/8",)
+    assert config(allowedCidrs=["10.0.0.0/8", "10.0.0.0/8"]).allowed_cidrs == ("10.0.0.0/8",)
+    assert config(allowedCidrs="").allowed_cidrs == ()
+
+
+def test_existing_vpc_needs_subnets_and_their_zones():
+    c = config(
+        vpcId="vpc-0123456789abcdef0",
+        subnetIds="subnet-0123456789abcdef0",
+        availabilityZones="eu-west-1a",
+    )
+    assert c.subnet_ids == ("subnet-0123456789abcdef0",)
+    with pytest.raises(ConfigError, match="subnetIds"):
+        config(vpcId="vpc-0123456789abcdef0")
+    with pytest.raises(ConfigError, match="availabilityZones"):
+        config(vpcId="vpc-0123456789abcdef0", subnetIds="subnet-0123456789abcdef0")
+    with pytest.raises(ConfigError, match="only with vpcId"):
+        config(subnetIds="subnet-0123456789abcdef0")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "allowed"),
+    [
+        ("instanceType", "c5.xlarge", "Graviton"),
+        ("instanceType", "t3.micro", "Graviton"),
+        ("instanceType", "t4g.large", "known families"),  # burstable: credits throttle polling
+        ("instanceType", "c6g.medium", "needs >= large"),
+        ("instanceType", "is4gen.medium", "needs >= large"),
+        ("instanceType", "c6g.48xlarge", "c6g comes in"),
+        ("hostCount", "0", "from 1 to 16"),
+        ("hostCount", "two", "from 1 to 16"),
+        ("hostCount", True, "from 1 to 16"),
+        ("allowedCidrs", "10.0.0.1/8", "CIDRs like"),  # host bits set
+        ("allowedCidrs", "0.0.0.0/0", "whole internet"),
+        ("allowedCidrs", "not-a-cidr", "CIDRs like"),
+        ("allowedCidrs", "[1, 2]", "list of strings"),
+        ("alarmEmail", "oncall", "email address"),
+        ("vpcId", "vpc-xyz", "vpc-0123456789abcdef0"),
+        ("telemetryPort", "80", "from 1024 to 65535"),
+        ("amiMode", "docker", "bake"),
+        ("amiId", "ami-XYZ", "ami-0123456789abcdef0"),
+        ("runbookBaseUrl", "http://example.com/lowlat", "https URL"),
+        ("terminationProtection", "yes", "true or false"),
+        ("sloTickToOrderP50Us", "fast", "microseconds"),
+        ("sloTickToOrderP99Us", "1", "grow with the percentile"),
+        ("deploymentName", "Lowlat_Prod", "a-z"),
+        ("wheelS3Uri", "https://example.com/x.whl", "s3://"),
+    ],
+)
+def test_bad_values_name_key_value_and_what_is_allowed(key, value, allowed):
+    with pytest.raises(ConfigError) as info:
+        config(**{key: value})
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"context {key}=")
+    assert allowed in message
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "vcpus", "isolated"),
+    [("c6g.large", 2, (1,)), ("c6g.xlarge", 4, (1, 2, 3)), ("c7g.2xlarge", 8, tuple(range(1, 8)))],
+)
+def test_profile_follows_the_instance_size(instance_type, vcpus, isolated):
+    profile = config(instanceType=instance_type).profile
+    assert profile.vcpus == vcpus
+    assert profile.isolated == isolated
+
+
+def test_every_listed_size_has_a_vcpu_count():
+    for family, sizes in GRAVITON_FAMILIES.items():
+        assert family[-1] in "gdn" or "g" in family, family
+        assert set(sizes) <= set(SIZE_VCPUS), family
+
+
+def test_telemetry_leaves_loopback_only_when_cidrs_are_allowed():
+    assert config().profile.telemetry_host == "127.0.0.1"
+    opened = config(allowedCidrs="203.0.113.0/24", telemetryPort="9100").profile
+    assert (opened.telemetry_host, opened.telemetry_port) == ("0.0.0.0", 9100)
+
+
+def test_unknown_keys_catch_typos_not_cdk_flags():
+    context = {"hostcount": 2, "hostCount": 2, "@aws-cdk/core:foo": True, "aws:cdk:x": 1}
+    assert unknown_keys(context) == ["hostcount"]
+
+
+def _run_app(context: dict) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["CDK_CONTEXT_JSON"] = json.dumps(context)
+    env["CDK_OUTDIR"] = "/nonexistent-never-written"  # it must fail before synthesizing
+    return subprocess.run(
+        [sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_app_reports_a_bad_value_in_one_line_and_exits_2():
+    result = _run_app({"instanceType": "c5.xlarge"})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("lowlat: context instanceType='c5.xlarge': use a Graviton")
+    assert "Traceback" not in result.stderr
+
+
+def test_app_reports_an_unknown_key():
+    result = _run_app({"hostcount": "2"})
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("lowlat: unknown context key(s) hostcount; known:")
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,88 @@
+"""`trading-service bench` as scripts consume it: every documented key, as numbers.
+
+The figures themselves are not asserted against targets here (shared, noisy machines): the
+benchmark prints them and docs/performance.md records them. What is checked is that a run
+produces every figure, that the ones that must agree do, and that bad input is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from service.bench.jitter import measure_jitter
+
+CLI = [sys.executable, "-m", "service.cli"]
+pytestmark = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
+
+
+def _number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+@pytest.mark.slow
+def test_quick_bench_writes_every_figure_as_numbers(tmp_path):
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [*CLI, "bench", "--quick", "--json", str(out)], capture_output=True, text=True, timeout=900
+    )
+    assert result.returncode == 0, result.stderr
+    assert "ratios measured in this run" in result.stdout
+    f = json.loads(out.read_text())
+    for key in ("floor_rtt_ns", "mpqueue_rtt_ns"):
+        assert all(_number(f[key][p]) for p in ("p50", "p99")), key
+    for p in ("p50", "p99", "p999", "max"):
+        assert _number(f["ring_rtt_ns"][p])
+    for key in (
+        "ring_items_per_s",
+        "ring_batch_items_per_s",
+        "mpqueue_items_per_s",
+        "book_updates_per_s",
+        "inference_per_s",
+        "max_rate_msgs_per_s",
+    ):
+        assert _number(f[key]) and f[key] >= 0, key
+    for e in [f[key][rate] for key in ("e2e", "e2e_split") for rate in ("100000", "1000000")]:
+        assert all(_number(e[k]) for k in ("p50", "p90", "p99", "p999", "max", "drops")), e
+        assert e["p50"] <= e["p90"] <= e["p99"] <= e["p999"] <= e["max"]
+        assert e["orders"] > 0 and e["messages"] > 0
+    assert _number(f["scrape_interference"]) and f["scrape_interference"] > 0
+    assert f["scrape_interference_runs"]["scrapes_last_run"] > 0
+    assert f["scrape_interference_runs"]["scrape_errors_last_run"] == 0
+    load = f["metrics_under_load"]
+    if "error" not in load:  # hey installed
+        assert load["errors"] == 0 and load["ok"] == load["requests"]
+        assert 0 < load["p50_ms"] <= load["p99_ms"]
+    assert f["floor_rtt_ns"]["p50"] <= f["floor_rtt_ns"]["p99"]
+    assert f["ring_items_per_s"] > f["mpqueue_items_per_s"]  # the whole point of the ring
+    assert set(f["machine"]) >= {"cpu_model", "cores", "kernel"}
+    assert set(f["e2e_layout"]) == set(f["e2e_split_layout"]) == {"feed", "engine", "gateway"}
+    assert f["e2e_split_layout"]["feed"] != f["e2e_split_layout"]["engine"]
+    assert f["max_rate_msgs_per_s"] <= f["max_sustained_rate_msgs_per_s"] or (
+        f["max_sustained_rate_msgs_per_s"] == 0
+    )
+    assert f["ratios"]["ring_vs_mpqueue"] == pytest.approx(
+        f["ring_items_per_s"] / f["mpqueue_items_per_s"]
+    )
+
+
+@pytest.mark.parametrize("cpus", ["0", "0,0", "a,b", "0,4096"])
+def test_bad_cpus_are_refused_with_one_line(cpus):
+    result = subprocess.run(
+        [*CLI, "bench", "--cpus", cpus], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 1
+    assert "--cpus" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_jitter_probe_reports_every_cpu():
+    cpus = sorted(os.sched_getaffinity(0))[:2]
+    figures = measure_jitter(cpus, 0.2)
+    assert set(figures) == {str(c) for c in cpus}
+    for h in figures.values():
+        assert 0 < h["p50"] <= h["p99"] <= h["max"]
+        assert 0 <= h["time_lost_pct"] < 100

@@ -1,0 +1,287 @@
+"""Shared-memory segments: round trips, every refusal of a foreign file, and stale detection.
+
+Segments live in ``tmp_path`` (``Segment`` works in any directory); the processes that own
+segments in the stale-detection tests are short-lived children that sleep, never spin.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from contracts.segments import (
+    CONTROL_WORDS,
+    GO,
+    HEADER_BYTES,
+    KILL_SWITCH,
+    KIND_CONTROL,
+    KIND_STATS,
+)
+from service.kernels.control import get_word, set_word
+from service.runtime.segments import attach_control, attach_stats, create_control
+from service.runtime.shm import (
+    LAYOUT_VERSION,
+    MAGIC,
+    Segment,
+    SegmentError,
+    SegmentInUse,
+    process_start_time,
+    stale_segments,
+)
+
+KIND = 41
+# int64 words of the header (service.runtime.shm's layout, restated: a change there must show here)
+H_MAGIC, H_VERSION, H_KIND, H_PID, H_PID_START, H_SIZE, H_PARAM0 = range(7)
+
+
+def _write_header(path: Path, words: dict[int, int], size: int = 4096) -> None:
+    raw = np.zeros(size // 8, dtype=np.int64)
+    for index, value in words.items():
+        raw[index] = value
+    path.write_bytes(raw.tobytes())
+
+
+def _header(path: Path) -> np.ndarray:
+    return np.frombuffer(path.read_bytes()[:HEADER_BYTES], dtype=np.int64)
+
+
+# --------------------------------------------------------------------------- round trips
+
+
+def test_create_then_attach_shares_the_memory(tmp_path):
+    created = Segment.create(tmp_path, "seg", 10_000, KIND, (7, -3, 2**40))
+    block = os.statvfs(tmp_path).f_bsize
+    assert created.size >= 10_000 and created.size % block == 0
+    assert (tmp_path / "seg").stat().st_size == created.size
+    assert created.name == "seg" and created.kind == KIND
+    assert created.owner_pid == os.getpid() and created.owner_alive()
+    header = _header(tmp_path / "seg")
+    assert header[H_MAGIC] == MAGIC and header[H_VERSION] == LAYOUT_VERSION
+    assert header[H_SIZE] == created.size
+    assert header[H_PID_START] == process_start_time(os.getpid())
+
+    attached = Segment.attach(tmp_path, "seg", KIND)
+    assert attached.size == created.size
+    assert [attached.param(i) for i in range(4)] == [7, -3, 2**40, 0]
+    mine = created.array(np.int64, HEADER_BYTES, 100)
+    theirs = attached.array(np.int64, HEADER_BYTES, 100)
+    assert not theirs.any()  # created zeroed
+    mine[5] = 123
+    theirs[99] = -9
+    assert theirs[5] == 123 and mine[99] == -9
+
+
+def test_read_only_attach_cannot_write(tmp_path):
+    Segment.create(tmp_path, "seg", 4096, KIND)
+    ro = Segment.attach(tmp_path, "seg", KIND, writable=False)
+    view = ro.array(np.int64, HEADER_BYTES, 4)
+    with pytest.raises(ValueError, match="read-only"):
+        view[0] = 1
+
+
+def test_size_is_rounded_up_to_the_block_size(tmp_path):
+    block = os.statvfs(tmp_path).f_bsize
+    assert Segment.create(tmp_path, "a", 1, KIND).size == block
+    assert Segment.create(tmp_path, "b", block, KIND).size == block
+    assert Segment.create(tmp_path, "c", block + 1, KIND).size == 2 * block
+
+
+def test_unlink_removes_the_file_and_is_idempotent(tmp_path):
+    seg = Segment.create(tmp_path, "seg", 4096, KIND)
+    seg.unlink()
+    assert not (tmp_path / "seg").exists()
+    seg.unlink()
+    with pytest.raises(SegmentError, match="no such segment"):
+        Segment.attach(tmp_path, "seg", KIND)
+
+
+def test_control_block_words_are_shared(tmp_path):
+    _, mine = create_control(tmp_path, "ctl")
+    _, theirs = attach_control(tmp_path, "ctl")
+    assert len(mine) == CONTROL_WORDS
+    set_word(mine, KILL_SWITCH, 1)
+    assert get_word(theirs, KILL_SWITCH) == 1
+    assert get_word(theirs, GO) == 0
+    set_word(theirs, GO, 5)
+    assert mine[GO] == 5
+
+
+# --------------------------------------------------------------------------- refusals
+
+
+def test_attach_missing_segment(tmp_path):
+    with pytest.raises(SegmentError, match="no such segment") as exc:
+        Segment.attach(tmp_path, "nothing-here", KIND)
+    assert str(tmp_path / "nothing-here") in str(exc.value)
+
+
+def test_attach_segment_of_another_kind(tmp_path):
+    create_control(tmp_path, "ctl")
+    with pytest.raises(SegmentError) as exc:
+        attach_stats(tmp_path, "ctl")
+    message = str(exc.value)
+    assert f"kind {KIND_CONTROL}" in message
+    assert f"expected kind {KIND_STATS}" in message
+
+
+def test_attach_file_of_random_bytes_is_refused(tmp_path):
+    path = tmp_path / "random"
+    path.write_bytes(np.random.default_rng(5).bytes(8192))
+    with pytest.raises(SegmentError, match="bad magic"):
+        Segment.attach(tmp_path, "random", KIND)
+
+
+def test_attach_segment_of_another_layout_version(tmp_path):
+    _write_header(tmp_path / "old", {H_MAGIC: MAGIC, H_VERSION: LAYOUT_VERSION + 1, H_KIND: KIND})
+    with pytest.raises(SegmentError, match=f"layout version {LAYOUT_VERSION + 1}"):
+        Segment.attach(tmp_path, "old", KIND)
+
+
+@pytest.mark.parametrize("size", [0, 1, HEADER_BYTES - 1])
+def test_attach_file_too_small_for_a_header(tmp_path, size):
+    (tmp_path / "tiny").write_bytes(b"\x01" * size)
+    with pytest.raises(SegmentError, match=f"{size} bytes is too small"):
+        Segment.attach(tmp_path, "tiny", KIND)
+
+
+def test_create_over_a_segment_this_process_owns_replaces_it(tmp_path):
+    first = Segment.create(tmp_path, "seg", 4096, KIND, (1,))
+    second = Segment.create(tmp_path, "seg", 8192, KIND, (2,))
+    assert second.size == 8192 and Segment.attach(tmp_path, "seg", KIND).param(0) == 2
+    assert first.param(0) == 1  # the old mapping lives on, unlinked
+
+
+# --------------------------------------------------------------------------- owners and stale
+
+
+def _run_python(code: str, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], text=True, **kwargs)
+
+
+def test_segment_of_an_exited_process_is_stale_and_replaced(tmp_path):
+    child = _run_python(
+        f"""
+        from service.runtime.shm import Segment
+        Segment.create({str(tmp_path)!r}, "lltest.md", 4096, {KIND}, (99,))
+        """
+    )
+    assert child.wait(timeout=60) == 0
+    path = tmp_path / "lltest.md"
+    assert _header(path)[H_PID] == child.pid
+    (tmp_path / "other.md").write_bytes(b"")  # another prefix: never listed
+    Segment.create(tmp_path, "lltest.live", 4096, KIND)  # ours, alive: not stale
+    (tmp_path / "lltest.short").write_bytes(b"x" * 10)  # too short to name an owner: stale
+
+    assert stale_segments(tmp_path, "lltest") == [path, tmp_path / "lltest.short"]
+
+    seg = Segment.create(tmp_path, "lltest.md", 4096, KIND)
+    assert seg.owner_pid == os.getpid() and seg.param(0) == 0
+    assert stale_segments(tmp_path, "lltest") == [tmp_path / "lltest.short"]
+
+
+def test_segment_of_a_live_process_is_in_use(tmp_path):
+    child = _run_python(
+        f"""
+        import sys
+        from service.runtime.shm import Segment
+        Segment.create({str(tmp_path)!r}, "lltest.md", 4096, {KIND})
+        print("ready", flush=True)
+        sys.stdin.read()  # sleep until the test closes our stdin
+        """,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        with pytest.raises(SegmentInUse, match=f"running process {child.pid}"):
+            Segment.create(tmp_path, "lltest.md", 4096, KIND)
+        assert stale_segments(tmp_path, "lltest") == []
+        assert Segment.attach(tmp_path, "lltest.md", KIND).owner_alive()
+        assert (tmp_path / "lltest.md").exists()  # refused, not removed
+    finally:
+        child.stdin.close()
+        child.wait(timeout=60)
+    assert stale_segments(tmp_path, "lltest") == [tmp_path / "lltest.md"]
+    Segment.create(tmp_path, "lltest.md", 4096, KIND)
+
+
+@pytest.mark.parametrize("start_offset", [0, 1, -1, 10**6])
+def test_a_recycled_pid_is_not_the_owner(tmp_path, start_offset):
+    """The header's pid runs, but it is another process if its start time differs."""
+    pid = os.getppid()  # alive, and not this process
+    start = process_start_time(pid)
+    assert start is not None
+    path = tmp_path / "lltest.md"
+    _write_header(
+        path,
+        {
+            H_MAGIC: MAGIC,
+            H_VERSION: LAYOUT_VERSION,
+            H_KIND: KIND,
+            H_PID: pid,
+            H_PID_START: start + start_offset,
+        },
+    )
+    if start_offset == 0:
+        assert stale_segments(tmp_path, "lltest") == []
+        seg = Segment.attach(tmp_path, "lltest.md", KIND)
+        assert seg.owner_pid == pid and seg.owner_alive()
+        with pytest.raises(SegmentInUse, match=str(pid)):
+            Segment.create(tmp_path, "lltest.md", 4096, KIND)
+    else:
+        assert not Segment.attach(tmp_path, "lltest.md", KIND).owner_alive()
+        assert stale_segments(tmp_path, "lltest") == [path]
+        assert Segment.create(tmp_path, "lltest.md", 4096, KIND).owner_pid == os.getpid()
+
+
+# --------------------------------------------------------------------------- process_start_time
+
+
+def test_process_start_time_of_this_process():
+    start = process_start_time(os.getpid())
+    assert isinstance(start, int) and start > 0
+    assert process_start_time(os.getpid()) == start
+    parent = process_start_time(os.getppid())
+    assert isinstance(parent, int) and parent <= start
+
+
+def test_process_start_time_of_no_process():
+    pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())
+    assert process_start_time(pid_max + 1) is None
+    child = _run_python("pass")
+    child.wait(timeout=60)
+    assert process_start_time(child.pid) is None  # reaped, and not reused this soon
+
+
+def test_process_start_time_survives_parentheses_and_spaces_in_the_name():
+    child = _run_python(
+        """
+        import sys
+        print("ready", flush=True)
+        sys.stdin.readline()
+        with open("/proc/self/comm", "w") as f:
+            f.write("a) b (c) 1 2")
+        print("renamed", flush=True)
+        sys.stdin.read()
+        """,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        before = process_start_time(child.pid)
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        assert child.stdout.readline().strip() == "renamed"
+        assert b"a) b (c) 1 2" in Path(f"/proc/{child.pid}/stat").read_bytes()
+        assert process_start_time(child.pid) == before
+        assert before >= process_start_time(os.getpid())
+    finally:
+        child.stdin.close()
+        child.wait(timeout=60)

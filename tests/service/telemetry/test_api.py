@@ -1,0 +1,271 @@
+"""The telemetry API over real HTTP against a real running engine.
+
+One engine (`trading-service run`) and one API (`trading-service telemetry`) per module, each
+a real process; Prometheus, promtool, hey and schemathesis are the real tools. The engine is
+stopped and started again under the running API to prove the API follows it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.net import free_port, wait_http
+from tests.support.prometheus import PrometheusServer
+
+pytestmark = pytest.mark.slow
+CLI = [sys.executable, "-m", "service.cli"]
+
+
+class Stack:
+    """An engine and its telemetry API, sharing one config."""
+
+    def __init__(self, workdir):
+        self.prefix = f"lltest-tel-{uuid.uuid4().hex[:8]}"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.config = workdir / "service.toml"
+        self.config.write_text(
+            f'[service]\nshm_prefix = "{self.prefix}"\n'
+            "[feed]\nrate = 50000\n"
+            f"[telemetry]\nport = {self.port}\nsample_interval_s = 0.2\nready_heartbeat_s = 1.0\n"
+        )
+        self.engine: subprocess.Popen | None = None
+        self.api = subprocess.Popen(
+            [*CLI, "telemetry", "--config", str(self.config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        wait_http(f"{self.url}/health")
+
+    def start_engine(self) -> None:
+        self.engine = subprocess.Popen(
+            [*CLI, "run", "--config", str(self.config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        wait_http(f"{self.url}/ready", timeout=300)
+
+    def stop_engine(self) -> int:
+        assert self.engine is not None
+        self.engine.send_signal(signal.SIGTERM)
+        self.engine.communicate(timeout=60)
+        code, self.engine = self.engine.returncode, None
+        return code
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.stop_engine()
+        self.api.send_signal(signal.SIGTERM)
+        try:
+            self.api.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.api.kill()
+
+    def get(self, path: str, **kwargs) -> httpx.Response:
+        return httpx.get(f"{self.url}{path}", timeout=10, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    s = Stack(tmp_path_factory.mktemp("telemetry"))
+    try:
+        s.start_engine()
+        yield s
+    finally:
+        s.close()
+
+
+def metrics(stack) -> dict[str, list]:
+    """Samples by sample name (the parser drops _total from counter family names)."""
+    samples: dict[str, list] = {}
+    for family in text_string_to_metric_families(stack.get("/metrics").text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append(sample)
+    return samples
+
+
+def value(samples, name, **labels) -> float:
+    for sample in samples[name]:
+        if all(sample.labels.get(k) == v for k, v in labels.items()):
+            return sample.value
+    raise KeyError(f"{name} {labels}")
+
+
+def test_health_and_ready_with_a_running_engine(stack):
+    health = stack.get("/health")
+    assert health.status_code == 200 and health.json()["status"] == "ok"
+    ready = stack.get("/ready")
+    assert ready.status_code == 200
+    assert ready.json() == {"ready": True, "reasons": []}
+
+
+def test_info_names_the_service_and_its_stages(stack):
+    info = stack.get("/").json()
+    assert info["engine_running"] is True and info["engine_pid"] > 0
+    assert set(info["stages"]) == {"feed", "engine", "gateway"}
+    assert all(s["state"] == "running" for s in info["stages"].values())
+    assert info["shm_prefix"] == stack.prefix
+    assert info["engine_uptime_s"] > 0
+    for link in info["links"].values():
+        assert stack.get(link).status_code in (200, 202)  # /host: 202 until the first check
+
+
+def test_latest_counters_and_rates_move(stack):
+    first = stack.get("/latest").json()
+    time.sleep(1.0)
+    second = stack.get("/latest").json()
+    assert second["engine_running"] is True
+    rate = second["rates_per_s"]["md_messages"]
+    assert rate is not None and 25_000 < rate < 75_000  # offered 50k msgs/s
+    assert (
+        second["latency_ns_since_start"]["tick_to_order"]["count"]
+        > (first["latency_ns_since_start"]["tick_to_order"]["count"])
+    )
+    window = second["latency_ns"]["tick_to_order"]
+    assert window["count"] > 0 and window["p50"] <= window["p99"] <= window["max"]
+    assert set(second["rejects"]) >= {"kill_switch", "rate_throttle"}
+    assert set(second["rings"]) == {"md", "orders", "fills"}
+
+
+def test_metrics_are_prometheus_text_with_live_values(stack):
+    response = stack.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    first = metrics(stack)
+    assert value(first, "trading_up") == 1
+    time.sleep(0.6)
+    second = metrics(stack)
+    assert value(second, "trading_md_messages_processed_total") > value(
+        first, "trading_md_messages_processed_total"
+    )
+    buckets = second["trading_tick_to_order_seconds_bucket"]
+    les = [float(s.labels["le"]) for s in buckets]
+    assert les == sorted(les) and les[-1] == float("inf")
+    counts = [s.value for s in buckets]
+    assert counts == sorted(counts) and counts[-1] > 0
+
+
+def test_metrics_has_no_redirect_and_promtool_accepts_it(stack):
+    response = httpx.get(f"{stack.url}/metrics", follow_redirects=False, timeout=10)
+    assert response.status_code == 200  # not a 307 to /metrics/
+    if shutil.which("promtool") is None:
+        pytest.skip("promtool is not installed (Debian package prometheus)")
+    check = subprocess.run(
+        ["promtool", "check", "metrics"], input=response.text, capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert check.stdout.strip() == "" and check.stderr.strip() == ""
+
+
+def test_unknown_paths_404_and_wrong_methods_405(stack):
+    assert stack.get("/nope").status_code == 404
+    assert httpx.post(f"{stack.url}/health", timeout=10).status_code == 405
+    assert httpx.delete(f"{stack.url}/metrics", timeout=10).status_code == 405
+    assert stack.get("/openapi.json").json()["info"]["title"] == "lowlat telemetry"
+    assert stack.get("/docs").status_code == 200
+
+
+def test_host_report_says_not_available(stack):
+    """202 while the first check runs (about 1 s), then the check-host report: this machine
+    is not a tuned host, so it reports failures (isolation first)."""
+    deadline = time.monotonic() + 30
+    response = stack.get("/host")
+    while response.status_code == 202 and time.monotonic() < deadline:
+        assert response.json() == {"available": False, "detail": "first check running"}
+        time.sleep(0.2)
+        response = stack.get("/host")
+    assert response.status_code == 200
+    report = response.json()
+    assert report["ok"] is False and report["summary"]["failed"] > 0
+    statuses = {c["name"]: c["status"] for c in report["checks"]}
+    assert statuses["isolated"] == "fail"
+    assert set(statuses.values()) <= {"pass", "fail", "not_applicable"}
+
+
+def test_kill_switch_makes_ready_say_why(stack):
+    switch = [*CLI, "kill-switch"]
+    subprocess.run([*switch, "on", "--config", str(stack.config)], check=True, timeout=60)
+    try:
+        ready = wait_http(f"{stack.url}/ready", status=503, timeout=10)
+        assert "kill switch is on" in ready.json()["reasons"]
+        assert value(metrics(stack), "trading_kill_switch") == 1
+    finally:
+        subprocess.run([*switch, "off", "--config", str(stack.config)], check=True, timeout=60)
+    wait_http(f"{stack.url}/ready", status=200, timeout=10)
+
+
+def test_a_real_prometheus_scrapes_the_api(stack, tmp_path):
+    prometheus = PrometheusServer(tmp_path, [f"127.0.0.1:{stack.port}"])
+    try:
+        assert prometheus.wait_for('trading_up{job="lowlat"}') == 1
+        assert prometheus.wait_until("trading_md_messages_processed_total", lambda v: v > 0)
+        prometheus.wait_until(
+            "rate(trading_md_messages_processed_total[5s])", lambda v: 25_000 < v < 75_000
+        )  # offered 50k msgs/s
+        prometheus.wait_until(
+            "histogram_quantile(0.99, rate(trading_tick_to_order_seconds_bucket[5s]))",
+            lambda v: 0 < v < 1.0,  # seconds: a sane latency
+        )
+    finally:
+        prometheus.stop()
+
+
+@pytest.mark.skipif(shutil.which("hey") is None, reason="hey is not installed (Debian hey)")
+@pytest.mark.parametrize("path", ["/metrics", "/latest"])
+def test_load_of_10k_requests_at_concurrency_20_has_no_errors(stack, path):
+    result = subprocess.run(
+        ["hey", "-n", "10000", "-c", "20", "-t", "10", f"{stack.url}{path}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "[200]\t10000 responses" in out, out
+    assert "Error distribution" not in out, out
+
+
+def test_openapi_fuzzing_finds_no_server_error(stack, tmp_path):
+    result = subprocess.run(
+        [
+            os.path.join(os.path.dirname(sys.executable), "schemathesis"),
+            "run",
+            f"{stack.url}/openapi.json",
+            "-c",
+            "not_a_server_error",
+            "-n",
+            "30",
+            "--seed",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+
+
+def test_api_follows_the_engine_across_a_restart(stack):
+    assert stack.stop_engine() == 0
+    ready = wait_http(f"{stack.url}/ready", status=503, timeout=10)
+    assert ready.json()["reasons"] == ["engine not running"]
+    assert stack.get("/health").status_code == 200
+    families = metrics(stack)
+    assert value(families, "trading_up") == 0
+    assert stack.get("/latest").json()["engine_running"] is False
+    stack.start_engine()  # the same API process, a new engine run
+    assert stack.get("/ready").status_code == 200
+    assert value(metrics(stack), "trading_up") == 1

@@ -1,0 +1,1 @@
+"""Test helpers: loopback servers, reference implementations, synthesized apps, linters."""
