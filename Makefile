@@ -1,9 +1,11 @@
 # lowlat developer entry points. Each target sets up the virtual environment on first use.
 #   make run    the service on its simulated feed, with its telemetry API on :8000, for
 #               $(DURATION) s; then what it measured
-#   make test   the quality gate: system packages, ruff, then the whole test suite
+#   make test   the quality gate: system packages, ruff, import rules, mypy, the whole suite
 #   make bench  the quick benchmark (trading-service bench --quick)
-#   make lint   ruff
+#   make lint   ruff and the import rules (lint-imports)
+#   make fmt    ruff's formatter and its safe fixes, in place
+#   make typecheck  mypy (strict on contracts/ and ops/)
 #   make synth  the CDK app's CloudFormation templates into cdk.out/ (offline, no AWS credentials)
 
 VENV ?= .venv
@@ -14,7 +16,7 @@ STAMP := $(VENV)/.installed-stamp
 CDK_CLI_VERSION := 2.1148.1
 CDK_CLI := tools/cdk-cli/node_modules/.bin/cdk
 
-.PHONY: run test bench lint setup synth cdk-cli
+.PHONY: run test bench lint fmt typecheck setup synth cdk-cli
 
 setup: $(STAMP)
 
@@ -33,6 +35,7 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 	$(VENV)/bin/python -m pytest
 
 bench: $(STAMP)
@@ -40,8 +43,16 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
-# Installed on first use when npm is there; without npm, tests/test_cdk_cli.py skips and says why.
+fmt: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+# Installed on first use when npm is there; without npm, tests/infra/test_cdk_cli.py skips and says why.
 cdk-cli:
 	@if [ -x $(CDK_CLI) ]; then :; \
 	elif command -v npm >/dev/null; then \

@@ -1,1 +1,1 @@
-"""lowlat host tuning as code (see issue 4)."""
+"""lowlat host tuning as code: render, apply and check what makes a host a low-latency host."""

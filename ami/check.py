@@ -463,7 +463,7 @@ def check_host(
         _check_irqbalance(root, profile),
         *_check_power(root, profile, cmdline),
     ]
-    host = {
+    host: dict[str, str | int] = {
         "platform": profile.platform,
         "vcpus": count_cpus(root),
         "kernel_release": release or "unknown",

@@ -9,7 +9,7 @@ busy-polling process per stage, each pinning itself to its isolated core. The un
 HTTP API that reads the engine's stats and control blocks read-only.
 
 Both units are sandboxed as far as the service allows (``systemd-analyze security --offline=true``
-rates each at or below 2.5, see tests/test_ami_units.py). The exceptions, each explained where
+rates each at or below 2.5, see tests/ami/test_units.py). The exceptions, each explained where
 it is set, are what the service needs:
 
 - no ``MemoryDenyWriteExecute=``: numba compiles with LLVM at run time into memory it writes

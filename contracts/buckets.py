@@ -12,6 +12,8 @@ then the sum of recorded values, then the largest value recorded. Recording is a
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 
 SUB_BITS = 4
@@ -41,7 +43,7 @@ def bucket_bounds() -> tuple[np.ndarray, np.ndarray]:
 _LOWS, _HIGHS = bucket_bounds()
 
 
-def percentiles(hist: np.ndarray, quantiles) -> dict[float, float]:
+def percentiles(hist: np.ndarray, quantiles: Iterable[float]) -> dict[float, float]:
     """Percentile values (ns) of a histogram's words, for quantiles in [0, 1].
 
     A percentile is reported as the highest value of the bucket it falls in (never

@@ -64,7 +64,7 @@ ENGINE_FAMILIES = (
 
 
 def _catalog_spec(metric: L.Metric) -> FamilySpec:
-    labels = (metric.label,) if metric.count > 1 else ()
+    labels = (metric.label,) if metric.words > 1 else ()
     return FamilySpec(prometheus_name(metric), metric.kind, metric.help, labels)
 
 

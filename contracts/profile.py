@@ -6,20 +6,22 @@ config, and the expectations ``trading-service check-host`` verifies. Defaults a
 from the vCPU count: the first CPU(s) do housekeeping (the OS, interrupts, the telemetry API,
 the agents), the rest are isolated for the busy-polling stages.
 
-Facts behind the defaults (see ../shared/DESIGN.md, "Host tuning facts"): Graviton has no SMT
+Facts behind the defaults: Graviton has no SMT
 and no C-state or P-state control, so governor, C-state and SMT settings are not applicable
 there; several widely copied sysctls are dead on current kernels and are left out
 (``kernel.sched_*_ns``, ``net.ipv4.tcp_low_latency``, ``vm.mlockall``).
 
-This module is light (standard library only): the CDK app and Fabric read it.
+Standard library only: the CDK app, Fabric and check-host read it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from contracts.stages import stage_cores
 
@@ -56,7 +58,7 @@ class ProfileError(ValueError):
     """A profile value is wrong; the message names the key, the value and what is allowed."""
 
 
-def cpulist(cpus) -> str:
+def cpulist(cpus: Iterable[int]) -> str:
     """Kernel cpulist syntax: (1, 2, 3, 5) -> "1-3,5"."""
     cpus = sorted(set(cpus))
     parts, start = [], None
@@ -83,7 +85,7 @@ def parse_cpulist(text: str) -> tuple[int, ...]:
     return tuple(sorted(cpus))
 
 
-def cpumask(cpus) -> str:
+def cpumask(cpus: Iterable[int]) -> str:
     """Hex cpumask as /sys and irqbalance take it: (0,) -> "1", (0, 1) -> "3"."""
     return format(sum(1 << c for c in set(cpus)), "x")
 
@@ -129,7 +131,7 @@ class TuningProfile:
             raise ProfileError(f"rx_usecs = {self.rx_usecs}: use 0 to 1000 microseconds")
 
     @classmethod
-    def for_vcpus(cls, vcpus: int, **overrides) -> TuningProfile:
+    def for_vcpus(cls, vcpus: int, **overrides: Any) -> TuningProfile:
         """Defaults for a host of ``vcpus``: one housekeeping CPU per 8 (at least one)."""
         n_hk = max(1, vcpus // 8)
         return cls(
@@ -169,6 +171,26 @@ class TuningProfile:
         return stage_cores(self.isolated)
 
 
+def _profile_value(path: Path, key: str, value: Any, default: Any) -> Any:
+    """One key of a profile file as TuningProfile takes it, or a ProfileError saying why not."""
+    if key in ("housekeeping", "isolated"):
+        if isinstance(value, str):
+            return parse_cpulist(value)
+        if isinstance(value, list) and all(isinstance(v, int) for v in value):
+            return tuple(value)
+        raise ProfileError(f'{path}: {key} = {value!r}: use a cpulist like "1-3" or [1, 2]')
+    if key == "sysctls":
+        if not isinstance(value, dict):
+            raise ProfileError(f"{path}: sysctls must be a table of name = value")
+        return {**DEFAULT_SYSCTLS, **{k: str(v) for k, v in value.items()}}
+    expected = type(default)
+    if not isinstance(value, expected) or isinstance(value, bool) != (expected is bool):
+        raise ProfileError(
+            f"{path}: {key} = {value!r}: use a {expected.__name__} (default {default!r})"
+        )
+    return value
+
+
 def load_profile(path: str | Path | None, vcpus: int) -> TuningProfile:
     """The profile in a TOML file (any key of TuningProfile), over the defaults for ``vcpus``."""
     base = TuningProfile.for_vcpus(vcpus)
@@ -186,30 +208,12 @@ def load_profile(path: str | Path | None, vcpus: int) -> TuningProfile:
             base = TuningProfile.for_vcpus(data["vcpus"])
         except ProfileError as exc:
             raise ProfileError(f"{path}: {exc}") from None
-    fields = {f.name: f for f in dataclasses.fields(TuningProfile)}
+    fields = [f.name for f in dataclasses.fields(TuningProfile)]
     values = {}
     for key, value in data.items():
         if key not in fields:
             raise ProfileError(f"{path}: unknown key {key}; known keys: {', '.join(fields)}")
-        if key in ("housekeeping", "isolated"):
-            if isinstance(value, str):
-                value = parse_cpulist(value)
-            elif isinstance(value, list) and all(isinstance(v, int) for v in value):
-                value = tuple(value)
-            else:
-                raise ProfileError(f'{path}: {key} = {value!r}: use a cpulist like "1-3" or [1, 2]')
-        elif key == "sysctls":
-            if not isinstance(value, dict):
-                raise ProfileError(f"{path}: sysctls must be a table of name = value")
-            value = {**DEFAULT_SYSCTLS, **{k: str(v) for k, v in value.items()}}
-        else:
-            expected = type(getattr(base, key))
-            if not isinstance(value, expected) or isinstance(value, bool) != (expected is bool):
-                raise ProfileError(
-                    f"{path}: {key} = {value!r}: use a {expected.__name__} (default "
-                    f"{getattr(base, key)!r})"
-                )
-        values[key] = value
+        values[key] = _profile_value(path, key, value, getattr(base, key))
     try:
         return dataclasses.replace(base, **values)
     except ProfileError as exc:

@@ -124,15 +124,15 @@ STATS_WORDS = _w.line()
 
 
 class Metric(NamedTuple):
-    """One measured figure: ``count`` consecutive words from ``offset`` (labels index them)."""
+    """One measured figure: ``words`` consecutive words from ``offset`` (labels index them)."""
 
     name: str
     kind: str  # "counter", "gauge" or "histogram" (nanoseconds)
     stage: int
     offset: int
     help: str
-    label: str = ""  # label name when count > 1: "reason" or "instrument"
-    count: int = 1
+    label: str = ""  # label name when words > 1: "reason" or "instrument"
+    words: int = 1
 
 
 CATALOG = (

@@ -18,7 +18,7 @@ import dataclasses
 import ipaddress
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
@@ -206,14 +206,12 @@ class DeploymentConfig:
             )
 
 
-def unknown_keys(context: dict[str, Any]) -> list[str]:
+def unknown_keys(keys: Iterable[str]) -> list[str]:
     """Context keys that look like ours but are not (typos such as ``hostcount``): plain
     camelCase names without a colon, which CDK's own flags (``@aws-cdk/...``, ``aws:...``)
     always have."""
     return sorted(
-        key
-        for key in context
-        if re.fullmatch(r"[a-z][A-Za-z0-9]*", key) and key not in CONTEXT_KEYS
+        key for key in keys if re.fullmatch(r"[a-z][A-Za-z0-9]*", key) and key not in CONTEXT_KEYS
     )
 
 

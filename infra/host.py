@@ -126,7 +126,7 @@ class TradingHosts(Construct):
     """``host_count`` tuned hosts. Attributes: ``role``, ``placement_group`` (None for one
     host), ``instances`` (host 1 first), ``profile``."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 -- CDK props: one keyword-only argument each
         self,
         scope: Construct,
         id_: str,

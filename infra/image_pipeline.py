@@ -45,7 +45,7 @@ class TunedImagePipeline(Construct):
     first image. Attributes: ``component``, ``recipe``, ``infrastructure``, ``distribution``,
     ``pipeline``, ``image``, ``role``, ``ami_parameter_name``."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 -- CDK props: one keyword-only argument each
         self,
         scope: Construct,
         id_: str,
@@ -97,7 +97,8 @@ class TunedImagePipeline(Construct):
         )
         instance_profile = iam.InstanceProfile(self, "BuildInstanceProfile", role=self.role)
 
-        network = {}
+        subnet_id: str | None = None
+        security_group_ids: list[str] | None = None
         if vpc is not None:
             # no ingress: Image Builder drives the build instance through SSM, outbound only
             security_group = ec2.SecurityGroup(
@@ -107,14 +108,13 @@ class TunedImagePipeline(Construct):
                 description="lowlat image build instance: outbound only (dnf, PyPI, SSM, S3)",
                 allow_all_outbound=True,
             )
-            network = {
-                "subnet_id": vpc.public_subnets[0].subnet_id,
-                "security_group_ids": [security_group.security_group_id],
-            }
+            subnet_id = vpc.public_subnets[0].subnet_id
+            security_group_ids = [security_group.security_group_id]
         self.infrastructure = imagebuilder.CfnInfrastructureConfiguration(
             self,
             "Infrastructure",
-            **network,
+            subnet_id=subnet_id,
+            security_group_ids=security_group_ids,
             name=f"{deployment_name}-tuned-host-build",
             instance_profile_name=instance_profile.instance_profile_name,
             # the profile splits this type's vCPUs; check-host on another size would fail

@@ -1,9 +1,10 @@
 """cdk-nag for lowlat: the AwsSolutions pack, and every finding we accept, with the reason.
 
 cdk-nag is pinned to 2.x (pyproject.toml): 3.x replaced ``Aspects``/``NagSuppressions`` with a
-``Validations`` API (see ../shared/DESIGN.md). ``apply_checks(app)`` adds the pack; ``acknowledge``
+``Validations`` API, which failed here through ``Aspects`` ("aspect.visit is not a function").
+``apply_checks(app)`` adds the pack; ``acknowledge``
 adds the suppressions to each stack. A finding not acknowledged here shows as an error or
-warning annotation on synth, and tests/test_infra_nag.py fails on it.
+warning annotation on synth, and tests/infra/test_nag.py fails on it.
 
 Each acknowledgement names the rule, the reason, and (where the finding is about specific
 resources or IAM entries) the ``applies_to`` entries, so a new wildcard elsewhere still fails.

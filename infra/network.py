@@ -31,7 +31,7 @@ class Network(Construct):
     imported VPC, whose owner decides about flow logs).
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 -- CDK props: one keyword-only argument each
         self,
         scope: Construct,
         id_: str,

@@ -42,7 +42,7 @@ class TunedAmiStack(Stack):
             description="s3:// URI of the lowlat wheel the image build installs",
             allowed_pattern=r"^s3://[^/]+/.+\.whl$",
             constraint_description="an s3://BUCKET/path/lowlat-VERSION-py3-none-any.whl URI",
-            **({"default": config.wheel_s3_uri} if config.wheel_s3_uri else {}),
+            default=config.wheel_s3_uri,
         )
         self.pipeline = TunedImagePipeline(
             self,

@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import sys
 from pathlib import Path
 
 from ami.check import check_host, count_cpus, default_profile
+from contracts import log_lines
 from contracts.constants import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from contracts.documents import finite_or_none
 from contracts.profile import ProfileError, cpulist, load_profile, parse_cpulist
 from service import __version__
 from service.config import ConfigError, check_runtime, load, to_toml
+
+logger = logging.getLogger(__name__)
 
 EPILOG = """\
 examples:
@@ -264,12 +268,13 @@ def cmd_run(args) -> int:
     from service.telemetry.report import print_run_report, run_figures
 
     config = _load_config(args.config)
+    log_lines.setup()
     api = None
     try:
         check_runtime(config)
         if args.telemetry:
             api = start_telemetry_process(config)
-        result = run_pipeline(config, args.duration, log=lambda m: print(m, file=sys.stderr))
+        result = run_pipeline(config, args.duration)
     except (ConfigError, RecordingError, ModelError) as exc:
         raise UserError(str(exc)) from None
     except SegmentError as exc:
@@ -283,7 +288,7 @@ def cmd_run(args) -> int:
     if args.json:
         _write_json(args.json, figures)
     for problem in result.problems:
-        print(f"trading-service run: {problem}", file=sys.stderr)
+        logger.error("trading-service run: %s", problem)
     return result.exit_code
 
 
@@ -293,7 +298,8 @@ def cmd_telemetry(args) -> int:
     config = _load_config(args.config)
     host = args.host or config.telemetry.host
     port = args.port or config.telemetry.port
-    print(f"telemetry API for {config.service.shm_prefix} on http://{host}:{port}", file=sys.stderr)
+    log_lines.setup()
+    logger.info("telemetry API for %s on http://%s:%s", config.service.shm_prefix, host, port)
     try:
         serve(config, host, port)
     except OSError as exc:
@@ -318,9 +324,8 @@ def start_telemetry_process(config):
         target=serve, args=(config, t.host, t.port), name="lowlat-telemetry", daemon=True
     )
     process.start()
-    print(
-        f"telemetry API on http://{t.host}:{t.port} (/, /ready, /latest, /metrics, /docs)",
-        file=sys.stderr,
+    logger.info(
+        "telemetry API on http://%s:%s (/, /ready, /latest, /metrics, /docs)", t.host, t.port
     )
     return process
 

@@ -33,7 +33,7 @@ class ConfigError(ValueError):
     """A config value is wrong; the message is one line for a person."""
 
 
-def _opt(
+def _opt(  # noqa: PLR0913 -- a key's whole schema, keyword-only
     default,
     help: str,
     *,

@@ -10,7 +10,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def ssh_server(tmp_path_factory):
-    """A real sshd on 127.0.0.1 for the whole session (see tests/loopback.py)."""
+    """A real sshd on 127.0.0.1 for the whole session (see tests/support/loopback.py)."""
     from tests.support.loopback import SshServer
 
     server = SshServer(tmp_path_factory.mktemp("sshd"))
@@ -20,7 +20,7 @@ def ssh_server(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def moto_server(tmp_path_factory):
-    """moto's server mode on 127.0.0.1 for the whole session (see tests/loopback.py)."""
+    """moto's server mode on 127.0.0.1 for the whole session (see tests/support/loopback.py)."""
     from tests.support.loopback import MotoServer
 
     server = MotoServer(tmp_path_factory.mktemp("moto"))

@@ -125,6 +125,6 @@ def bit_length(value):
     return int(value).bit_length()
 
 
-@overload(bit_length, jit_options={"cache": True})
+@overload(bit_length, jit_options={"cache": True})  # type: ignore[typeddict-unknown-key]
 def _bit_length_native(value):
     return lambda value: 64 - leading_zeros(np.int64(value))

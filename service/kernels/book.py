@@ -72,7 +72,7 @@ def book_reset(book, inst):
 
 
 @inline_kernel
-def book_set_level(book, inst, side, price, qty):
+def book_set_level(book, inst, side, price, qty):  # noqa: C901 -- one exit block (docstring)
     """Set the size at ``price`` on ``side`` (BID/ASK) to ``qty``; ``qty <= 0`` removes it.
 
     Prices must be positive ticks; a non-positive price is ignored rather than allowed to
@@ -86,7 +86,8 @@ def book_set_level(book, inst, side, price, qty):
     without decref) and when no refcounted temporary sits in a conditional block that LLVM
     may merge with another. Hence: per-instrument state is read into locals at the top and
     written back once at the bottom, and the rare path is an inline loop, not a helper.
-    Indices are unsigned so that numba emits no negative-index wraparound. tests/test_book.py
+    Indices are unsigned so that numba emits no negative-index wraparound.
+    tests/service/kernels/test_book.py
     checks the compiled IR for leftover refcount operations.
     """
     size = max(qty, 0)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numba
 
@@ -26,16 +27,17 @@ def numba_cache_dir() -> Path:
     return cache_dir("numba")
 
 
-numba.config.CACHE_DIR = str(numba_cache_dir())
+numba.config.CACHE_DIR = str(numba_cache_dir())  # type: ignore[attr-defined]  # set at run time
 
 # nogil: stages never hold the GIL. error_model numpy: no Python exception checks on division.
 # _nrt=False: compile without numba's reference-counting runtime. With it, every call from one
 # kernel to another increments and decrements each array argument's refcount with atomic
 # instructions: a ring push+pop measured 148 ns with it and 4.4 ns without, on this machine.
 # Without it a kernel cannot allocate at all, so "no allocation on the hot path" is enforced
-# at compile time. The flag is numba-internal; tests/test_hot_path_allocation.py catches a
+# at compile time. The flag is numba-internal; tests/service/kernels/test_hot_path_allocation.py
+# catches a
 # numba that ignores it.
-KERNEL_OPTIONS = {
+KERNEL_OPTIONS: dict[str, Any] = {  # Any: _nrt is not in numba's typed signature
     "nogil": True,
     "cache": True,
     "error_model": "numpy",

@@ -109,7 +109,9 @@ def new_risk_state(n_instruments: int, limits: RiskLimits) -> RiskState:
 
 
 @kernel
-def risk_check(limits, state, inst, side, price, qty, mid_ticks, now_ns, kill_switch_on):
+def risk_check(  # noqa: PLR0913 -- a kernel takes scalars, not objects, on the hot path
+    limits, state, inst, side, price, qty, mid_ticks, now_ns, kill_switch_on
+):
     """ACCEPTED (0) or the code of the first failing check; books the order when accepted.
 
     ``side`` is BUY or SELL (anything but BUY counts as SELL).

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -25,6 +26,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +55,9 @@ from service.runtime.segments import attach_segments, create_segments
 from service.runtime.shm import stale_segments
 from service.runtime.state import new_engine_state, new_feed_state, new_gateway_state
 from service.runtime.stats import snapshot
+
+logger = logging.getLogger(__name__)
+
 
 # ------------------------------------------------------------------------------ stage process
 
@@ -200,8 +205,24 @@ def _stage_states_of(stats: np.ndarray) -> list[int]:
     return [int(stats[start + L.STATE]) for start in L.SECTION_START]
 
 
+@dataclass(frozen=True)
+class StageProcess:
+    """One pinned process and the stages fused into it."""
+
+    process: multiprocessing.process.BaseProcess
+    stages: tuple[str, ...]
+    core: int
+
+    @property
+    def label(self) -> str:
+        return "+".join(self.stages)
+
+
 def run_pipeline(
-    config: Config, duration_s: float | None, log=print, stop: threading.Event | None = None
+    config: Config,
+    duration_s: float | None,
+    log: Callable[[str], None] = logger.info,
+    stop: threading.Event | None = None,
 ) -> RunResult:
     """Run the service until ``duration_s`` passes, a signal arrives, the replay ends, or
     ``stop`` is set (for callers that run something beside it, such as the benchmark)."""
@@ -212,50 +233,19 @@ def run_pipeline(
     for path in stale_segments(Path(config.service.shm_dir), config.service.shm_prefix):
         log(f"replacing stale segment {path} left by a run that no longer exists")
     segments = create_segments(config)
-    ctx = multiprocessing.get_context("spawn")
-    processes = []
+    processes: list[StageProcess] = []
     problems: list[str] = []
     started = time.monotonic()
     try:
         with _Signals() as signals:
-            for core, stage_names in config.process_groups():
-                p = ctx.Process(
-                    target=stage_process,
-                    args=(config, core, stage_names),
-                    name=f"lowlat-{'+'.join(stage_names)}",
-                    daemon=False,
-                )
-                p.start()
-                processes.append((p, stage_names, core))
-            groups = ", ".join(f"{'+'.join(s)} on cpu{c}" for _, s, c in processes)
+            processes = _start_stages(config)
+            groups = ", ".join(f"{p.label} on cpu{p.core}" for p in processes)
             log(f"starting {groups}; warming up kernels")
-            deadline = time.monotonic() + config.service.ready_timeout_s
-            while not all(s == S_WARM for s in _stage_states_of(segments.stats)):
-                _check_alive(processes, problems)
-                if problems or signals.received:
-                    break
-                if time.monotonic() > deadline:
-                    problems.append(f"stages not warm after {config.service.ready_timeout_s} s")
-                    break
-                time.sleep(0.01)
-            if not problems and not signals.received:
+            if _wait_warm(processes, segments.stats, config, signals, problems):
                 set_word(segments.control, C.GO, 1)
                 started = time.monotonic()
                 log("ready: all stages running")
-                end = started + duration_s if duration_s is not None else None
-                sentinels = [p.sentinel for p, _, _ in processes]
-                while not signals.received:
-                    # sleep until a stage exits, a signal arrives or the duration ends: a
-                    # supervisor that wakes often steals time from the stages' cores
-                    timeout = 0.25 if end is None else max(0.0, min(0.25, end - time.monotonic()))
-                    multiprocessing.connection.wait(sentinels, timeout)
-                    _check_alive(processes, problems, allow_clean_exit=True)
-                    if problems or all(not p.is_alive() for p, _, _ in processes):
-                        break
-                    if end is not None and time.monotonic() >= end:
-                        break
-                    if stop is not None and stop.is_set():
-                        break
+                _wait_running(processes, duration_s, signals, problems, stop)
             elapsed = time.monotonic() - started
             if signals.received:
                 log(f"received {signal.Signals(signals.received).name}: draining")
@@ -263,37 +253,94 @@ def run_pipeline(
             _drain(processes, config.service.drain_timeout_s, problems)
         stats = snapshot(segments.stats)
     finally:
-        for p, _, _ in processes:
-            if p.is_alive():
-                p.kill()
-                p.join()
+        for p in processes:
+            if p.process.is_alive():
+                p.process.kill()
+                p.process.join()
         segments.unlink()
     return RunResult(EXIT_FAILED if problems else EXIT_OK, stats, elapsed, problems, n_instruments)
 
 
-def _check_alive(processes, problems: list[str], allow_clean_exit: bool = False) -> None:
-    for p, stage_names, core in processes:
-        code = p.exitcode
+def _start_stages(config: Config) -> list[StageProcess]:
+    ctx = multiprocessing.get_context("spawn")
+    processes = []
+    for core, stage_names in config.process_groups():
+        process = ctx.Process(
+            target=stage_process,
+            args=(config, core, stage_names),
+            name=f"lowlat-{'+'.join(stage_names)}",
+            daemon=False,
+        )
+        process.start()
+        processes.append(StageProcess(process, stage_names, core))
+    return processes
+
+
+def _wait_warm(
+    processes: list[StageProcess],
+    stats: np.ndarray,
+    config: Config,
+    signals: _Signals,
+    problems: list[str],
+) -> bool:
+    """Until every stage is warm: True; False when a stage died, a signal came or time ran out."""
+    deadline = time.monotonic() + config.service.ready_timeout_s
+    while not all(s == S_WARM for s in _stage_states_of(stats)):
+        _check_alive(processes, problems)
+        if problems or signals.received:
+            return False
+        if time.monotonic() > deadline:
+            problems.append(f"stages not warm after {config.service.ready_timeout_s} s")
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def _wait_running(
+    processes: list[StageProcess],
+    duration_s: float | None,
+    signals: _Signals,
+    problems: list[str],
+    stop: threading.Event | None,
+) -> None:
+    """Until the duration ends, a signal arrives, ``stop`` is set or a stage ends."""
+    end = time.monotonic() + duration_s if duration_s is not None else None
+    sentinels = [p.process.sentinel for p in processes]
+    while not signals.received:
+        # sleep until a stage exits, a signal arrives or the duration ends: a supervisor that
+        # wakes often steals time from the stages' cores
+        timeout = 0.25 if end is None else max(0.0, min(0.25, end - time.monotonic()))
+        multiprocessing.connection.wait(sentinels, timeout)
+        _check_alive(processes, problems, allow_clean_exit=True)
+        if problems or all(not p.process.is_alive() for p in processes):
+            return
+        if end is not None and time.monotonic() >= end:
+            return
+        if stop is not None and stop.is_set():
+            return
+
+
+def _check_alive(
+    processes: list[StageProcess], problems: list[str], allow_clean_exit: bool = False
+) -> None:
+    for p in processes:
+        code = p.process.exitcode
         if code is None or (code == 0 and allow_clean_exit):
             continue
         what = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
-        message = (
-            f"stage process {'+'.join(stage_names)} (cpu{core}, pid {p.pid}) ended with {what}"
-        )
+        message = f"stage process {p.label} (cpu{p.core}, pid {p.process.pid}) ended with {what}"
         if message not in problems:
             problems.append(message)
 
 
-def _drain(processes, timeout_s: float, problems: list[str]) -> None:
+def _drain(processes: list[StageProcess], timeout_s: float, problems: list[str]) -> None:
     deadline = time.monotonic() + timeout_s
-    for p, stage_names, _ in processes:
-        p.join(max(0.0, deadline - time.monotonic()))
-        if p.is_alive():
-            problems.append(
-                f"stage {'+'.join(stage_names)} did not drain within {timeout_s} s: killed"
-            )
-            p.kill()
-            p.join()
+    for p in processes:
+        p.process.join(max(0.0, deadline - time.monotonic()))
+        if p.process.is_alive():
+            problems.append(f"stage {p.label} did not drain within {timeout_s} s: killed")
+            p.process.kill()
+            p.process.join()
     _check_alive(processes, problems, allow_clean_exit=True)
 
 

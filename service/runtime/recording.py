@@ -244,7 +244,7 @@ def _check_records(path: Path, records: np.ndarray, n_instruments: int) -> None:
             if bad.any():
                 index = int(np.argmax(bad))
                 rec = chunk[index]
-                fields = {name: rec[name] for name in MARKET_DATA.names}
+                fields = {name: rec[name] for name in MARKET_DATA.names or ()}
                 raise RecordingError(
                     f"{path}: record {start + index} (seq {rec['seq']}): "
                     + message.format(**fields)

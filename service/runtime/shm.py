@@ -156,7 +156,7 @@ class Segment:
 
     def close(self) -> None:
         """Unmap. Views from ``array()`` must be dropped first (numpy holds the buffer)."""
-        self.header = None
+        self.header = np.zeros(0, dtype=np.int64)  # closed: the mapping may go, nothing to read
         # a view may still be alive: then the mapping goes when the process exits
         with contextlib.suppress(BufferError):
             self._mmap.close()

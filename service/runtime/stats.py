@@ -43,7 +43,7 @@ def describe(block: np.ndarray, n_instruments: int = L.MAX_INSTRUMENTS) -> dict:
     for metric in L.CATALOG:
         if metric.kind == "histogram":
             result[metric.name] = summary(histogram(block, metric.offset))
-        elif metric.count > 1:
+        elif metric.words > 1:
             labels = L.REJECT_REASONS if metric.label == "reason" else range(n_instruments)
             result[metric.name] = {
                 str(label): int(block[metric.offset + i]) for i, label in enumerate(labels)

@@ -20,6 +20,7 @@ cheaper on the event loop than handed to a thread pool.
 from __future__ import annotations
 
 import collections
+import logging
 import os
 import threading
 import time
@@ -29,6 +30,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from ami.check import check_host
+from contracts import log_lines
 from contracts import stats_layout as L
 from contracts.buckets import HIST_WORDS, summary
 from contracts.documents import finite_or_none
@@ -40,6 +42,7 @@ from service.telemetry.engine_view import EngineView, Interval, Sample
 from service.telemetry.exposition import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from service.telemetry.exposition import render
 
+logger = logging.getLogger(__name__)
 _SHARE_WITHIN_S = 0.02  # scrapes arriving within this of a fresh reading share it
 
 
@@ -126,7 +129,7 @@ class HostReporter:
                 report["checked_at_unix_s"] = time.time()
                 self._report = report
             except Exception as exc:  # the check never raises on host state; keep serving
-                print(f"telemetry: host check failed: {exc!r}", flush=True)
+                logger.warning("host check failed: %r", exc)
             if self._stop.wait(self._interval_s):
                 return
 
@@ -484,5 +487,14 @@ def serve(config: Config, host: str, port: int) -> None:
     """Run the API until SIGTERM/SIGINT, on the housekeeping cores."""
     import uvicorn
 
+    log_lines.setup()  # this may be a fresh (spawned) process
     os.sched_setaffinity(0, housekeeping_cpus(config))
-    uvicorn.run(create_asgi(config), host=host, port=port, log_level="warning", access_log=False)
+    # log_config=None: uvicorn's own records reach our stamped handler instead of its format
+    uvicorn.run(
+        create_asgi(config),
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        log_config=None,
+    )

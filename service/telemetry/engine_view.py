@@ -43,6 +43,13 @@ class Sample:
     owner_pid: int
     started_ns: int  # when the run's segments were created (monotonic), 0 when unknown
 
+    @property
+    def stats(self) -> np.ndarray:
+        """The stats words of a running engine's sample (``block``, known to be there)."""
+        if self.block is None:
+            raise ValueError("the engine is not running: this sample holds no stats")
+        return self.block
+
     def stage_state(self, stage: int) -> str:
         if self.block is None:
             return "absent"
@@ -137,10 +144,10 @@ class Interval:
 
     def delta(self, offset: int, words: int = 1) -> int | None:
         """Increase of the sum of ``words`` counters from ``offset``; None when unknown."""
-        if not self.available:
+        if not self.available or self.previous is None:
             return None
-        now = int(self.current.block[offset : offset + words].sum())
-        before = int(self.previous.block[offset : offset + words].sum())
+        now = int(self.current.stats[offset : offset + words].sum())
+        before = int(self.previous.stats[offset : offset + words].sum())
         # a counter never decreases within a run; if it seems to, one reading is not whole
         return now - before if now >= before else None
 
@@ -155,10 +162,10 @@ class Interval:
         the top of its highest non-empty bucket, capped by the run's maximum: like every
         percentile here it is never optimistic, and at most one bucket (6.25 %) high.
         """
-        if not self.available:
+        if not self.available or self.previous is None:
             return None
-        now = self.current.block[offset : offset + HIST_WORDS]
-        before = self.previous.block[offset : offset + HIST_WORDS]
+        now = self.current.stats[offset : offset + HIST_WORDS]
+        before = self.previous.stats[offset : offset + HIST_WORDS]
         window = np.zeros(HIST_WORDS, dtype=np.int64)
         window[:N_BUCKETS] = np.maximum(now[:N_BUCKETS] - before[:N_BUCKETS], 0)
         window[HIST_SUM] = max(int(now[HIST_SUM] - before[HIST_SUM]), 0)

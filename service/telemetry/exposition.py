@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest
@@ -60,10 +60,14 @@ if TYPE_CHECKING:
 # What GET /metrics may answer with. prometheus_client 0.26's CONTENT_TYPE_LATEST says
 # version=1.0.0 (the UTF-8 names revision); for our names, all legacy-valid, generate_latest
 # writes the same body either way. 0.0.4 is the version every text-format scraper knows by name
-# (Debian's Prometheus 2.42 here accepts both: tests/test_prometheus.py serves this one).
+# (Debian's Prometheus 2.42 here accepts both: tests/service/telemetry/test_prometheus.py serves
+# this one).
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
 NS_PER_S = 1e9
+# One scrape's families by exposed name: counter, gauge, histogram and summary families of
+# prometheus_client, whose add_metric signatures differ (hence Any).
+Families = dict[str, Any]
 HUGEPAGES_SYSFS = "/sys/kernel/mm/hugepages/hugepages-2048kB"
 _LOWS, _HIGHS = bucket_bounds()
 
@@ -178,7 +182,7 @@ class TradingCollector:
         # a family with no samples (engine absent, no heartbeat yet) is left out altogether
         yield from (family for family in families.values() if family.samples)
 
-    def _engine(self, sample: Sample, families: dict[str, PromFamily]) -> None:
+    def _engine(self, sample: Sample, families: Families) -> None:
         states = [sample.stage_state(i) for i in range(len(STAGES))]
         up = sample.running and all(state == "running" for state in states)
         families[f"{PREFIX}up"].add_metric([], 1.0 if up else 0.0)
@@ -193,7 +197,7 @@ class TradingCollector:
                 [], self._start_time(sample.owner_pid, sample.started_ns)
             )
 
-    def _host(self, families: dict[str, PromFamily]) -> None:
+    def _host(self, families: Families) -> None:
         report = self._host_report_fn() if self._host_report_fn else None
         if report is not None:  # none before the first check finishes: no sample, not a guess
             families[f"{PREFIX}host_tuned"].add_metric([], 1.0 if report["ok"] else 0.0)
@@ -233,7 +237,7 @@ class TradingCollector:
             family.add_sample(f"{name}_count", {}, float(total[:N_BUCKETS].sum()))
             family.add_sample(f"{name}_sum", {}, float(total[HIST_SUM]) / NS_PER_S)
 
-    def _catalog(self, block: np.ndarray, families: dict[str, PromFamily]) -> None:
+    def _catalog(self, block: np.ndarray, families: Families) -> None:
         n_instruments = self._config.feed.instruments
         for metric in L.CATALOG:
             family = families[prometheus_name(metric)]
@@ -250,14 +254,14 @@ class TradingCollector:
                     (floatToGoString(le), count) for le, count in histogram_buckets(hist, exact_at)
                 ]
                 family.add_metric([], buckets, float(hist[HIST_SUM]) / NS_PER_S)
-            elif metric.count == 1:
+            elif metric.words == 1:
                 family.add_metric([], float(block[metric.offset]))
             else:
                 # bounded labels only: every reject reason; the configured instruments
                 labels = (
                     L.REJECT_REASONS
                     if metric.label == "reason"
-                    else range(min(n_instruments, metric.count))
+                    else range(min(n_instruments, metric.words))
                 )
                 for i, label in enumerate(labels):
                     family.add_metric([str(label)], float(block[metric.offset + i]))

@@ -145,7 +145,7 @@ def _header(current: Sample, config: Config, rates: Interval | None) -> Text:
         if rates is not None and rates.available:
             text.append(f"  last {rates.interval_s:.2f} s")
         # the control word is the operator's command; the engine's gauge says it has seen it
-        engine_on = current.block is not None and current.block[L.KILL_SWITCH_ON] != 0
+        engine_on = current.block is not None and current.stats[L.KILL_SWITCH_ON] != 0
         if current.kill_switch or engine_on:
             text.append("  ")
             text.append(" KILL SWITCH ON ", style="bold white on red")
@@ -166,7 +166,7 @@ def _table(title: str, *columns: str) -> Table:
 
 def _counters_table(rates: Interval) -> Table:
     table = _table("rates", "", "/s", "total")
-    block = rates.current.block
+    block = rates.current.stats
     for label, offset, words in RATES:
         total = int(block[offset : offset + words].sum())
         table.add_row(label, _rate(rates.per_second(offset, words)), f"{total:,}")
@@ -183,7 +183,7 @@ def _counters_table(rates: Interval) -> Table:
 
 def _health_table(rates: Interval) -> Table:
     table = _table("market data and rings", "", "/s", "total")
-    block = rates.current.block
+    block = rates.current.stats
     counters = (
         ("sequence gaps", L.SEQUENCE_GAPS),
         ("messages lost", L.MD_LOST),
@@ -205,7 +205,7 @@ def _stages_table(current: Sample, config: Config) -> Table:
         state = current.stage_state(stage)
         age = current.heartbeat_age_s(stage)
         late = age is not None and age > stale_after and state == "running"
-        pid = int(current.block[L.SECTION_START[stage] + L.PID])
+        pid = int(current.stats[L.SECTION_START[stage] + L.PID])
         table.add_row(
             name,
             Text(state, style=STATE_STYLES.get(state, "dim")),
@@ -217,7 +217,7 @@ def _stages_table(current: Sample, config: Config) -> Table:
 
 def _rings_table(current: Sample, config: Config) -> Table:
     table = _table("ring occupancy", "", "now", "max", "capacity")
-    block = current.block
+    block = current.stats
     rings = (
         ("md", L.MD_RING_OCCUPANCY, L.MD_RING_OCCUPANCY_MAX, config.rings.md_capacity),
         ("orders", L.ORDER_RING_OCCUPANCY, L.ORDER_RING_OCCUPANCY_MAX, config.rings.order_capacity),
@@ -247,7 +247,7 @@ def _latency_table(rates: Interval) -> Table:
         else:
             s = summary(recent)
             table.add_row(name, f"{s['count']:,}", *(_ns(s[k]) for k in PERCENTILE_KEYS))
-        s = summary(rates.current.block[offset : offset + HIST_WORDS])
+        s = summary(rates.current.stats[offset : offset + HIST_WORDS])
         table.add_row(
             "  since start",
             f"{s['count']:,}",
@@ -259,7 +259,7 @@ def _latency_table(rates: Interval) -> Table:
 
 def _positions(current: Sample) -> Text:
     # every slot, not just the configured instruments: top may run with another config file
-    positions = current.block[L.POSITIONS : L.POSITIONS + L.MAX_INSTRUMENTS]
+    positions = current.stats[L.POSITIONS : L.POSITIONS + L.MAX_INSTRUMENTS]
     held = np.flatnonzero(positions)
     text = Text("positions (lots): ", style="bold")
     if not held.size:
@@ -299,7 +299,7 @@ class KeyReader:
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._saved is not None:
+        if self._saved is not None and self.fd is not None:
             termios.tcsetattr(self.fd, termios.TCSADRAIN, self._saved)
             self._saved = None
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import jsonschema
 import pytest
@@ -15,14 +14,13 @@ from ami import cloudwatch as C
 from contracts import metric_names as N
 from contracts.profile import TuningProfile
 from tests.support.names import EXPORTED_NAMES
+from tests.support.paths import SUPPORT
 
-SCHEMA_PATH = Path("/work/shared/reference/cloudwatch-agent-schema.json")
+SCHEMA_PATH = SUPPORT / "data" / "cloudwatch-agent-schema.json"  # see data/README.md
 
 
 @pytest.fixture(scope="module")
 def validator() -> jsonschema.Draft4Validator:
-    if not SCHEMA_PATH.exists():
-        pytest.skip(f"{SCHEMA_PATH} not present")
     schema = json.loads(SCHEMA_PATH.read_text())
     jsonschema.Draft4Validator.check_schema(schema)
     return jsonschema.Draft4Validator(schema)  # "$ref"s are resolved within the document

@@ -1,9 +1,9 @@
 """Snapshot of the synthesized templates (default context): a safety net that shows any change
-to what `cdk deploy` would do, on top of the assertions in tests/test_infra_stacks.py.
+to what `cdk deploy` would do, on top of the assertions in tests/infra/test_stacks.py.
 
 After an intended change, review the diff and refresh the snapshot:
 
-    LOWLAT_UPDATE_SNAPSHOTS=1 .venv/bin/python -m pytest tests/test_infra_snapshot.py
+    LOWLAT_UPDATE_SNAPSHOTS=1 .venv/bin/python -m pytest tests/infra/test_snapshot.py
 """
 
 from __future__ import annotations
@@ -30,6 +30,6 @@ def test_templates_match_the_snapshot():
     for stack in expected:
         assert got[stack] == expected[stack], (
             f"{stack} differs from {SNAPSHOT.name}; if intended, refresh it: "
-            "LOWLAT_UPDATE_SNAPSHOTS=1 .venv/bin/python -m pytest tests/test_infra_snapshot.py"
+            "LOWLAT_UPDATE_SNAPSHOTS=1 .venv/bin/python -m pytest tests/infra/test_snapshot.py"
         )
     assert set(got) == set(expected)

@@ -185,7 +185,7 @@ class ReferenceRisk:
         self.tokens = float(limits.burst)
         self.last_refill_ns = 0.0
 
-    def check(self, inst, side, price, qty, mid, now_ns, kill_switch_on) -> int:
+    def check(self, inst, side, price, qty, mid, now_ns, kill_switch_on) -> int:  # noqa: PLR0913 -- the same arguments as risk_check
         """0 when accepted, else 1 + index of the first rule that fails."""
         lim = self.limits
         position = self.position.get(inst, 0)

@@ -4,7 +4,7 @@
 installed tuning profile at ``ROOT/etc/lowlat/profile.toml`` (the image writes it; here the
 test does), a unique shared-memory directory, a free telemetry port, and a Fabric config file
 that points the tasks at ROOT and at the test supervisor in place of systemctl (no systemd runs
-as PID 1 here; see tests/unit_supervisor.py). ``fab(...)`` runs the real ``fab`` CLI against
+as PID 1 here; see tests/support/unit_supervisor.py). ``fab(...)`` runs the real ``fab`` CLI against
 it as a subprocess from the project directory, like an operator would.
 """
 

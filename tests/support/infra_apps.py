@@ -1,4 +1,4 @@
-"""Synthesized lowlat CDK apps shared by the tests/test_infra_*.py modules.
+"""Synthesized lowlat CDK apps shared by the tests/infra/test_*.py modules.
 
 Synthesis goes through jsii and takes seconds per app, so each variant is built once per test
 run (``functools.cache``) with cdk.json's context (its feature flags included, as the CLI would

@@ -1,7 +1,8 @@
 """A TEST STAND-IN FOR SYSTEMD: runs the lowlat units' own ExecStart lines where no systemd runs.
 
 This machine (a container) has no systemd as PID 1, so ``systemctl restart`` cannot work here.
-The deploy tests set ``lowlat.systemctl`` to this script (through tests/bin/lowlat-test-systemctl)
+The deploy tests set ``lowlat.systemctl`` to this script (through
+tests/support/bin/lowlat-test-systemctl)
 and everything else in ``fab deploy`` stays the real path: the real units rendered by
 ``python -m ami apply`` into the throwaway root, the real release venv, the real
 ``trading-service``. It implements just what the Fabric tasks call:
@@ -235,7 +236,7 @@ class Supervisor:
         return True
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:  # noqa: C901 -- one flat dispatch over systemctl verbs
     parser = argparse.ArgumentParser(
         prog="unit_supervisor.py", description="test stand-in for systemctl (see docstring)"
     )

@@ -258,7 +258,7 @@ def test_moves_walk_the_price():
     move_probability=st.floats(0.0, 0.4),
     snapshot_interval=st.integers(0, 300),
 )
-def test_stream_is_self_consistent_for_any_valid_params(
+def test_stream_is_self_consistent_for_any_valid_params(  # noqa: PLR0913 -- hypothesis draws each knob
     n_instruments,
     seed,
     depth_levels,

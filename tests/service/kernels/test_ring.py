@@ -431,7 +431,7 @@ def _deadline_ns() -> int:
     return time.monotonic_ns() + int(STRESS_TIMEOUT_S * 1e9)
 
 
-def _stress_child(role, cpu, shm_dir, name, items, batch, results):
+def _stress_child(role, cpu, shm_dir, name, items, batch, results):  # noqa: PLR0913 -- a child process's arguments
     os.sched_setaffinity(0, {cpu})
     _, r = attach_ring(Path(shm_dir), name, np.int64)
     scratch = np.zeros(max(batch, 1), dtype=np.int64)

@@ -162,7 +162,7 @@ def test_describe_names_every_metric_with_its_labels(block):
         if metric.kind == "histogram":
             assert set(value) == {"count", "mean", "p50", "p90", "p99", "p999", "max"}
             assert value["count"] == 3 and value["max"] == shared[metric.offset + HIST_MAX]
-        elif metric.count > 1:
+        elif metric.words > 1:
             labels = list(value)
             if metric.label == "reason":
                 assert labels == list(L.REJECT_REASONS)
@@ -196,7 +196,7 @@ def test_set_state_shows_in_describe(block, state):
 
 
 def _metric_words(metric: L.Metric) -> range:
-    size = HIST_WORDS if metric.kind == "histogram" else metric.count
+    size = HIST_WORDS if metric.kind == "histogram" else metric.words
     return range(metric.offset, metric.offset + size)
 
 
@@ -223,7 +223,7 @@ def test_every_metric_word_is_owned_once_and_in_bounds():
             assert metric.offset >= last_section_end
             assert metric.offset % L.LINE_WORDS == 0
         else:
-            assert start + L.PID < metric.offset and metric.offset + metric.count <= end
+            assert start + L.PID < metric.offset and metric.offset + metric.words <= end
     # every counter and gauge word of a section has a name (nothing published unexplained)
     for start, end in zip(L.SECTION_START, L.SECTION_END, strict=True):
         assert all(word in owner for word in range(start + L.PID + 1, end))
@@ -242,9 +242,9 @@ def test_metric_names_and_kinds():
         if metric.kind == "histogram":
             assert not re.search(r"_(ns|us|ms|s|seconds|nanoseconds)$", metric.name)
         assert metric.help.strip() and "\n" not in metric.help
-        assert (metric.count > 1) == bool(metric.label)
+        assert (metric.words > 1) == bool(metric.label)
         assert metric.label in ("", "reason", "instrument")
-    labelled = {m.label: m.count for m in L.CATALOG if m.label}
+    labelled = {m.label: m.words for m in L.CATALOG if m.label}
     assert labelled == {"reason": len(L.REJECT_REASONS), "instrument": L.MAX_INSTRUMENTS}
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from contracts import stats_layout as L
+from contracts.log_lines import parse_stamp
 from service.runtime.segments import attach_stats
 from service.runtime.stats import describe, snapshot
 
@@ -108,6 +109,9 @@ def test_sigterm_drains_and_unlinks(tmp_path, prefix):
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
     assert "SIGTERM" in stderr
+    # the service's own lines are stamped (fab logs --since cuts the log files by them)
+    lines = [line for line in stderr.splitlines() if "service.runtime.pipeline" in line]
+    assert lines and all(parse_stamp(line) is not None for line in lines), stderr
     assert_drained(json.loads(out.read_text()))
 
 
