@@ -6,6 +6,7 @@ vCPUs so the per-core rules are checked against two profiles; cdk-nag and cfn-li
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import re
@@ -19,6 +20,8 @@ import pytest
 from contracts import alarms as catalog
 from contracts.profile import TuningProfile
 from infra import monitoring as mon
+from infra.monitoring import alarms as mon_alarms
+from infra.monitoring import dashboard as mon_dashboard
 from tests.support.synth_monitoring import (
     RUNBOOK_BASE,
     SLO_US,
@@ -390,6 +393,47 @@ def test_attributes(two):
     assert m.dashboard_name == "prod-lowlat"
     assert len(m.alarms) == len(catalog.ALARMS) + 1
     assert m.dashboard is not None
+
+
+# ------------------------------------------------------------------------------ the tables
+
+
+def _snake(words: str) -> str:
+    """``TickToOrderP99High`` -> ``tick_to_order_p99_high``; ``Tick-to-order latency`` ->
+    ``tick_to_order_latency``: the function name a catalog alarm or widget gets."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|\W+", "_", words).lower()
+
+
+def _functions_taking(module, parameters: tuple[str, ...]) -> set:
+    """The functions ``module`` defines whose parameters are named ``parameters``."""
+    return {
+        f
+        for f in vars(module).values()
+        if inspect.isfunction(f)
+        and f.__module__ == module.__name__
+        and tuple(inspect.signature(f).parameters) == parameters
+    }
+
+
+def test_one_rule_function_per_catalog_alarm_and_back():
+    table = mon_alarms.RULES
+    assert sorted(table) == sorted(catalog.ALARM_NAMES)
+    assert len(table) == len(catalog.ALARMS)
+    # each function serves one kind and is named after it; every rule function is in the table
+    assert len(set(table.values())) == len(table)
+    for kind, function in table.items():
+        assert function.__name__ == _snake(kind.removeprefix(catalog.ALARM_PREFIX)), kind
+    assert set(table.values()) == _functions_taking(mon_alarms, ("w", "host"))
+
+
+def test_one_widget_function_per_catalog_widget_and_back():
+    table = mon_dashboard.WIDGETS
+    assert sorted(table) == sorted(catalog.WIDGET_TITLES)
+    assert len(table) == len(catalog.WIDGETS)
+    assert len(set(table.values())) == len(table)
+    for title, function in table.items():
+        assert function.__name__ == _snake(title), title
+    assert set(table.values()) == _functions_taking(mon_dashboard, ("w", "title"))
 
 
 # ------------------------------------------------------------------------------ quality gates
