@@ -415,25 +415,29 @@ def _functions_taking(module, parameters: tuple[str, ...]) -> set:
     }
 
 
-def test_one_rule_function_per_catalog_alarm_and_back():
-    table = mon_alarms.RULES
-    assert sorted(table) == sorted(catalog.ALARM_NAMES)
-    assert len(table) == len(catalog.ALARMS)
-    # each function serves one kind and is named after it; every rule function is in the table
+@pytest.mark.parametrize(
+    ("module", "table", "entries", "function_name", "parameters"),
+    [
+        (
+            mon_alarms,
+            mon_alarms.RULES,
+            catalog.ALARM_NAMES,
+            lambda kind: _snake(kind.removeprefix(catalog.ALARM_PREFIX)),
+            ("w", "host"),
+        ),
+        (mon_dashboard, mon_dashboard.WIDGETS, catalog.WIDGET_TITLES, _snake, ("w", "title")),
+    ],
+    ids=["alarms", "widgets"],
+)
+def test_one_function_per_catalog_entry_and_back(module, table, entries, function_name, parameters):
+    """RULES has one function per catalog alarm, WIDGETS one per catalog widget, each named
+    after its entry, and the module defines no other function of that signature."""
+    assert sorted(table) == sorted(entries)
+    assert len(table) == len(entries)
     assert len(set(table.values())) == len(table)
-    for kind, function in table.items():
-        assert function.__name__ == _snake(kind.removeprefix(catalog.ALARM_PREFIX)), kind
-    assert set(table.values()) == _functions_taking(mon_alarms, ("w", "host"))
-
-
-def test_one_widget_function_per_catalog_widget_and_back():
-    table = mon_dashboard.WIDGETS
-    assert sorted(table) == sorted(catalog.WIDGET_TITLES)
-    assert len(table) == len(catalog.WIDGETS)
-    assert len(set(table.values())) == len(table)
-    for title, function in table.items():
-        assert function.__name__ == _snake(title), title
-    assert set(table.values()) == _functions_taking(mon_dashboard, ("w", "title"))
+    for entry, function in table.items():
+        assert function.__name__ == function_name(entry), entry
+    assert set(table.values()) == _functions_taking(module, parameters)
 
 
 # ------------------------------------------------------------------------------ quality gates
