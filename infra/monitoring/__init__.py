@@ -20,11 +20,12 @@ The parts, one concern each:
 
 - ``names``: the metric names the alarms and widgets read, bound once from
   ``contracts.metric_names`` and ``ami.cloudwatch``, and the names of what is created here;
-- ``metrics``: ``MonitoredHost``, and ``Watch``: the hosts, the SLOs and the factory of their
-  metrics and math expressions, what every rule and widget function is given;
+- ``metrics``: ``MonitoredHost``, and ``Watch`` (the hosts, the SLOs and the factory of their
+  metrics and math expressions), which every rule and widget function is given;
 - ``alarms``: the thresholds and one rule function per catalog alarm (``alarms.RULES``);
 - ``dashboard``: one widget function per catalog widget (``dashboard.WIDGETS``);
-- this module: the construct, which turns rules into CloudWatch alarms and rows into a dashboard.
+- this module: the construct, which turns rules into CloudWatch alarms and rows into a dashboard;
+  the names other code reads from ``infra.monitoring`` are re-exported here (``__all__``).
 
 Light enough for ``cdk synth``: aws_cdk, the catalog and the data modules of ``ami``/``service``
 (numpy, prometheus_client); never numba.
