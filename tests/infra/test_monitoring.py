@@ -6,6 +6,7 @@ vCPUs so the per-core rules are checked against two profiles; cdk-nag and cfn-li
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import re
@@ -19,6 +20,8 @@ import pytest
 from contracts import alarms as catalog
 from contracts.profile import TuningProfile
 from infra import monitoring as mon
+from infra.monitoring import alarms as mon_alarms
+from infra.monitoring import dashboard as mon_dashboard
 from tests.support.synth_monitoring import (
     RUNBOOK_BASE,
     SLO_US,
@@ -390,6 +393,51 @@ def test_attributes(two):
     assert m.dashboard_name == "prod-lowlat"
     assert len(m.alarms) == len(catalog.ALARMS) + 1
     assert m.dashboard is not None
+
+
+# ------------------------------------------------------------------------------ the tables
+
+
+def _snake(words: str) -> str:
+    """``TickToOrderP99High`` -> ``tick_to_order_p99_high``; ``Tick-to-order latency`` ->
+    ``tick_to_order_latency``: the function name a catalog alarm or widget gets."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|\W+", "_", words).lower()
+
+
+def _functions_taking(module, parameters: tuple[str, ...]) -> set:
+    """The functions ``module`` defines whose parameters are named ``parameters``."""
+    return {
+        f
+        for f in vars(module).values()
+        if inspect.isfunction(f)
+        and f.__module__ == module.__name__
+        and tuple(inspect.signature(f).parameters) == parameters
+    }
+
+
+@pytest.mark.parametrize(
+    ("module", "table", "entries", "function_name", "parameters"),
+    [
+        (
+            mon_alarms,
+            mon_alarms.RULES,
+            catalog.ALARM_NAMES,
+            lambda kind: _snake(kind.removeprefix(catalog.ALARM_PREFIX)),
+            ("w", "host"),
+        ),
+        (mon_dashboard, mon_dashboard.WIDGETS, catalog.WIDGET_TITLES, _snake, ("w", "title")),
+    ],
+    ids=["alarms", "widgets"],
+)
+def test_one_function_per_catalog_entry_and_back(module, table, entries, function_name, parameters):
+    """RULES has one function per catalog alarm, WIDGETS one per catalog widget, each named
+    after its entry, and the module defines no other function of that signature."""
+    assert sorted(table) == sorted(entries)
+    assert len(table) == len(entries)
+    assert len(set(table.values())) == len(table)
+    for entry, function in table.items():
+        assert function.__name__ == function_name(entry), entry
+    assert set(table.values()) == _functions_taking(module, parameters)
 
 
 # ------------------------------------------------------------------------------ quality gates
