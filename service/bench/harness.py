@@ -3,7 +3,8 @@
 A measurement is a pair of sides, one function per side, each run in a spawned process pinned
 to its own CPU. The parent only sleeps while they run, so no two busy-polling processes ever
 share a core. The sides live here, apart from the parent's checks in ``measures``, so a spawned
-child imports only this module and the probe kernels it runs.
+child loads the kernels and segments it needs and not the pipeline runner, the telemetry API,
+httpx or rich.
 """
 
 from __future__ import annotations
