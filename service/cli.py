@@ -348,7 +348,9 @@ def cmd_record(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from service.bench.suite import BenchError, parse_cpus, print_bench_report, run_bench
+    from service.bench import BenchError
+    from service.bench.report import print_bench_report
+    from service.bench.run import parse_cpus, run_bench
 
     try:
         cpus = parse_cpus(args.cpus)
@@ -357,7 +359,7 @@ def cmd_bench(args) -> int:
         raise UserError(str(exc), EXIT_FAILED) from None
     print_bench_report(figures)
     if args.json:
-        _write_json(args.json, figures)
+        _write_json(args.json, dict(figures))  # a TypedDict is no dict[...] to mypy: copy it
     return EXIT_OK
 
 

@@ -1,5 +1,11 @@
 """``trading-service bench`` and the hiccup probe: figures measured side by side in one run.
 
-The two-process harness, the measures (floor, rings, multiprocessing.Queue, kernels), the
-pipeline end to end, HTTP load, the C++ baseline ring, and the tables and ratios they print.
+``run`` orders the steps, ``harness`` starts the pinned processes they measure with,
+``measures`` holds the floor, rings, multiprocessing.Queue and kernels, ``e2e`` the pipeline end
+to end (with ``http_load`` beside it), ``figures`` the shape of the document, ``report`` its
+ratios and tables; ``jitter`` is the hiccup probe and ``baseline`` the C++ ring.
 """
+
+
+class BenchError(RuntimeError):
+    """The benchmark cannot run here as asked (the message says why)."""

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from contracts.buckets import HIST_WORDS, summary
 from contracts.segments import HEADER_BYTES, KIND_JITTER
+from service.bench.figures import Hiccups
 from service.kernels.probes import jitter_probe
 from service.runtime.shm import Segment
 
@@ -32,8 +34,11 @@ def _probe_process(cpu: int, index: int, path: str, duration_ns: int, threshold_
 
 
 def measure_jitter(
-    cpus, duration_s: float, threshold_ns: int = 1000, shm_dir: Path = Path("/dev/shm")
-) -> dict[str, dict]:
+    cpus: Sequence[int],
+    duration_s: float,
+    threshold_ns: int = 1000,
+    shm_dir: Path = Path("/dev/shm"),
+) -> dict[str, Hiccups]:
     """Per CPU: gap percentiles (ns), gaps over ``threshold_ns`` per second, % of time lost."""
     name = f"lowlat-jitter-{os.getpid()}"
     segment = Segment.create(
@@ -57,7 +62,7 @@ def measure_jitter(
         words = segment.array(np.int64, HEADER_BYTES, _WORDS_PER_CPU * len(cpus)).copy()
     finally:
         segment.unlink()
-    result = {}
+    result: dict[str, Hiccups] = {}
     for i, cpu in enumerate(cpus):
         block = words[i * _WORDS_PER_CPU : (i + 1) * _WORDS_PER_CPU]
         s = summary(block[:HIST_WORDS])

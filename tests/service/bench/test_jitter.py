@@ -1,4 +1,4 @@
-"""`trading-service jitter`: one short real run, and clear errors for bad --cpus."""
+"""`trading-service jitter`: a short real run, one-line errors for bad --cpus, the probe itself."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import subprocess
 import sys
 
 import pytest
+
+from service.bench.jitter import measure_jitter
 
 CLI = [sys.executable, "-m", "service.cli", "jitter"]
 
@@ -51,3 +53,13 @@ def test_bad_cpus_is_one_line_and_exit_2(cpus, message):
 def test_duration_must_be_positive():
     result = run("--cpus", "0", "--duration", "0")
     assert result.returncode == 2 and "must be a number of seconds > 0" in result.stderr
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
+def test_jitter_probe_reports_every_cpu():
+    cpus = sorted(os.sched_getaffinity(0))[:2]
+    figures = measure_jitter(cpus, 0.2)
+    assert set(figures) == {str(c) for c in cpus}
+    for h in figures.values():
+        assert 0 < h["p50"] <= h["p99"] <= h["max"]
+        assert 0 <= h["time_lost_pct"] < 100

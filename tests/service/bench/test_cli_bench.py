@@ -14,8 +14,6 @@ import sys
 
 import pytest
 
-from service.bench.jitter import measure_jitter
-
 CLI = [sys.executable, "-m", "service.cli"]
 pytestmark = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
 
@@ -77,12 +75,3 @@ def test_bad_cpus_are_refused_with_one_line(cpus):
     )
     assert result.returncode == 1
     assert "--cpus" in result.stderr and "Traceback" not in result.stderr
-
-
-def test_jitter_probe_reports_every_cpu():
-    cpus = sorted(os.sched_getaffinity(0))[:2]
-    figures = measure_jitter(cpus, 0.2)
-    assert set(figures) == {str(c) for c in cpus}
-    for h in figures.values():
-        assert 0 < h["p50"] <= h["p99"] <= h["max"]
-        assert 0 <= h["time_lost_pct"] < 100

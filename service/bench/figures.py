@@ -1,0 +1,123 @@
+"""The figures document: what ``run_bench`` returns and ``--json`` writes, as typed dicts.
+
+It crosses modules (the steps fill it, ``report`` reads it, the CLI writes it) and stays a plain
+dict at run time, so the JSON keys are the keys declared here. Latencies are in ns, rates per
+second; a figure that came out NaN or infinite is None in the finished document.
+"""
+
+from __future__ import annotations
+
+from typing import NotRequired, TypedDict
+
+
+class Percentiles(TypedDict):
+    p50: float
+    p99: float
+
+
+class Tail(TypedDict):
+    p50: float
+    p99: float
+    p999: float
+    max: float
+
+
+class Hiccups(TypedDict):
+    """One CPU under the hiccup probe (``jitter.measure_jitter``)."""
+
+    p50: float
+    p99: float
+    p999: float
+    max: float
+    gaps_over_threshold_per_s: float
+    time_lost_pct: float
+
+
+class HttpLoad(TypedDict, total=False):
+    """``hey_latency``: either ``error`` alone, or the counts and percentiles (ms)."""
+
+    error: str
+    requests: int
+    concurrency: int
+    p50_ms: float
+    p99_ms: float
+    ok: int
+    errors: int
+
+
+class E2ERun(TypedDict):
+    """One pipeline run at a steady offered rate (``e2e.measure_e2e``)."""
+
+    p50: float | None
+    p90: float | None
+    p99: float | None
+    p999: float | None
+    max: float | None
+    drops: int
+    orders: int
+    messages: int
+    achieved_msgs_per_s: float
+    scrapes: NotRequired[int]  # with /metrics scraped during the run
+    scrape_errors: NotRequired[int]
+    metrics_under_load: NotRequired[HttpLoad]  # with hey loading /metrics during the run
+
+
+class ScrapeRuns(TypedDict):
+    p99_unscraped_ns: list[float]
+    p99_scraped_ns: list[float]
+    scrapes_last_run: NotRequired[int]
+    scrape_errors_last_run: NotRequired[int]
+
+
+class Machine(TypedDict):
+    cpu_model: str
+    cores: int | None
+    kernel: str
+    arch: str
+
+
+class Figures(TypedDict):
+    """The whole document, keys in the order they are written."""
+
+    machine: Machine
+    cpus: list[int]
+    quick: bool
+    hiccups_ns: dict[str, Hiccups]  # by CPU number
+    floor_rtt_ns: Percentiles
+    ring_items_per_s: float
+    ring_batch_items_per_s: float
+    ring_rtt_ns: Tail
+    mpqueue_items_per_s: float
+    mpqueue_rtt_ns: Percentiles
+    cpp_ring_items_per_s: NotRequired[float]  # the C++ figures, or cpp_ring_error
+    cpp_ring_batch_items_per_s: NotRequired[float]
+    cpp_ring_rtt_ns: NotRequired[Tail]
+    cpp_ring_error: NotRequired[str]
+    book_updates_per_s: float
+    inference_per_s: float
+    e2e_layout: dict[str, int]  # stage -> CPU
+    e2e_split_layout: dict[str, int]
+    e2e_split: dict[str, E2ERun]  # by offered rate, msgs/s
+    e2e: dict[str, E2ERun]
+    scrape_interference: float | None
+    scrape_interference_runs: ScrapeRuns
+    metrics_under_load: HttpLoad
+    rate_sweep: dict[str, E2ERun]
+    max_sustained_rate_msgs_per_s: int
+    max_rate_msgs_per_s: int
+    ratios: dict[str, float | None]  # name -> value (report.ratios)
+
+
+def percentiles(summary: dict[str, float]) -> Percentiles:
+    """p50 and p99 of a histogram summary (``contracts.buckets.summary``)."""
+    return {"p50": float(summary["p50"]), "p99": float(summary["p99"])}
+
+
+def tail(summary: dict[str, float]) -> Tail:
+    """p50, p99, p99.9 and max of a histogram summary."""
+    return {
+        "p50": float(summary["p50"]),
+        "p99": float(summary["p99"]),
+        "p999": float(summary["p999"]),
+        "max": float(summary["max"]),
+    }

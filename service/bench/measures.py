@@ -1,0 +1,140 @@
+"""The measures under the pipeline: the floor, the ring, multiprocessing.Queue, the C++ ring of
+the same shape, and the kernels on one core.
+
+The cross-process ones start their two sides with ``harness`` and check what they report; the
+checks live here, in the parent, so a failed checksum is a ``BenchError`` with the numbers.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from contracts.records import LEVEL, MARKET_DATA
+from service.bench import BenchError, baseline
+from service.bench.figures import Percentiles, Tail, tail
+from service.bench.harness import FLOOR, RING, RTT, Pair, mpq_echo, mpq_produce
+from service.config import Config
+from service.kernels.book import book_throughput_kernel, new_book
+from service.kernels.feed import new_simulator, sim_fill
+from service.kernels.probes import W_END_NS, W_ERRORS, W_START_NS, W_SUM
+from service.kernels.signals import inference_throughput_kernel
+from service.runtime.model import default_model_path, load_model
+
+
+def measure_floor(cpus: Sequence[int], rounds: int) -> dict[str, float]:
+    """This machine's floor: a ping-pong on one cache line, as a histogram summary (ns)."""
+    with Pair() as pair:
+        pair.run(FLOOR, cpus, rounds)
+        return pair.histogram()
+
+
+def measure_ring_throughput(
+    cpus: Sequence[int], items: int, batch: int, capacity: int = 4096
+) -> float:
+    """Items/s through the ring, one publish per item (``batch`` 0) or ``batch`` at a time."""
+    with Pair(("ring",), capacity) as pair:
+        pair.run(RING, cpus, items, batch)
+        w = pair.words
+        expected = items * (items + 1) // 2
+        if int(w[W_ERRORS]) != 0 or int(w[W_SUM]) != expected:
+            raise BenchError(
+                f"ring checksum failed: sum {int(w[W_SUM])} != {expected}, "
+                f"{int(w[W_ERRORS])} items out of order"
+            )
+        return items / ((int(w[W_END_NS]) - int(w[W_START_NS])) / 1e9)
+
+
+def measure_ring_rtt(cpus: Sequence[int], rounds: int, capacity: int = 4096) -> dict[str, float]:
+    """One item there and back through two rings, as a histogram summary (ns)."""
+    with Pair(("ab", "ba"), capacity) as pair:
+        pair.run(RTT, cpus, rounds)
+        return pair.histogram()
+
+
+def measure_mpqueue(cpus: Sequence[int], items: int, rounds: int) -> tuple[float, Percentiles]:
+    """multiprocessing.Queue in the same two shapes: throughput and ping-pong RTT."""
+    ctx = multiprocessing.get_context("spawn")
+    allowed = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpus[1]})  # the parent is the consumer: pin it like the rings
+    try:
+        q = ctx.Queue()
+        p = ctx.Process(target=mpq_produce, args=(cpus[0], q, items))
+        p.start()
+        first = q.get()
+        start = time.perf_counter()
+        total = first
+        for _ in range(items - 1):
+            total += q.get()
+        elapsed = time.perf_counter() - start
+        p.join()
+        if total != items * (items + 1) // 2:
+            raise BenchError("multiprocessing.Queue checksum failed")
+        q_ab, q_ba = ctx.Queue(), ctx.Queue()
+        p = ctx.Process(target=mpq_echo, args=(cpus[0], q_ab, q_ba, rounds + 100))
+        p.start()
+        samples = np.empty(rounds, dtype=np.int64)
+        for i in range(rounds + 100):
+            t0 = time.monotonic_ns()
+            q_ab.put(i)
+            q_ba.get()
+            if i >= 100:
+                samples[i - 100] = time.monotonic_ns() - t0
+        p.join()
+    finally:
+        os.sched_setaffinity(0, allowed)
+    p50, p99 = np.percentile(samples, [50, 99])
+    return (items - 1) / elapsed, {"p50": float(p50), "p99": float(p99)}
+
+
+@dataclass(frozen=True)
+class CppRing:
+    items_per_s: float  # one publish per item
+    batch_items_per_s: float
+    rtt_ns: Tail
+
+
+def measure_cpp_ring(cpus: Sequence[int], items: int, rounds: int) -> CppRing:
+    """The C++ ring of the same shape (``baseline``): both throughputs and the round trip.
+
+    Raises ``baseline.BaselineError`` when it cannot be built or run, or gives wrong data.
+    """
+    if not baseline.cpp_ring_available():
+        raise baseline.BaselineError("no C++ compiler on PATH")
+    single = baseline.measure_cpp_ring_throughput(items, 4096, False, cpus)
+    batch = baseline.measure_cpp_ring_throughput(items, 4096, True, cpus)
+    rtt = baseline.measure_cpp_ring_rtt(rounds, 4096, cpus)["rtt_ns"]
+    return CppRing(single["items_per_s"], batch["items_per_s"], tail(rtt))
+
+
+def measure_kernels(repeats: int) -> tuple[float, float]:
+    """Single-core book updates/s and model inferences/s on realistic simulated data."""
+    config = Config()
+    sim = new_simulator(config.feed)
+    stream = np.zeros(200_000, dtype=MARKET_DATA)
+    sim_fill(sim, stream, stream.shape[0])
+    levels = stream[stream["kind"] == LEVEL]
+    insts = levels["instrument"].astype(np.int64)
+    sides = levels["side"].astype(np.int64)
+    prices = levels["price"].astype(np.int64)
+    qtys = levels["qty"].astype(np.int64)
+    book = new_book(config.feed.instruments, config.engine.book_window_ticks)
+    book_throughput_kernel(book, insts, sides, prices, qtys, 1)  # compile, warm caches
+    t = time.perf_counter()
+    book_throughput_kernel(book, insts, sides, prices, qtys, repeats)
+    book_rate = len(insts) * repeats / (time.perf_counter() - t)
+
+    model = load_model(default_model_path())
+    rng = np.random.default_rng(1)
+    values = rng.standard_normal((4096, model.weights.shape[0]))
+    inference_throughput_kernel(model.weights, model.bias, model.logistic, values, 1)
+    reps = max(1, repeats * len(insts) // 4096)
+    t = time.perf_counter()
+    inference_throughput_kernel(model.weights, model.bias, model.logistic, values, reps)
+    inference_rate = 4096 * reps / (time.perf_counter() - t)
+    return book_rate, inference_rate

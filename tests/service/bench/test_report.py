@@ -1,0 +1,84 @@
+"""The printed tables: every row, in order, from a document as run_bench or --json gives it."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from rich.console import Console
+from rich.progress import Progress
+
+from service.bench.report import TARGETS, print_bench_report
+from service.bench.run import run_bench
+from tests.service.bench.fakes import FakeMeasures
+
+ROWS = [
+    "cpu0 hiccups p99.9 / max, time lost",
+    "cpu1 hiccups p99.9 / max, time lost",
+    "floor RTT p50 / p99",
+    "ring items/s (publish per item)",
+    "ring items/s (batch)",
+    "ring RTT p50 / p99 / p99.9 / max",
+    "mp.Queue items/s",
+    "mp.Queue RTT p50 / p99",
+    "C++ ring items/s (single / batch)",
+    "C++ ring RTT p50 / p99",
+    "book updates/s (1 core)",
+    "inferences/s (1 core)",
+    "e2e layout (the service's own) / split",
+    "split: tick-to-order @ 100,000/s p50/p90/p99/p99.9/max",
+    "split: tick-to-order @ 1,000,000/s p50/p90/p99/p99.9/max",
+    "tick-to-order @ 100,000/s p50/p90/p99/p99.9/max",
+    "tick-to-order @ 1,000,000/s p50/p90/p99/p99.9/max",
+    "tick-to-order @ 2,000,000/s p50/p90/p99/p99.9/max",
+    "tick-to-order @ 3,000,000/s p50/p90/p99/p99.9/max",
+    "tick-to-order @ 5,000,000/s p50/p90/p99/p99.9/max",
+    "max rate (no drops, p99 <= 40x floor)",
+    "max sustained rate (no drops, p90 <= 40x floor)",
+]
+
+
+def printed(figures) -> str:
+    out = io.StringIO()
+    print_bench_report(figures, Console(file=out, width=200))
+    return out.getvalue()
+
+
+def fake_figures(fake: FakeMeasures | None = None) -> dict:
+    return run_bench(True, (0, 1), (fake or FakeMeasures()).measures(), Progress(disable=True))
+
+
+def first_cells(text: str) -> list[str]:
+    """The first column of every table row, top to bottom."""
+    return [line.split("│")[1].strip() for line in text.splitlines() if line.startswith("│ ")]
+
+
+def test_every_row_is_printed_in_order():
+    figures = fake_figures()
+    text = printed(figures)
+    assert first_cells(text) == [*ROWS, *figures["ratios"]]
+    assert "--quick" in text and "ratios measured in this run" in text
+
+
+def test_the_json_document_prints_the_same():
+    figures = fake_figures()
+    assert printed(json.loads(json.dumps(figures, allow_nan=False))) == printed(figures)
+
+
+def test_each_ratio_with_a_goal_is_marked():
+    text = printed(fake_figures())
+    lines = {line.split()[1]: line for line in text.splitlines() if line.startswith("│ ")}
+    assert lines["ring_rtt_p50_vs_floor"].endswith("<= 4 ok │")  # 700 / 400
+    assert lines["ring_vs_mpqueue"].endswith(">= 500 ok │")  # exactly the goal
+    assert lines["scrape_interference"].endswith("<= 1.05 MISSED │")  # the fakes give 1.1
+    assert lines["ring_batch_vs_cpp_batch"].split("│")[3].strip() == ""  # no goal, no mark
+    assert all(name in lines for name in TARGETS)
+
+
+def test_a_missing_figure_prints_as_a_dash():
+    fake = FakeMeasures(cpp=False)
+    e2e = fake.e2e
+    fake.e2e = lambda *a, **k: {**e2e(*a, **k), "p99": None}
+    text = printed(fake_figures(fake))
+    assert "C++ ring " in text and "no C++ compiler on PATH" in text
+    assert "500 / 900 / - / 10,000 / 50,000 ns, drops 0" in text

@@ -1,0 +1,138 @@
+"""The order of a bench run, with fake measures: the progress bar, the sweep, the document.
+
+No process is started and nothing is timed; the real measures run in test_cli_bench.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+from rich.progress import Progress
+
+from service.bench.run import E2E_RATES, FULL, QUICK, bench_steps, run_bench
+from tests.service.bench.fakes import FLOOR_P50, FakeMeasures
+
+CPUS = (0, 1)
+
+# the document's keys in the order `--json` has always written them
+KEYS = [
+    "machine",
+    "cpus",
+    "quick",
+    "hiccups_ns",
+    "floor_rtt_ns",
+    "ring_items_per_s",
+    "ring_batch_items_per_s",
+    "ring_rtt_ns",
+    "mpqueue_items_per_s",
+    "mpqueue_rtt_ns",
+    "cpp_ring_items_per_s",
+    "cpp_ring_batch_items_per_s",
+    "cpp_ring_rtt_ns",
+    "book_updates_per_s",
+    "inference_per_s",
+    "e2e_layout",
+    "e2e_split_layout",
+    "e2e_split",
+    "e2e",
+    "scrape_interference",
+    "scrape_interference_runs",
+    "metrics_under_load",
+    "rate_sweep",
+    "max_sustained_rate_msgs_per_s",
+    "max_rate_msgs_per_s",
+    "ratios",
+]
+
+
+def fake_run(fake: FakeMeasures, quick: bool = True) -> tuple[dict, Progress]:
+    progress = Progress(disable=True)
+    return run_bench(quick, CPUS, fake.measures(), progress), progress
+
+
+@pytest.mark.parametrize("quick", [True, False])
+@pytest.mark.parametrize("drops_from", [10**12, 3_000_000, 1])
+def test_the_bar_is_as_long_as_the_steps_it_advances(quick, drops_from):
+    fake = FakeMeasures(drops_from)
+    _, progress = fake_run(fake, quick)
+    (task,) = progress.tasks
+    _, steps = bench_steps(quick, CPUS, fake.measures())
+    assert task.total == task.completed == len(steps)
+    assert task.finished
+
+
+def test_every_step_of_a_run_is_a_step_of_the_list():
+    fake = FakeMeasures()
+    figures, steps = bench_steps(True, CPUS, fake.measures())
+    for step in steps:
+        step.run(figures)
+    pipeline_runs = 2 * len(E2E_RATES) + 2 * QUICK.scrape_pairs + 1 + len(QUICK.sweep)
+    assert len(fake.e2e_calls) == pipeline_runs  # one step per run, a pair per scrape step
+    labels = [step.label for step in steps]
+    assert len(set(labels)) == len(labels)
+
+
+def test_the_sweep_stops_at_the_first_rate_that_drops():
+    fake = FakeMeasures(drops_from=3_000_000)
+    figures, _ = fake_run(fake)
+    assert list(figures["rate_sweep"]) == ["2000000", "3000000"]
+    swept = [c["rate"] for c in fake.e2e_calls if c["rate"] > E2E_RATES[-1]]
+    assert swept == [2_000_000, 3_000_000]  # 5M is never offered
+    assert figures["max_rate_msgs_per_s"] == figures["max_sustained_rate_msgs_per_s"] == 2_000_000
+
+
+def test_max_rates_start_from_the_highest_e2e_rate():
+    figures, _ = fake_run(FakeMeasures(drops_from=2_000_000))
+    assert figures["max_rate_msgs_per_s"] == 1_000_000
+    figures, _ = fake_run(FakeMeasures(drops_from=1))
+    assert figures["max_rate_msgs_per_s"] == figures["max_sustained_rate_msgs_per_s"] == 0
+
+
+def test_the_pipeline_runs_use_both_layouts_and_the_full_sizes():
+    fake = FakeMeasures()
+    figures, _ = fake_run(fake, quick=False)
+    assert figures["e2e_split_layout"] == {"feed": 0, "engine": 1, "gateway": 1}
+    split = [c for c in fake.e2e_calls if c["cores"] == figures["e2e_split_layout"]]
+    assert [c["rate"] for c in split] == list(E2E_RATES)
+    assert list(figures["rate_sweep"]) == [str(r) for r in FULL.sweep]
+    scraped = [c for c in fake.e2e_calls if c["scrape_hz"]]
+    assert len(scraped) == FULL.scrape_pairs and all(c["scrape_hz"] == 10.0 for c in scraped)
+    loaded = [c for c in fake.e2e_calls if c["load_requests"]]
+    assert [c["load_requests"] for c in loaded] == [10_000]
+
+
+def test_scrape_interference_is_the_ratio_of_the_alternating_runs_medians():
+    figures, _ = fake_run(FakeMeasures())
+    runs = figures["scrape_interference_runs"]
+    assert runs["p99_unscraped_ns"] == [5000.0] * QUICK.scrape_pairs
+    assert figures["scrape_interference"] == pytest.approx(1.1)
+    assert runs["scrapes_last_run"] == 20 and runs["scrape_errors_last_run"] == 0
+
+
+def test_the_document_keeps_its_keys_and_their_order():
+    figures, _ = fake_run(FakeMeasures())
+    assert list(figures) == KEYS
+    assert figures["floor_rtt_ns"] == {"p50": FLOOR_P50, "p99": 2 * FLOOR_P50}
+    assert figures["ratios"]["ring_vs_mpqueue"] == pytest.approx(5.0e7 / 1.0e5)
+    assert figures["ratios"]["ring_vs_cpp"] == pytest.approx(5.0e7 / 3.0e7)
+
+
+def test_a_cpp_ring_that_cannot_run_is_a_figure_not_an_error():
+    figures, _ = fake_run(FakeMeasures(cpp=False))
+    assert figures["cpp_ring_error"] == "no C++ compiler on PATH"
+    assert "cpp_ring_items_per_s" not in figures and "ring_vs_cpp" not in figures["ratios"]
+    cpp_keys = {"cpp_ring_items_per_s", "cpp_ring_batch_items_per_s", "cpp_ring_rtt_ns"}
+    expected = [k if k not in cpp_keys else "cpp_ring_error" for k in KEYS]
+    assert list(figures) == list(dict.fromkeys(expected))
+
+
+def test_nan_figures_come_out_as_none():
+    fake = FakeMeasures()
+    e2e = fake.e2e
+
+    def no_orders(*args, **kwargs):
+        return {**e2e(*args, **kwargs), "p50": None, "p90": None, "p99": None}
+
+    fake.e2e = no_orders
+    figures, _ = fake_run(fake)
+    assert figures["scrape_interference"] is None
+    assert figures["ratios"]["e2e_1m_p50_vs_floor"] is None
