@@ -1,13 +1,12 @@
 """What lowlat watches: the alarm list and the dashboard's widgets, as data.
 
 One source of truth for three readers: the monitoring construct builds one CloudWatch alarm per
-``ALARMS`` entry for each host (``infra/monitoring/__init__.py``) and one dashboard widget per
-``WIDGETS``
-entry; ``runbooks/<name>.md`` exists for every alarm (named exactly like it); and the tests prove
-the three agree. Metric names are not spelled here: the construct takes them from
+``ALARMS`` entry for each host (``infra/monitoring/alarms.py``, one function per entry) and one
+dashboard widget per ``WIDGETS`` entry (``infra/monitoring/dashboard.py``);
+``runbooks/<name>.md`` exists for every alarm (named exactly like it); and the tests prove the
+three agree. Metric names are not spelled here: the construct takes them from
 ``ami.cloudwatch`` (host metrics, bench metrics) and ``contracts.metric_names`` (the /metrics
-families),
-the same modules the CloudWatch agent config and the telemetry API are built from.
+families), the same modules the CloudWatch agent config and the telemetry API are built from.
 
 This module is light (standard library only): no aws_cdk import, so tests and tools can read it
 without synthesizing anything.

@@ -1,18 +1,17 @@
 """Where every figure the service measures lives in the stats block, and what it means.
 
-This module is the single source of truth for the service's metric names: the telemetry API,
-the CloudWatch agent config and the dashboards derive theirs from ``CATALOG``. It imports only
-numpy, so light code (CDK app, Fabric tasks) can read it without compiling anything.
+This module is the single source of truth for what the service measures: ``CATALOG`` names each
+figure, and ``contracts.metric_names`` derives every exported name from it (the telemetry API,
+the CloudWatch agent config and the dashboards take theirs from there). It imports only numpy,
+so light code (CDK app, Fabric tasks) can read it without compiling anything.
 
-The stats block is one int64 array in shared memory. Each stage owns one section (a seqlock
-word, its heartbeat, state and pid, then its counters and gauges) and publishes it whole under
-the seqlock (``service.kernels.seqlock.publish_section``), so a reader gets a consistent copy of a
-stage's
-counters. Latency histograms follow the sections; each word of them has one writer and is
-updated in place with relaxed atomics (``service.kernels.histogram.hist_record``), so recording
-costs
-the hot path no copy; a reader derives a histogram's count from its buckets, so count and
-buckets always agree.
+The stats block is one int64 array in shared memory. Each stage owns one section (a seqlock word,
+its heartbeat, state and pid, then its counters and gauges) and publishes it whole under the seqlock
+(``service.kernels.seqlock.publish_section``), so a reader gets a consistent copy of a stage's
+counters. Latency histograms follow the sections; each word of them has one writer and is updated in
+place with relaxed atomics (``service.kernels.histogram.hist_record``), so recording costs the hot
+path no copy; a reader derives a histogram's count from its buckets, so count and buckets always
+agree.
 
 Offsets are plain module-level ints so numba compiles them in as constants.
 """

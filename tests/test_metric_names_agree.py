@@ -3,10 +3,10 @@
 Every metric the synthesized Monitoring construct names (alarms and dashboard widgets, SEARCH
 expressions included) is checked against the two places that decide what reaches CloudWatch:
 
-- ``trading_*``: a family ``service.telemetry.exposition`` exports on /metrics (the telemetry API)
-AND one the
-  CloudWatch agent's EMF processor is told to publish (``ami.cloudwatch.metric_declarations``),
-  with exactly that declaration's dimensions: ``instance_id`` plus the family's labels.
+- ``trading_*``: a family the telemetry API exports on /metrics (``contracts.metric_names``)
+  AND one the CloudWatch agent's EMF processor is told to publish
+  (``ami.cloudwatch.metric_declarations``), with exactly that declaration's dimensions:
+  ``instance_id`` plus the family's labels.
 - host metrics: a measurement the agent config (``ami.cloudwatch.agent_config``) collects, named
   as the agent names it, with one of the config's aggregation dimension sets.
 - ``bench_*``: exactly ``ami.cloudwatch.BENCH_METRICS``, by ``BENCH_DIMENSIONS``.

@@ -23,11 +23,10 @@ The strategy is edge-triggered with hysteresis: it fires once when the score cro
 ``threshold / 2`` of zero, so a score hovering at the threshold does not send a stream of
 orders. Orders take liquidity: a buy at the best ask, a sell at the best bid.
 
-Kernels read per-instrument state into locals, compute, and write it back once, without
-calling other kernels out of line: that keeps numba's refcount pruning effective (see
+Kernels read per-instrument state into locals, compute, and write it back once, without calling
+other kernels out of line: that keeps numba's refcount pruning effective (see
 ``service.kernels.book.book_set_level``). Production scalar types: ``inst``, ``side``, ``qty``
-int64;
-``alpha``, ``score``, ``threshold``, ``bias`` float64; ``logistic`` bool.
+int64; ``alpha``, ``score``, ``threshold``, ``bias`` float64; ``logistic`` bool.
 """
 
 from __future__ import annotations

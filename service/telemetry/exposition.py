@@ -144,8 +144,7 @@ class TradingCollector:
     """prometheus_client collector of the engine named by ``config``.
 
     ``sample_fn()`` returns the latest ``service.telemetry.engine_view.Sample``; each ``collect()``
-    (one
-    scrape) calls it exactly once, so every figure of a scrape comes from one reading.
+    (one scrape) calls it exactly once, so every figure of a scrape comes from one reading.
     """
 
     def __init__(

@@ -1,11 +1,10 @@
 """``trading-service top``: a live terminal view of the running engine.
 
 Each refresh takes one sample of the engine (``service.telemetry.engine_view``, a lock-free copy of
-the
-stats block) and draws a frame from it and the sample before: rates are counter deltas over the
-time between the two samples, and the latency percentiles "last" are those of the histogram
-bucket deltas, i.e. of what was recorded in that interval alone. The block's histograms are
-cumulative since the run started; their own percentiles are shown as "since start".
+the stats block) and draws a frame from it and the sample before: rates are counter deltas over the
+time between the two samples, and the latency percentiles "last" are those of the histogram bucket
+deltas, i.e. of what was recorded in that interval alone. The block's histograms are cumulative
+since the run started; their own percentiles are shown as "since start".
 
 Drawing is a pure function of two samples (``render_frame``), so it is tested without a
 terminal; ``main_top`` is the loop around it. The loop sleeps in ``select`` on stdin between

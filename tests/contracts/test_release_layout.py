@@ -1,6 +1,6 @@
 """The release record and what rollback and pruning choose from it (contracts/release_layout.py),
-and the
-small pure parts of ops/release.py: the host's platform tags, --since, runtime requirements."""
+and the small pure parts of ops/release.py: the host's platform tags, --since, runtime requirements.
+"""
 
 from __future__ import annotations
 

@@ -482,7 +482,7 @@ SNAPSHOT = Path(__file__).parent / "snapshots" / "monitoring_two_hosts.json"
 
 def test_snapshot(two):
     """Safety net over the assertions above: any change to what Monitoring synthesizes shows
-    up here. After a deliberate change: UPDATE_SNAPSHOTS=1 pytest tests/test_infra_monitoring.py
+    up here. After a deliberate change: UPDATE_SNAPSHOTS=1 pytest tests/infra/test_monitoring.py
     """
     ours = {k: v for k, v in two["Resources"].items() if k.startswith("Monitoring")}
     text = json.dumps(ours, indent=1, sort_keys=True) + "\n"

@@ -2,8 +2,8 @@
 
 This machine (a container) has no systemd as PID 1, so ``systemctl restart`` cannot work here.
 The deploy tests set ``lowlat.systemctl`` to this script (through
-tests/support/bin/lowlat-test-systemctl)
-and everything else in ``fab deploy`` stays the real path: the real units rendered by
+tests/support/bin/lowlat-test-systemctl) and everything else in ``fab deploy`` stays the real
+path: the real units rendered by
 ``python -m ami apply`` into the throwaway root, the real release venv, the real
 ``trading-service``. It implements just what the Fabric tasks call:
 

@@ -10,7 +10,7 @@ from rich.progress import Progress
 
 from service.bench.report import TARGETS, print_bench_report
 from service.bench.run import run_bench
-from tests.service.bench.fakes import FakeMeasures
+from tests.support.bench_fakes import FakeMeasures
 
 ROWS = [
     "cpu0 hiccups p99.9 / max, time lost",

@@ -9,7 +9,7 @@ import pytest
 from rich.progress import Progress
 
 from service.bench.run import E2E_RATES, FULL, QUICK, bench_steps, run_bench
-from tests.service.bench.fakes import FLOOR_P50, FakeMeasures
+from tests.support.bench_fakes import FLOOR_P50, FakeMeasures
 
 CPUS = (0, 1)
 

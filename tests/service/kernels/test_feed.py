@@ -1,10 +1,9 @@
 """Tests for the market-data simulator: determinism, a self-consistent stream, the schedule.
 
-The stream is checked against ``ReferenceBook``, a plain-Python L2 book (dicts of price to
-size) that applies the messages the way a consumer would and asserts every promise of
+The stream is checked against ``ReferenceBook``, a plain-Python L2 book (dicts of price to size)
+that applies the messages the way a consumer would and asserts every promise of
 ``service.kernels.feed`` on the way: never crossed, trades at the best with a size the level holds
-and
-followed by its reduction, snapshots listing exactly the levels already held.
+and followed by its reduction, snapshots listing exactly the levels already held.
 """
 
 from __future__ import annotations

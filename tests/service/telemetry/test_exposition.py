@@ -1,5 +1,4 @@
-"""The Prometheus exposition of the stats block (``service.telemetry.exposition``): names,
-exactness, bounds.
+"""The Prometheus exposition of the stats block: names, exactness, bounds.
 
 Every test reads a real stats block that this process creates (``create_segments`` in a private
 directory), so ``EngineView`` sees it as a live engine without any stage process running. The

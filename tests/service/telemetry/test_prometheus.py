@@ -1,5 +1,4 @@
-"""A real Prometheus server scrapes ``service.telemetry.exposition``' exposition of a synthetic
-engine.
+"""A real Prometheus server scrapes the exposition of a synthetic engine.
 
 This proves what a unit test cannot: that Debian's ``prometheus`` binary accepts the
 exposition and its content type, stores the series under the names ``exported_metric_names``
