@@ -67,23 +67,26 @@ def _ring_handle(segment: Segment, dtype: np.dtype, capacity: int) -> Ring:
 
 
 def create_stats(shm_dir: Path, name: str) -> tuple[Segment, np.ndarray]:
-    segment = Segment.create(shm_dir, name, S.HEADER_BYTES + L.STATS_WORDS * 8, S.KIND_STATS)
-    return segment, segment.array(np.int64, S.HEADER_BYTES, L.STATS_WORDS)
+    size = S.HEADER_BYTES + L.STATS_WORDS * 8
+    return _words(Segment.create(shm_dir, name, size, S.KIND_STATS), L.STATS_WORDS)
 
 
 def attach_stats(shm_dir: Path, name: str, writable: bool = True) -> tuple[Segment, np.ndarray]:
-    segment = Segment.attach(shm_dir, name, S.KIND_STATS, writable)
-    return segment, segment.array(np.int64, S.HEADER_BYTES, L.STATS_WORDS)
+    return _words(Segment.attach(shm_dir, name, S.KIND_STATS, writable), L.STATS_WORDS)
 
 
 def create_control(shm_dir: Path, name: str) -> tuple[Segment, np.ndarray]:
-    segment = Segment.create(shm_dir, name, S.HEADER_BYTES + S.CONTROL_WORDS * 8, S.KIND_CONTROL)
-    return segment, segment.array(np.int64, S.HEADER_BYTES, S.CONTROL_WORDS)
+    size = S.HEADER_BYTES + S.CONTROL_WORDS * 8
+    return _words(Segment.create(shm_dir, name, size, S.KIND_CONTROL), S.CONTROL_WORDS)
 
 
 def attach_control(shm_dir: Path, name: str, writable: bool = True) -> tuple[Segment, np.ndarray]:
-    segment = Segment.attach(shm_dir, name, S.KIND_CONTROL, writable)
-    return segment, segment.array(np.int64, S.HEADER_BYTES, S.CONTROL_WORDS)
+    return _words(Segment.attach(shm_dir, name, S.KIND_CONTROL, writable), S.CONTROL_WORDS)
+
+
+def _words(segment: Segment, count: int) -> tuple[Segment, np.ndarray]:
+    """A block segment and its ``count`` int64 words after the header."""
+    return segment, segment.array(np.int64, S.HEADER_BYTES, count)
 
 
 # ------------------------------------------------------------------------------ a pipeline

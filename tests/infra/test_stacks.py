@@ -34,9 +34,14 @@ from tests.support.infra_apps import synth
 
 
 def _hosts_template(
-    *, host_count=1, ami_mode="userdata", termination_protection=False, ssh_key_name=None
+    *,
+    host_count=1,
+    ami_mode="userdata",
+    termination_protection=False,
+    ssh_key_name=None,
+    ami_id=None,
 ) -> Template:
-    config = DeploymentConfig(host_count=host_count, ami_mode=ami_mode)
+    config = DeploymentConfig(host_count=host_count, ami_mode=ami_mode, ami_id=ami_id)
     stack = cdk.Stack()
     network = Network(stack, "Network", allowed_cidrs=(), telemetry_port=8000)
     TradingHosts(
@@ -53,6 +58,7 @@ def _hosts_template(
         tuned_ami_parameter=config.tuned_ami_parameter,
         ssh_key_name=ssh_key_name,
         termination_protection=termination_protection,
+        ami_id=config.ami_id,
     )
     return Template.from_stack(stack)
 
@@ -504,24 +510,7 @@ def test_existing_vpc_deployment():
 
 
 def test_a_pinned_image_id_replaces_the_ssm_parameter():
-    stack = cdk.Stack()
-    network = Network(stack, "Network", allowed_cidrs=(), telemetry_port=8000)
-    config = DeploymentConfig(ami_id="ami-0123456789abcdef0")
-    TradingHosts(
-        stack,
-        "Hosts",
-        deployment_name="lowlat",
-        vpc=network.vpc,
-        subnets=network.subnets,
-        security_group=network.security_group,
-        instance_type=config.instance_type,
-        host_count=1,
-        profile=config.profile,
-        ami_mode="userdata",
-        tuned_ami_parameter=config.tuned_ami_parameter,
-        ami_id=config.ami_id,
-    )
-    t = Template.from_stack(stack)
+    t = _hosts_template(ami_id="ami-0123456789abcdef0")
     t.has_resource_properties("AWS::EC2::Instance", {"ImageId": "ami-0123456789abcdef0"})
     assert AL2023_ARM64_PARAMETER not in json.dumps(t.to_json().get("Parameters", {}))
 

@@ -16,17 +16,12 @@ import numpy as np
 import pytest
 
 from contracts.records import ASK, BID, BUY, SELL
+from contracts.stats_layout import REJECT_REASONS
+from service.kernels import signals
 from service.kernels.jit import KERNEL_OPTIONS
 
-# The feature names are part of the contract, so the reference shares them.
-FEATURE_NAMES = (
-    "mid_return",
-    "microprice_offset",
-    "spread_ticks",
-    "imbalance",
-    "volatility",
-    "trade_flow",
-)
+# The feature names and their order are part of the contract, so the reference shares them.
+FEATURE_NAMES = signals.FEATURE_NAMES
 
 EMPTY = -1
 NO_ORDER = -1
@@ -169,14 +164,7 @@ class ReferenceStrategy:
 class ReferenceRisk:
     """Pre-trade risk with one dict per instrument and the rules checked one by one."""
 
-    REASONS = (
-        "kill_switch",
-        "max_order_qty",
-        "max_notional",
-        "price_band",
-        "position_limit",
-        "rate_throttle",
-    )
+    REASONS = REJECT_REASONS  # the counters' order is the contract
 
     def __init__(self, limits):
         self.limits = limits
