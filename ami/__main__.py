@@ -17,9 +17,8 @@ from pathlib import Path
 
 from ami.apply import CHANGED, UNCHANGED, apply, summary
 from ami.render import render
+from contracts.constants import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from contracts.profile import ProfileError, load_profile
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def _positive_int(text: str) -> int:

@@ -21,6 +21,7 @@ from contracts import log_lines
 from contracts.constants import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from contracts.documents import finite_or_none
 from contracts.profile import ProfileError, cpulist, load_profile, parse_cpulist
+from contracts.segments import KILL_SWITCH
 from service import __version__
 from service.config import ConfigError, check_runtime, load, to_toml
 
@@ -365,7 +366,6 @@ def cmd_bench(args) -> int:
 
 
 def cmd_kill_switch(args) -> int:
-    from contracts.segments import KILL_SWITCH
     from service.kernels.control import get_word, set_word
     from service.runtime.segments import attach_control
     from service.runtime.shm import SegmentError

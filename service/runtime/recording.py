@@ -28,14 +28,12 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO
 
 import numpy as np
 
 from contracts.records import LEVEL, MARKET_DATA, SNAPSHOT_BEGIN, SNAPSHOT_END, TRADE
-
-if TYPE_CHECKING:
-    from service.config import FeedConfig
+from service.config import FeedConfig
 
 MAGIC = b"LOWLATMD"
 FORMAT_VERSION = 1

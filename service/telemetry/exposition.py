@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest
@@ -52,10 +52,8 @@ from contracts.metric_names import (
     recent_name,
 )
 from contracts.stages import STAGES
-
-if TYPE_CHECKING:
-    from service.config import Config
-    from service.telemetry.engine_view import Interval, Sample
+from service.config import Config
+from service.telemetry.engine_view import Interval, Sample
 
 # What GET /metrics may answer with. prometheus_client 0.26's CONTENT_TYPE_LATEST says
 # version=1.0.0 (the UTF-8 names revision); for our names, all legacy-valid, generate_latest

@@ -38,11 +38,11 @@ from rich.text import Text
 
 from contracts import stats_layout as L
 from contracts.buckets import HIST_WORDS, summary
+from contracts.constants import EXIT_OK
 from contracts.stages import STAGES
 from service.config import Config
 from service.telemetry.engine_view import EngineView, Interval, Sample
 
-EXIT_OK = 0
 TITLE = "lowlat top"
 WAITING = "engine not running — waiting for it"
 QUIT_KEYS = b"qQ"
