@@ -31,6 +31,7 @@ from invoke.exceptions import Exit
 
 from contracts.constants import EXIT_USAGE
 from ops import bench as bench_ops
+from ops import inspect as inspect_ops
 from ops import release
 from ops.hosts import DEFAULT_SETTINGS, OpsError, for_each_host
 
@@ -56,23 +57,25 @@ def rollback(c, host=None, hosts=None, stack=None):
 @task(help=TARGETS_HELP)
 def status(c, host=None, hosts=None, stack=None):
     """Show unit states, current release, /ready reasons, tuning and the last bench."""
-    for_each_host(c, "status", host, hosts, stack, release.status)
+    for_each_host(c, "status", host, hosts, stack, inspect_ops.status)
 
 
 @task(help={**TARGETS_HELP, "since": "how far back, as journalctl takes it (default 1h)"})
 def logs(c, host=None, hosts=None, stack=None, since="1h"):
     """Print the engine's and telemetry API's logs since SINCE."""
     try:
-        release.journal_since(since)  # a bad --since is one line before any host is reached
+        inspect_ops.journal_since(since)  # a bad --since is one line before any host is reached
     except OpsError as exc:
         raise Exit(f"fab logs: {exc}", code=EXIT_USAGE) from None
-    for_each_host(c, "logs", host, hosts, stack, lambda conn, s: release.logs(conn, s, since=since))
+    for_each_host(
+        c, "logs", host, hosts, stack, lambda conn, s: inspect_ops.logs(conn, s, since=since)
+    )
 
 
 @task(name="check-host", help=TARGETS_HELP)
 def check_host(c, host=None, hosts=None, stack=None):
     """Judge the host's tuning against its installed profile (exit 1 when it fails)."""
-    for_each_host(c, "check-host", host, hosts, stack, release.check_host)
+    for_each_host(c, "check-host", host, hosts, stack, inspect_ops.check_host)
 
 
 @task(

@@ -52,7 +52,7 @@ from contracts.release_layout import Layout
 from contracts.slo import default_objectives_us
 from ops import ui
 from ops.hosts import HostResult, OpsError, Settings
-from ops.release import installed_profile
+from ops.remote import installed_profile
 
 MAX_RATE = 100_000_000  # [feed] rate's own upper bound (service/config.py)
 MAX_DURATION_S = 24 * 3600

@@ -23,12 +23,16 @@ import socket
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from invoke.exceptions import Exit
 from rich.markup import escape  # summaries quote config like "[service] shm_dir": not markup
 
 from contracts.constants import EXIT_FAILED, EXIT_USAGE
 from ops.ui import console, err_console
+
+# fabric ships no types: to mypy its Connection is Any; the alias names it for the reader.
+Connection = Any
 
 DEFAULT_SETTINGS = {
     # The file system root the host paths (/opt/lowlat, /etc/lowlat, /etc/systemd/system) live
