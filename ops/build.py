@@ -6,9 +6,9 @@ of the service's runtime dependencies for the host's platform, fetched with ``pi
 ``lowlat.wheelhouse_cache``: the wheel per commit, the build backend per build requirements,
 the wheelhouse per (arch, Python, glibc, requirements), so a second deploy needs no network.
 
-Only the service's runtime dependencies go to the host: the wheel's ``Requires-Dist`` minus
-``OPERATOR_ONLY`` (the CDK app's and the Fabric tasks' own libraries). Once pyproject.toml
-moves those into extras, the set is empty and nothing changes here.
+What goes to the host is the wheel's base ``Requires-Dist``: pyproject.toml keeps the CDK
+app's and the Fabric tasks' libraries in extras (``infra``, ``ops``, ``dev``), so the base list
+is exactly what the service needs there.
 
 Light modules only (no numba, no service hot path): ``fab --list`` imports this.
 """
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -42,10 +41,6 @@ WARM_CONFIG = """# Written by fab deploy: a short run that fills numba's cache f
 shm_dir = "/dev/shm"
 shm_prefix = "lowlat-warmup"
 """
-
-# Requires-Dist entries the host never needs: the CDK app's and the operator tasks' libraries.
-# (Proposed: move them to extras `infra` and `ops` in pyproject.toml; then this is a no-op.)
-OPERATOR_ONLY = frozenset({"aws-cdk-lib", "constructs", "cdk-nag", "fabric", "boto3", "matplotlib"})
 
 _build_lock = threading.Lock()  # a fleet deploys in threads; build each wheelhouse once
 
@@ -154,7 +149,7 @@ def build_backend(src: Path, settings: Settings) -> Path:
 
 
 def runtime_requirements(wheel: Path) -> list[str]:
-    """The wheel's Requires-Dist the service needs on the host (no extras, no OPERATOR_ONLY)."""
+    """The wheel's base Requires-Dist: what the service needs on the host (no extras)."""
     with zipfile.ZipFile(wheel) as z:
         name = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
         metadata = z.read(name).decode()
@@ -163,12 +158,9 @@ def runtime_requirements(wheel: Path) -> list[str]:
         if not line.startswith("Requires-Dist:"):
             continue
         spec = line.split(":", 1)[1].strip()
-        requirement, _, marker = spec.partition(";")
+        _, _, marker = spec.partition(";")
         if "extra" in marker:
-            continue
-        project = re.split(r"[\s\[<>=!~;(]", requirement.strip(), maxsplit=1)[0]
-        if re.sub(r"[-_.]+", "-", project).lower() in OPERATOR_ONLY:
-            continue
+            continue  # an extra's (infra, ops, dev): the operator's side, never the host's
         requirements.append(spec)
     return sorted(requirements)
 

@@ -4,6 +4,8 @@ takes it (ops/inspect.py), the runtime requirements a release ships (ops/build.p
 
 from __future__ import annotations
 
+import re
+import tomllib
 import zipfile
 
 import pytest
@@ -12,6 +14,7 @@ from contracts import release_layout as L
 from ops import build, remote
 from ops import inspect as inspect_ops
 from ops.hosts import OpsError
+from tests.support.paths import REPO
 
 A = "20261101T000000Z-aaaaaaaaaaaa"
 B = "20261102T000000Z-bbbbbbbbbbbb"
@@ -77,7 +80,11 @@ def test_bad_since_is_one_clear_error(given):
         inspect_ops.journal_since(given)
 
 
+OPERATOR_LIBRARIES = ("aws-cdk-lib", "constructs", "cdk-nag", "fabric", "boto3", "matplotlib")
+
+
 def test_runtime_requirements_leave_out_the_operators_libraries(tmp_path):
+    # the METADATA setuptools writes from pyproject.toml: the operator's libraries in extras
     wheel = tmp_path / "lowlat-0.1.0-py3-none-any.whl"
     metadata = "\n".join(
         [
@@ -85,13 +92,31 @@ def test_runtime_requirements_leave_out_the_operators_libraries(tmp_path):
             "Name: lowlat",
             "Requires-Dist: numba>=0.60",
             "Requires-Dist: uvicorn[standard]>=0.29",
-            "Requires-Dist: aws-cdk-lib<3,>=2.275",
-            "Requires-Dist: fabric<4,>=3.2",
-            "Requires-Dist: boto3>=1.35",
-            "Requires-Dist: cdk_nag<3,>=2.38",
+            "Provides-Extra: infra",
+            'Requires-Dist: aws-cdk-lib<3,>=2.275; extra == "infra"',
+            'Requires-Dist: cdk_nag<3,>=2.38; extra == "infra"',
+            "Provides-Extra: ops",
+            'Requires-Dist: fabric<4,>=3.2; extra == "ops"',
+            'Requires-Dist: boto3>=1.35; extra == "ops"',
+            "Provides-Extra: dev",
             'Requires-Dist: pytest>=8; extra == "dev"',
+            'Requires-Dist: lowlat[infra,ops]; extra == "dev"',
         ]
     )
     with zipfile.ZipFile(wheel, "w") as z:
         z.writestr("lowlat-0.1.0.dist-info/METADATA", metadata)
     assert build.runtime_requirements(wheel) == ["numba>=0.60", "uvicorn[standard]>=0.29"]
+
+
+def test_the_projects_base_dependencies_hold_no_operator_library():
+    # What makes runtime_requirements enough: the wheel's base Requires-Dist is pyproject's
+    # [project] dependencies, and the operator's libraries live in extras, never there.
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    names = {re.split(r"[\s\[<>=!~;(]", d, maxsplit=1)[0].lower() for d in project["dependencies"]}
+    assert not names & set(OPERATOR_LIBRARIES), names & set(OPERATOR_LIBRARIES)
+    extras = {
+        re.split(r"[\s\[<>=!~;(]", d, maxsplit=1)[0].lower()
+        for group in ("infra", "ops")
+        for d in project["optional-dependencies"][group]
+    }
+    assert set(OPERATOR_LIBRARIES) <= extras
