@@ -87,7 +87,7 @@ def check_host(c, host=None, hosts=None, stack=None):
         "publish": "also send the figures to CloudWatch, where the dashboard shows them",
     }
 )
-def bench(
+def bench(  # noqa: PLR0913 -- Fabric makes each parameter a command-line option
     c, host=None, hosts=None, stack=None, duration="60", rates="100k,1m", out=None, publish=False
 ):
     """Benchmark a host (stops lowlat-engine meanwhile): check-host, jitter, service bench, report.

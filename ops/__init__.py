@@ -4,6 +4,6 @@
 and reads what it runs; ``build`` makes a release locally from git; ``release`` ships it and
 rolls back; ``inspect`` holds the read-only tasks (status, logs, check-host); ``bench``,
 ``report`` and ``publish`` measure a live host, draw the report and send the figures to
-CloudWatch; ``ui`` is the terminal output they share. Nothing here imports numba or the
-service's hot path: ``fab --list`` stays fast.
+CloudWatch, over the documents typed in ``bench_doc``; ``ui`` is the terminal output they
+share. Nothing here imports numba or the service's hot path: ``fab --list`` stays fast.
 """

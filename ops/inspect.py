@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import cast
 
 from rich.markup import escape
 
 from ami import units as ami_units
 from contracts import release_layout as L
 from contracts.profile import INSTALLED_PROFILE
+from ops.bench_doc import CheckHostDoc, LastResult
 from ops.hosts import Connection, HostResult, OpsError, Settings
 from ops.remote import (
     LOG_DIR,
@@ -78,7 +79,7 @@ def _tuning(t: Target) -> str:
     """check-host's verdict in one line: counts, and the checks that failed."""
     result = run(t.conn, _check_host_command(t.settings, t.lay, "--json", "--irq-window", "0"))
     try:
-        report: dict[str, Any] = json.loads(result.stdout)
+        report: CheckHostDoc = json.loads(result.stdout)
         s = report["summary"]
         failed = [c["name"] for c in report["checks"] if c["status"] == "fail"]
         tuning = f"{s['passed']} passed, {s['failed']} failed, {s['not_applicable']} n/a"
@@ -105,13 +106,14 @@ def _last_bench(t: Target) -> object:
 
 
 def bench_line(doc: object) -> str:
-    """One line from ``fab bench``'s last.json (ops/bench.py ``last_result``: its "summary"
+    """One line from ``fab bench``'s last.json (``ops.bench_doc.LastResult``: its "summary"
     says when and the verdict per rate, "report" where the full report went)."""
     if not isinstance(doc, dict):
         return str(doc)[:200]
-    line = str(doc.get("summary") or doc.get("finished_at") or "no summary in the file")
-    if doc.get("report"):
-        line += f" (report: {doc['report']})"
+    last = cast("LastResult", doc)  # written by fab bench, perhaps an older one: read with .get
+    line = str(last.get("summary") or last.get("finished_at") or "no summary in the file")
+    if last.get("report"):
+        line += f" (report: {last['report']})"
     return line
 
 
