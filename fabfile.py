@@ -23,6 +23,7 @@ path: ``fab --list`` stays fast.
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 
 from fabric import task
@@ -60,11 +61,23 @@ def status(c, host=None, hosts=None, stack=None):
     for_each_host(c, "status", host, hosts, stack, inspect_ops.status)
 
 
-@task(help={**TARGETS_HELP, "since": "how far back, as journalctl takes it (default 1h)"})
+SINCE_HELP = (
+    "how far back: a duration (15m, 2h, 2d) or a time (2026-11-21 13:00, today, yesterday); "
+    "times are UTC for the log files, the host's time zone for the journal (default 1h)"
+)
+
+
+@task(help={**TARGETS_HELP, "since": SINCE_HELP})
 def logs(c, host=None, hosts=None, stack=None, since="1h"):
-    """Print the engine's and telemetry API's logs since SINCE."""
+    """Print the engine's and telemetry API's logs since SINCE.
+
+    The units' journal, then the lines of /var/log/lowlat/{engine,telemetry}.log stamped at or
+    after SINCE: a duration counts back from the host's clock, a date or time is read as UTC
+    (the lines' stamps are UTC; journalctl reads it in the host's time zone, UTC on AL2023).
+    """
     try:
-        inspect_ops.journal_since(since)  # a bad --since is one line before any host is reached
+        # a bad --since (or a date that does not exist) is one line before any host is reached
+        inspect_ops.since_cutoff(since, dt.datetime.now(dt.UTC))
     except OpsError as exc:
         raise Exit(f"fab logs: {exc}", code=EXIT_USAGE) from None
     for_each_host(

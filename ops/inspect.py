@@ -1,12 +1,25 @@
 """The read-only tasks: ``status``, ``logs`` and ``check-host``; none of them changes the host.
 
+``logs --since`` reads two sources. The units' journal gets ``--since`` as journalctl takes it
+(``journal_since``): a duration is relative to the host's clock, a date or time is in the
+host's time zone (UTC on a stock AL2023 host). The units' log files (``StandardOutput=append:``,
+shipped by the CloudWatch agent) carry an ISO-8601 UTC stamp at the start of each line
+(``2026-11-30T08:36:06.123Z INFO ...``); a line without one (a traceback's continuation, the
+table a run prints when it stops) belongs to the stamped line above it. ``since_cutoff`` turns
+``--since`` into a UTC time against the host's clock and ``lines_since`` keeps the lines at or
+after it. Only the last ``LOG_FETCH_BYTES`` of a file are fetched; when lines that may be in
+the range were beyond them, the output says so. A file with no stamp at all (a release that
+predates them) is shown as before: its last ``LOG_FILE_LINES`` lines.
+
 Light modules only (no numba, no service hot path): ``fab --list`` imports this.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
+from dataclasses import dataclass
 from typing import cast
 
 from rich.markup import escape
@@ -28,9 +41,11 @@ from ops.remote import (
     sudo,
     unit_states,
 )
-from ops.ui import console, say
+from ops.ui import console, say, warn
 
 LOG_FILES = ("engine", "telemetry")  # LOG_DIR/<name>.log, one per unit (ami/units.py)
+LOG_FETCH_BYTES = 4 * 1024 * 1024  # per file: what one `fab logs` pulls over SSH at most
+LOG_FILE_LINES = 200  # of a file without time stamps
 
 # ------------------------------------------------------------------------------ status
 
@@ -121,6 +136,7 @@ def bench_line(doc: object) -> str:
 
 SINCE_DURATION = re.compile(r"^(\d+)\s*(s|sec|m|min|h|d|w)$")
 SINCE_TIME = re.compile(r"^(\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2})?)?|today|yesterday|now)$")
+SINCE_UNIT_S = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 SINCE_FORMS = 'use a duration like 15m, 1h or 2d, or a time like "2026-11-21 13:00", "today"'
 
 
@@ -134,11 +150,81 @@ def journal_since(since: str) -> str:
     raise OpsError(f"--since {since!r}: {SINCE_FORMS}")
 
 
+def since_cutoff(since: str, now: dt.datetime) -> dt.datetime:
+    """``--since`` as a UTC time: a duration back from ``now`` (the host's clock), a date or
+    time read as UTC, ``today``/``yesterday`` as that UTC day's midnight. Accepts exactly what
+    ``journal_since`` accepts, with its error; an OpsError too for a date that does not exist."""
+    journal_since(since)
+    text = str(since).strip()
+    now = now.astimezone(dt.UTC)
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    duration = SINCE_DURATION.match(text)
+    try:
+        if duration:
+            return now - dt.timedelta(seconds=int(duration[1]) * SINCE_UNIT_S[duration[2]])
+        if text == "yesterday":
+            return midnight - dt.timedelta(days=1)
+    except OverflowError:  # further back than datetime goes: from the beginning
+        return dt.datetime.min.replace(tzinfo=dt.UTC)
+    if text == "today":
+        return midnight
+    if text == "now":
+        return now
+    try:
+        return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
+    except ValueError:
+        raise OpsError(f"--since {since!r}: no such date or time; {SINCE_FORMS}") from None
+
+
+# ------------------------------------------------------------------------------ log lines
+
+STAMP = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3})Z(?= |$)")
+
+
+def line_time(line: str) -> dt.datetime | None:
+    """The UTC time a log line starts with (``2026-11-30T08:36:06.123Z ...``), else None."""
+    match = STAMP.match(line)
+    if not match:
+        return None
+    try:
+        return dt.datetime.strptime(match[1], "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=dt.UTC)
+    except ValueError:  # the shape of a stamp but no such time (month 13): a plain line
+        return None
+
+
+@dataclass(frozen=True)
+class LogWindow:
+    """The lines of a log text at or after a cutoff (``lines_since``)."""
+
+    lines: list[str]  # stamped lines at or after the cutoff, each with its continuation lines
+    first_stamp: dt.datetime | None  # the text's first stamped line's; None: no stamp at all
+    undated: int  # lines before the first stamp: their time is unknown, so they are left out
+
+
+def lines_since(text: str, cutoff: dt.datetime) -> LogWindow:
+    """The lines of ``text`` stamped at or after ``cutoff``, with the unstamped lines that
+    follow each (a traceback, a table); lines before the first stamp are left out and counted."""
+    kept: list[str] = []
+    first: dt.datetime | None = None
+    undated = 0
+    keep = False
+    for line in text.splitlines():
+        when = line_time(line)
+        if when is not None:
+            first = first or when
+            keep = when >= cutoff  # each stamp on its own: processes sharing a file interleave
+        elif first is None:
+            undated += 1
+        if keep:
+            kept.append(line)
+    return LogWindow(kept, first, undated)
+
+
 # ---------------------------------------------------------------------------------- logs
 
 
 def logs(conn: Connection, settings: Settings, since: str = "1h") -> HostResult:
-    """The units' journal since ``since`` plus the tail of their log files."""
+    """The units' journal since ``since`` plus their log files' lines since then (UTC)."""
     since_arg = journal_since(since)
     shown = 0
     journal = run(conn, f"command -v {q(settings.journalctl.split()[0])}")
@@ -154,22 +240,56 @@ def logs(conn: Connection, settings: Settings, since: str = "1h") -> HostResult:
         shown += 1
     else:
         say(conn, f"no {settings.journalctl} on this host: showing the log files only")
-    # The units send their output to files (StandardOutput=append:, for the CloudWatch agent);
-    # the lines carry no time stamps, so --since cannot apply to them: the last 200 lines.
+    cutoff = since_cutoff(since, _host_now(conn))
     for name in LOG_FILES:
-        path = settings.path(f"{LOG_DIR}/{name}.log")
-        result = sudo(conn, settings, f"tail -n 200 {q(path)}")  # systemd made them (root)
-        if result.ok:
-            _print_block(conn, f"{path} (last 200 lines)", result.stdout)
-            shown += 1
+        shown += _log_file(conn, settings, settings.path(f"{LOG_DIR}/{name}.log"), cutoff)
     if not shown:
         raise OpsError(f"no journal and no log files under {settings.path(LOG_DIR)}")
     return HostResult(True, f"logs since {since}")
 
 
-def _print_block(conn: Connection, title: str, text: str) -> None:
+def _host_now(conn: Connection) -> dt.datetime:
+    """The host's clock: a duration in --since counts back from it, as journalctl's does."""
+    result = run(conn, "date -u +%s")
+    seconds = result.stdout.strip()
+    if result.ok and seconds.isdigit():
+        return dt.datetime.fromtimestamp(int(seconds), dt.UTC)
+    return dt.datetime.now(dt.UTC)
+
+
+def _log_file(conn: Connection, settings: Settings, path: str, cutoff: dt.datetime) -> int:
+    """Print the lines of the log file ``path`` since ``cutoff``; 1 if there is such a file."""
+    # privileged: systemd made the files (root); the size says whether the tail is all of it
+    result = sudo(conn, settings, f"stat -c %s {q(path)} && tail -c {LOG_FETCH_BYTES} {q(path)}")
+    if not result.ok:
+        return 0
+    size, _, text = result.stdout.partition("\n")
+    cut = int(size) > LOG_FETCH_BYTES if size.strip().isdigit() else False
+    if cut:
+        text = text.partition("\n")[2]  # the first line starts before the fetched bytes
+    window = lines_since(text, cutoff)
+    if window.first_stamp is None:
+        tail = text.splitlines()[-LOG_FILE_LINES:]
+        _print_block(conn, f"{path} (last {LOG_FILE_LINES} lines: no time stamps)", tail)
+        return 1
+    when = f"{cutoff:%Y-%m-%d %H:%M:%S} UTC"
+    count = f"{len(window.lines)} line{'' if len(window.lines) == 1 else 's'}"
+    _print_block(conn, f"{path} since {when} ({count})", window.lines)
+    if window.first_stamp >= cutoff and (cut or window.undated):
+        # what came before the first stamp may be in the range: say that it is not shown
+        first = f"{window.first_stamp:%Y-%m-%d %H:%M:%S.%f}"[:-3] + " UTC"
+        if cut:
+            why = f"only the last {LOG_FETCH_BYTES // 2**20} MiB of the file were fetched"
+        else:
+            why = f"the {window.undated} earlier line(s) carry no time stamp"
+        warn(conn, escape(f"{path}: lines before {first} not shown: {why}"))
+    return 1
+
+
+def _print_block(conn: Connection, title: str, text: str | list[str]) -> None:
     say(conn, f"--- {title}")
-    for line in text.rstrip().splitlines():
+    lines = text.rstrip().splitlines() if isinstance(text, str) else text
+    for line in lines:
         console.print(escape(line), highlight=False)
 
 
