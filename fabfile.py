@@ -23,6 +23,7 @@ path: ``fab --list`` stays fast.
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 
 from fabric import task
@@ -31,6 +32,7 @@ from invoke.exceptions import Exit
 
 from contracts.constants import EXIT_USAGE
 from ops import bench as bench_ops
+from ops import inspect as inspect_ops
 from ops import release
 from ops.hosts import DEFAULT_SETTINGS, OpsError, for_each_host
 
@@ -56,23 +58,37 @@ def rollback(c, host=None, hosts=None, stack=None):
 @task(help=TARGETS_HELP)
 def status(c, host=None, hosts=None, stack=None):
     """Show unit states, current release, /ready reasons, tuning and the last bench."""
-    for_each_host(c, "status", host, hosts, stack, release.status)
+    for_each_host(c, "status", host, hosts, stack, inspect_ops.status)
 
 
-@task(help={**TARGETS_HELP, "since": "how far back, as journalctl takes it (default 1h)"})
+SINCE_HELP = (
+    "how far back: a duration (15m, 2h, 2d) or a time (2026-11-21 13:00, today, yesterday); "
+    "times are UTC for the log files, the host's time zone for the journal (default 1h)"
+)
+
+
+@task(help={**TARGETS_HELP, "since": SINCE_HELP})
 def logs(c, host=None, hosts=None, stack=None, since="1h"):
-    """Print the engine's and telemetry API's logs since SINCE."""
+    """Print the engine's and telemetry API's logs since SINCE.
+
+    The units' journal, then the lines of /var/log/lowlat/{engine,telemetry}.log stamped at or
+    after SINCE: a duration counts back from the host's clock, a date or time is read as UTC
+    (the lines' stamps are UTC; journalctl reads it in the host's time zone, UTC on AL2023).
+    """
     try:
-        release.journal_since(since)  # a bad --since is one line before any host is reached
+        # a bad --since (or a date that does not exist) is one line before any host is reached
+        inspect_ops.since_cutoff(since, dt.datetime.now(dt.UTC))
     except OpsError as exc:
         raise Exit(f"fab logs: {exc}", code=EXIT_USAGE) from None
-    for_each_host(c, "logs", host, hosts, stack, lambda conn, s: release.logs(conn, s, since=since))
+    for_each_host(
+        c, "logs", host, hosts, stack, lambda conn, s: inspect_ops.logs(conn, s, since=since)
+    )
 
 
 @task(name="check-host", help=TARGETS_HELP)
 def check_host(c, host=None, hosts=None, stack=None):
     """Judge the host's tuning against its installed profile (exit 1 when it fails)."""
-    for_each_host(c, "check-host", host, hosts, stack, release.check_host)
+    for_each_host(c, "check-host", host, hosts, stack, inspect_ops.check_host)
 
 
 @task(
@@ -84,7 +100,7 @@ def check_host(c, host=None, hosts=None, stack=None):
         "publish": "also send the figures to CloudWatch, where the dashboard shows them",
     }
 )
-def bench(
+def bench(  # noqa: PLR0913 -- Fabric makes each parameter a command-line option
     c, host=None, hosts=None, stack=None, duration="60", rates="100k,1m", out=None, publish=False
 ):
     """Benchmark a host (stops lowlat-engine meanwhile): check-host, jitter, service bench, report.

@@ -39,20 +39,43 @@ import re
 import shlex
 import time
 import tomllib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 from invoke.exceptions import Exit
 
 from ami.units import ENGINE_UNIT, SERVICE_CONFIG
 from contracts.constants import EXIT_USAGE
 from contracts.documents import toml_value
-from contracts.profile import INSTALLED_PROFILE, cpulist
+from contracts.profile import INSTALLED_PROFILE, TuningProfile, cpulist
 from contracts.release_layout import Layout
 from contracts.slo import default_objectives_us
 from ops import ui
-from ops.hosts import HostResult, OpsError, Settings
-from ops.release import installed_profile
+from ops.bench_doc import (
+    BenchDoc,
+    Check,
+    CheckHostDoc,
+    EngineDoc,
+    JitterDoc,
+    LastResult,
+    LatencyFigures,
+    LatestSample,
+    ObjectiveKey,
+    RunFigures,
+    RunResult,
+    SparseHistogram,
+    TimelinePoint,
+    Verdict,
+)
+from ops.hosts import Connection, HostResult, OpsError, Settings
+from ops.remote import installed_profile
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+    from invoke.runners import Promise, Result
 
 MAX_RATE = 100_000_000  # [feed] rate's own upper bound (service/config.py)
 MAX_DURATION_S = 24 * 3600
@@ -64,7 +87,24 @@ JITTER_OVERHEAD_S = 10.0
 DRIVER = Path(__file__).with_name("bench_driver.py")
 RATE_FORMS = "messages per second like 100k, 1m, 2.5m or 250000, comma-separated"
 _RATE_RE = re.compile(r"(\d+(?:\.\d+)?)([km]?)", re.IGNORECASE)
-QUANTILES = (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p999", 0.999), ("p9999", 0.9999))
+QuantileKey = Literal["p50", "p90", "p99", "p999", "p9999"]
+QUANTILES: tuple[tuple[QuantileKey, float], ...] = (
+    ("p50", 0.5),
+    ("p90", 0.9),
+    ("p99", 0.99),
+    ("p999", 0.999),
+    ("p9999", 0.9999),
+)
+OBJECTIVES: tuple[tuple[ObjectiveKey, str], ...] = (
+    ("p50", "tick_to_order_p50_us"),
+    ("p99", "tick_to_order_p99_us"),
+    ("p999", "tick_to_order_p999_us"),
+)
+
+# The host's effective service config, as `trading-service config` prints it: TOML sections of
+# booleans, numbers and strings (tomllib's own type for a value is Any).
+Config = dict[str, dict[str, Any]]
+Advance = Callable[[float], None]  # moves a progress bar on by so many units
 
 
 def _usage(message: str) -> Exit:
@@ -92,6 +132,24 @@ def rate_label(rate: int) -> str:
     return str(rate)
 
 
+def _parse_rates(rates: str) -> tuple[int, ...]:
+    parsed: list[int] = []
+    items = [item.strip() for item in str(rates).split(",")]
+    if not any(items):
+        raise _usage(f"--rates {rates!r}: no rate given; use {RATE_FORMS}")
+    for item in items:
+        try:
+            rate = parse_rate(item)
+        except ValueError:
+            raise _usage(
+                f"--rates: {item!r} is not an offered rate; use {RATE_FORMS} "
+                f"(each > 0 and <= {rate_label(MAX_RATE)})"
+            ) from None
+        if rate not in parsed:
+            parsed.append(rate)
+    return tuple(parsed)
+
+
 @dataclass(frozen=True)
 class BenchOptions:
     duration_s: float
@@ -100,7 +158,9 @@ class BenchOptions:
     publish: bool
 
     @classmethod
-    def parse(cls, duration, rates, out, publish) -> BenchOptions:
+    def parse(
+        cls, duration: str | float, rates: str, out: str | None, publish: bool
+    ) -> BenchOptions:
         """Check the task's arguments before any host is contacted; one line and exit 2 if not."""
         try:
             duration_s = float(duration)
@@ -108,20 +168,7 @@ class BenchOptions:
             raise _usage(f"--duration {duration!r}: not a number of seconds") from None
         if not math.isfinite(duration_s) or not 0 < duration_s <= MAX_DURATION_S:
             raise _usage(f"--duration {duration!r}: use seconds > 0 and <= {MAX_DURATION_S}")
-        parsed: list[int] = []
-        items = [item.strip() for item in str(rates).split(",")]
-        if not any(items):
-            raise _usage(f"--rates {rates!r}: no rate given; use {RATE_FORMS}")
-        for item in items:
-            try:
-                rate = parse_rate(item)
-            except ValueError:
-                raise _usage(
-                    f"--rates: {item!r} is not an offered rate; use {RATE_FORMS} "
-                    f"(each > 0 and <= {rate_label(MAX_RATE)})"
-                ) from None
-            if rate not in parsed:
-                parsed.append(rate)
+        parsed = _parse_rates(rates)
         if out is not None and not str(out).strip():
             raise _usage("--out '': give a directory")
         if publish:
@@ -131,7 +178,7 @@ class BenchOptions:
                 preflight()
             except OpsError as exc:
                 raise _usage(str(exc)) from None
-        return cls(duration_s, tuple(parsed), out, bool(publish))
+        return cls(duration_s, parsed, out, bool(publish))
 
     @property
     def jitter_s(self) -> float:
@@ -141,7 +188,7 @@ class BenchOptions:
 # ------------------------------------------------------------------------------ figures
 
 
-def hist_array(sparse: dict):
+def hist_array(sparse: SparseHistogram) -> npt.NDArray[np.int64]:
     """The dense bucket array of a sparse histogram
     (``service.telemetry.report.sparse_histogram``)."""
     import numpy as np
@@ -156,7 +203,13 @@ def hist_array(sparse: dict):
     return hist
 
 
-def latency_figures(sparse: dict) -> dict:
+def no_latency() -> LatencyFigures:
+    """The figures of a histogram with no samples."""
+    return {"count": 0, "mean": None, "p50": None, "p90": None, "p99": None, "p999": None,
+            "p9999": None, "max": None}  # fmt: skip
+
+
+def latency_figures(sparse: SparseHistogram) -> LatencyFigures:
     """count, mean and p50..p99.99 and max (ns) of a histogram, exactly as the service computes
     percentiles (bucket's highest value, capped by the recorded maximum); None with no samples."""
     from contracts.buckets import N_BUCKETS, percentiles
@@ -164,17 +217,16 @@ def latency_figures(sparse: dict) -> dict:
     hist = hist_array(sparse)
     count = int(hist[:N_BUCKETS].sum())
     if not count:
-        return {"count": 0, "mean": None, **{k: None for k, _ in QUANTILES}, "max": None}
+        return no_latency()
     p = percentiles(hist, [q for _, q in QUANTILES])
-    figures = {"count": count, "mean": sparse["sum"] / count}
-    figures.update({k: p[q] for k, q in QUANTILES})
-    figures["max"] = float(sparse["max"])
-    return figures
+    return {"count": count, "mean": sparse["sum"] / count, "p50": p[0.5], "p90": p[0.9],
+            "p99": p[0.99], "p999": p[0.999], "p9999": p[0.9999],
+            "max": float(sparse["max"])}  # fmt: skip
 
 
-def timeline(samples: list[dict]) -> list[dict]:
+def timeline(samples: list[LatestSample]) -> list[TimelinePoint]:
     """Per /latest sample once every stage runs: seconds since the first, and the rates."""
-    points = []
+    points: list[TimelinePoint] = []
     t0 = None
     for sample in samples:
         latest = sample.get("latest") or {}
@@ -182,7 +234,8 @@ def timeline(samples: list[dict]) -> list[dict]:
         running = latest.get("engine_running") and all(
             s.get("state") == "running" for s in stages.values()
         )
-        rate = (latest.get("rates_per_s") or {}).get("md_messages")
+        rates = latest.get("rates_per_s") or {}
+        rate = rates.get("md_messages")
         if not running or rate is None:
             continue
         if t0 is None:
@@ -192,20 +245,16 @@ def timeline(samples: list[dict]) -> list[dict]:
                 "t_s": round(sample["t"] - t0, 3),
                 "md_messages_per_s": rate,
                 "window_s": latest.get("window_s"),
-                "orders_per_s": latest["rates_per_s"].get("orders"),
+                "orders_per_s": rates.get("orders"),
             }
         )
     return points
 
 
-def verdict(latency: dict, slo: dict) -> dict:
+def verdict(latency: LatencyFigures, slo: Mapping[str, float]) -> Verdict:
     """PASS/MISS of each objective of [slo] (microseconds) against measured ns."""
-    checks = {}
-    for key, slo_key in (
-        ("p50", "tick_to_order_p50_us"),
-        ("p99", "tick_to_order_p99_us"),
-        ("p999", "tick_to_order_p999_us"),
-    ):
+    checks: dict[str, Check] = {}
+    for key, slo_key in OBJECTIVES:
         measured = latency.get(key)
         objective_ns = slo[slo_key] * 1000.0
         checks[key] = {
@@ -216,11 +265,11 @@ def verdict(latency: dict, slo: dict) -> dict:
     return {"checks": checks, "pass": all(c["pass"] for c in checks.values())}
 
 
-def _us(ns) -> str:
+def _us(ns: float | None) -> str:
     return "-" if ns is None else f"{ns / 1000:,.2f} µs"
 
 
-def last_result(doc: dict) -> dict:
+def last_result(doc: BenchDoc) -> LastResult:
     """The compact result kept on the host at <install_prefix>/bench/last.json."""
     parts = [
         f"{label} p99 {_us(run['latency_ns'].get('p99'))} "
@@ -243,7 +292,10 @@ def last_result(doc: dict) -> dict:
             label: {
                 "offered": run["offered_rate"],
                 "achieved": run["achieved_rate"],
-                **{f"{k}_ns": run["latency_ns"].get(k) for k in ("p50", "p99", "p999", "max")},
+                "p50_ns": run["latency_ns"].get("p50"),
+                "p99_ns": run["latency_ns"].get("p99"),
+                "p999_ns": run["latency_ns"].get("p999"),
+                "max_ns": run["latency_ns"].get("max"),
                 "slo": "PASS" if run["verdict"]["pass"] else "MISS",
             }
             for label, run in doc["runs"].items()
@@ -251,27 +303,7 @@ def last_result(doc: dict) -> dict:
     }
 
 
-# ------------------------------------------------------------------------ on the host
-
-
-class _Host:
-    """Commands on one host, with its paths and the user the service runs as."""
-
-    def __init__(self, conn, settings: Settings):
-        self.conn = conn
-        self.settings = settings
-
-    def run(self, command: str, **kwargs):
-        return self.conn.run(command, hide=True, in_stream=False, **kwargs)
-
-    def ok(self, command: str) -> bool:
-        return self.run(command, warn=True).ok
-
-    def read(self, command: str) -> str:
-        return self.run(command).stdout
-
-
-def bench_config_toml(effective: dict, rate: int, port: int) -> str:
+def bench_config_toml(effective: Config, rate: int, port: int) -> str:
     """The host's effective config with the offered rate, segment prefix and API port of a
     bench run: a separate instance on the same cores, touching nothing of production's."""
     data = {section: dict(values) for section, values in effective.items()}
@@ -308,16 +340,64 @@ def report_dir(options: BenchOptions, label: str, started: dt.datetime) -> Path:
     return Path("bench-results") / _safe(label) / _utc_stamp(started)
 
 
-def bench(conn, settings: Settings, options: BenchOptions) -> HostResult:
-    """Benchmark one host (see the module docstring); the report lands on this machine."""
-    host = _Host(conn, settings)
-    label = ui.host_label(conn)
-    started = dt.datetime.now(dt.UTC)
+# ------------------------------------------------------------------------ on the host
 
-    profile_path = settings.path(INSTALLED_PROFILE)
-    profile = installed_profile(conn, settings)  # what the host was tuned and deployed with
+
+class _Host:
+    """Commands on one host: by default a failing command raises (invoke's UnexpectedExit)."""
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+
+    def run(self, command: str, *, warn: bool = False) -> Result:
+        result: Result = self.conn.run(command, hide=True, in_stream=False, warn=warn)
+        return result
+
+    def start(self, command: str) -> Promise:
+        """``command`` running in the background; ``.join()`` waits for its result."""
+        promise: Promise = self.conn.run(
+            command, hide=True, in_stream=False, warn=True, asynchronous=True
+        )
+        return promise
+
+    def ok(self, command: str) -> bool:
+        return bool(self.run(command, warn=True).ok)
+
+    def read(self, command: str) -> str:
+        return str(self.run(command).stdout)
+
+
+@dataclass(frozen=True)
+class _Bench:
+    """One bench on one host: what its steps share."""
+
+    conn: Connection
+    host: _Host
+    settings: Settings
+    options: BenchOptions
+    label: str  # the host as the operator named it
+    started: dt.datetime
+    profile: TuningProfile  # what the host was tuned and deployed with
+    prefix: str  # its install prefix, under the settings' root
+    venv_bin: str  # the current release's venv bin, quoted once: every use is a command
+    effective: Config  # the host's effective service config
+    slo: dict[str, float]  # the objectives of its [slo], in microseconds
+    instance_id: str
+    as_service: str  # the prefix that runs a command as the service's user ("" as the login)
+    runner: str  # the command prefix of the service's runs: user, environment, taskset
+
+    @property
+    def service(self) -> str:
+        return f"{self.venv_bin}/trading-service"
+
+
+def _prepare(conn: Connection, settings: Settings, options: BenchOptions) -> _Bench:
+    """Everything the bench needs to know about the host before it touches anything."""
+    host = _Host(conn)
+    started = dt.datetime.now(dt.UTC)
+    profile = installed_profile(conn, settings)
     prefix = settings.path(profile.install_prefix)
-    venv_bin = shlex.quote(f"{prefix}/current/venv/bin")  # quoted once: every use is a command
+    venv_bin = shlex.quote(f"{prefix}/current/venv/bin")
     service = f"{venv_bin}/trading-service"
     if not host.ok(f"test -x {service}"):
         raise OpsError(f"no release deployed at {prefix}/current: run `fab deploy` first")
@@ -342,118 +422,31 @@ def bench(conn, settings: Settings, options: BenchOptions) -> HostResult:
         env += f"NUMBA_CACHE_DIR={shlex.quote(cache)} "
     all_cpus = cpulist(profile.housekeeping + profile.isolated)
     runner = f"{as_service}{env}taskset -c {all_cpus} "
+    return _Bench(
+        conn=conn,
+        host=host,
+        settings=settings,
+        options=options,
+        label=ui.host_label(conn),
+        started=started,
+        profile=profile,
+        prefix=prefix,
+        venv_bin=venv_bin,
+        effective=effective,
+        slo=slo,
+        instance_id=instance_id,
+        as_service=as_service,
+        runner=runner,
+    )
 
-    doc: dict = {
-        "schema": 1,
-        "host": label,
-        "instance_id": instance_id,
-        "started_at": started.isoformat(timespec="seconds"),
-        "duration_s": options.duration_s,
-        "rates": [{"label": rate_label(r), "offered": r} for r in options.rates],
-        "profile": {
-            "isolated": cpulist(profile.isolated),
-            "housekeeping": cpulist(profile.housekeeping),
-            "vcpus": profile.vcpus,
-        },
-        "cores": effective.get("cores", {}),
-        "slo_us": slo,
-    }
 
-    ui.step(conn, f"check-host against {profile_path}")
-    doc["check_host"] = _check_host(host, service, profile_path)
-    if doc["check_host"].get("ok") is False:
-        failed = [c["name"] for c in doc["check_host"].get("checks", []) if c["status"] == "fail"]
-        ui.warn(
-            conn,
-            f"HOST TUNING FAILS: {len(failed)} check(s) failed ({', '.join(failed)}); "
-            "benchmarking anyway, the figures are from an untuned host",
-        )
-    elif "error" in doc["check_host"]:
-        ui.warn(conn, f"CHECK-HOST DID NOT RUN: {doc['check_host']['error']}; carrying on")
-
-    in_dir = host.read("mktemp -d /tmp/lowlat-bench-in.XXXXXX").strip()
-    out_dir = ""
-    engine_was_active = False
-    engine = {"unit": ENGINE_UNIT, "was_active": False, "restarted": None}
-    runs: dict[str, dict] = {}
-    problems: list[str] = []
-    try:
-        host.run(f"chmod 755 {in_dir}")
-        conn.put(io.BytesIO(DRIVER.read_bytes()), f"{in_dir}/bench_driver.py")
-        out_dir = host.read(f"{as_service}mktemp -d /tmp/lowlat-bench-out.XXXXXX").strip()
-        host.run(f"{as_service}chmod 755 {out_dir}")
-
-        systemctl = settings.systemctl
-        engine_was_active = host.ok(f"{systemctl} is-active --quiet {ENGINE_UNIT}")
-        engine["was_active"] = engine_was_active
-        if engine_was_active:
-            ui.warn(
-                conn,
-                f"STOPPING {ENGINE_UNIT} for the bench: it spins on the same isolated cores; "
-                "it is started again when the bench ends",
-            )
-            host.run(settings.privileged(f"{systemctl} stop {ENGINE_UNIT}"))
-
-        total = options.jitter_s + JITTER_OVERHEAD_S
-        total += len(options.rates) * (options.duration_s + RUN_OVERHEAD_S)
-        python = f"{venv_bin}/python"  # the release's interpreter; the driver needs only stdlib
-        driver = f"{python} {in_dir}/bench_driver.py"
-        session = _RateRuns(
-            host, conn, options, in_dir, out_dir, runner, python, driver, service, effective, slo
-        )
-        with ui.progress_task(f"{label} bench", total) as advance:
-            ui.step(conn, f"jitter probe on isolated CPUs {cpulist(profile.isolated)}")
-            jitter_dir = f"{out_dir}/jitter"
-            command = (
-                f"{runner}{driver} --dir {jitter_dir} --stdout jitter.json -- "
-                f"{service} jitter --cpus {cpulist(profile.isolated)} "
-                f"--duration {options.jitter_s:g} --json"
-            )
-            result = _timed(host, command, advance, options.jitter_s + JITTER_OVERHEAD_S)
-            if result.ok:
-                doc["jitter"] = json.loads(host.read(f"cat {jitter_dir}/jitter.json"))
-            else:
-                tail = _tail(host, f"{jitter_dir}/jitter.json.stderr")
-                doc["jitter"] = {"error": tail or f"exit {result.exited}"}
-                ui.warn(conn, f"JITTER PROBE FAILED: {doc['jitter']['error']}")
-
-            for rate in options.rates:
-                name = rate_label(rate)
-                ui.step(
-                    conn,
-                    f"service at {rate:,} msgs/s for {options.duration_s:g} s "
-                    f"on cores {_cores_text(effective.get('cores', {}))}",
-                )
-                runs[name] = _run_rate(session, rate, advance)
-                if runs[name].get("error"):
-                    problems.append(f"{name}: {runs[name]['error']}")
-    except KeyboardInterrupt:
-        ui.warn(conn, "INTERRUPTED: stopping this bench's processes on the host")
-        if out_dir:
-            _stop_driver(host, as_service, out_dir)
-        raise
-    finally:
-        if engine_was_active:
-            ui.step(conn, f"starting {ENGINE_UNIT} again")
-            restarted = host.run(
-                settings.privileged(f"{settings.systemctl} start {ENGINE_UNIT}"), warn=True
-            )
-            engine["restarted"] = restarted.ok
-            if not restarted.ok:
-                ui.warn(conn, f"{ENGINE_UNIT} DID NOT START AGAIN: start it by hand")
-        host.run(f"rm -rf {in_dir}", warn=True)
-        if out_dir:
-            host.run(f"{as_service}rm -rf {out_dir}", warn=True)
-
-    finished = dt.datetime.now(dt.UTC)
-    doc["engine"] = engine
-    doc["runs"] = runs
-    doc["finished_at"] = finished.isoformat(timespec="seconds")
-    doc["slo_missed"] = any(not run["verdict"]["pass"] for run in runs.values())
-    doc["problems"] = problems
-    doc["ok"] = not doc["slo_missed"] and not problems and engine["restarted"] is not False
-
-    out = report_dir(options, label, started)
+def bench(conn: Connection, settings: Settings, options: BenchOptions) -> HostResult:
+    """Benchmark one host (see the module docstring); the report lands on this machine."""
+    b = _prepare(conn, settings, options)
+    check = _check_tuning(b)
+    measured = _measure(b)
+    doc = _document(b, check, measured)
+    out = report_dir(options, b.label, b.started)
     doc["report_dir"] = str(out)
     from ops import report  # matplotlib: only when a report is drawn
 
@@ -463,7 +456,7 @@ def bench(conn, settings: Settings, options: BenchOptions) -> HostResult:
         raise OpsError(f"cannot write the report to {out}: {exc.strerror}") from None
     ui.step(conn, f"report: {out}/ ({', '.join(f.name for f in files)})")
 
-    _store_last(host, conn, settings, prefix, last_result(doc))
+    _store_last(b, last_result(doc))
 
     published = ""
     if options.publish:
@@ -471,10 +464,177 @@ def bench(conn, settings: Settings, options: BenchOptions) -> HostResult:
 
         count = publish.publish(doc)
         published = f"; published {count} metrics to CloudWatch"
+    return _host_result(doc, out, published)
+
+
+def _check_tuning(b: _Bench) -> CheckHostDoc:
+    """check-host against the installed profile; a host that fails it is benchmarked anyway."""
+    profile_path = b.settings.path(INSTALLED_PROFILE)
+    ui.step(b.conn, f"check-host against {profile_path}")
+    check = _check_host(b.host, b.service, profile_path)
+    if check.get("ok") is False:
+        failed = [c["name"] for c in check.get("checks", []) if c["status"] == "fail"]
+        ui.warn(
+            b.conn,
+            f"HOST TUNING FAILS: {len(failed)} check(s) failed ({', '.join(failed)}); "
+            "benchmarking anyway, the figures are from an untuned host",
+        )
+    elif "error" in check:
+        ui.warn(b.conn, f"CHECK-HOST DID NOT RUN: {check['error']}; carrying on")
+    return check
+
+
+@dataclass(frozen=True)
+class _Measured:
+    """What the bench measured on the host, and what it did to the engine meanwhile."""
+
+    engine: EngineDoc
+    jitter: JitterDoc
+    runs: dict[str, RunResult]
+    problems: list[str]
+
+
+def _measure(b: _Bench) -> _Measured:
+    """The jitter probe and the runs, with the production engine stopped meanwhile and started
+    again afterwards, however the bench ends (a failure, Ctrl-C)."""
+    host = b.host
+    in_dir = host.read("mktemp -d /tmp/lowlat-bench-in.XXXXXX").strip()
+    out_dir = ""
+    engine: EngineDoc = {"unit": ENGINE_UNIT, "was_active": False, "restarted": None}
+    try:
+        host.run(f"chmod 755 {in_dir}")
+        b.conn.put(io.BytesIO(DRIVER.read_bytes()), f"{in_dir}/bench_driver.py")
+        out_dir = host.read(f"{b.as_service}mktemp -d /tmp/lowlat-bench-out.XXXXXX").strip()
+        host.run(f"{b.as_service}chmod 755 {out_dir}")
+        engine["was_active"] = host.ok(f"{b.settings.systemctl} is-active --quiet {ENGINE_UNIT}")
+        if engine["was_active"]:
+            ui.warn(
+                b.conn,
+                f"STOPPING {ENGINE_UNIT} for the bench: it spins on the same isolated cores; "
+                "it is started again when the bench ends",
+            )
+            host.run(b.settings.privileged(f"{b.settings.systemctl} stop {ENGINE_UNIT}"))
+        jitter, runs, problems = _run_all(_Session(b, in_dir, out_dir))
+    except KeyboardInterrupt:
+        ui.warn(b.conn, "INTERRUPTED: stopping this bench's processes on the host")
+        if out_dir:
+            _stop_driver(host, b.as_service, out_dir)
+        raise
+    finally:
+        if engine["was_active"]:
+            engine["restarted"] = _start_engine(b)
+        host.run(f"rm -rf {in_dir}", warn=True)
+        if out_dir:
+            host.run(f"{b.as_service}rm -rf {out_dir}", warn=True)
+    return _Measured(engine, jitter, runs, problems)
+
+
+def _start_engine(b: _Bench) -> bool:
+    ui.step(b.conn, f"starting {ENGINE_UNIT} again")
+    restarted = b.host.run(
+        b.settings.privileged(f"{b.settings.systemctl} start {ENGINE_UNIT}"), warn=True
+    )
+    if not restarted.ok:
+        ui.warn(b.conn, f"{ENGINE_UNIT} DID NOT START AGAIN: start it by hand")
+    return bool(restarted.ok)
+
+
+@dataclass(frozen=True)
+class _Session:
+    """The bench's work directories on the host: the driver and run configs go up to
+    ``in_dir``; the runs write their figures under ``out_dir`` (as the service's user)."""
+
+    bench: _Bench
+    in_dir: str
+    out_dir: str
+
+    @property
+    def python(self) -> str:
+        return f"{self.bench.venv_bin}/python"  # the release's; the driver needs only stdlib
+
+    @property
+    def driver(self) -> str:
+        return f"{self.python} {self.in_dir}/bench_driver.py"
+
+
+def _run_all(s: _Session) -> tuple[JitterDoc, dict[str, RunResult], list[str]]:
+    """The jitter probe, then one run per offered rate, under one progress bar."""
+    b, options = s.bench, s.bench.options
+    total = options.jitter_s + JITTER_OVERHEAD_S
+    total += len(options.rates) * (options.duration_s + RUN_OVERHEAD_S)
+    runs: dict[str, RunResult] = {}
+    problems: list[str] = []
+    with ui.progress_task(f"{b.label} bench", total) as advance:
+        jitter = _jitter(s, advance)
+        for rate in options.rates:
+            name = rate_label(rate)
+            ui.step(
+                b.conn,
+                f"service at {rate:,} msgs/s for {options.duration_s:g} s "
+                f"on cores {_cores_text(b.effective.get('cores', {}))}",
+            )
+            runs[name] = _run_rate(s, rate, advance)
+            error = runs[name].get("error")
+            if error:
+                problems.append(f"{name}: {error}")
+    return jitter, runs, problems
+
+
+def _jitter(s: _Session, advance: Advance) -> JitterDoc:
+    """The jitter probe on the profile's isolated CPUs."""
+    b = s.bench
+    isolated = cpulist(b.profile.isolated)
+    ui.step(b.conn, f"jitter probe on isolated CPUs {isolated}")
+    jitter_dir = f"{s.out_dir}/jitter"
+    command = (
+        f"{b.runner}{s.driver} --dir {jitter_dir} --stdout jitter.json -- "
+        f"{b.service} jitter --cpus {isolated} --duration {b.options.jitter_s:g} --json"
+    )
+    result = _timed(b.host, command, advance, b.options.jitter_s + JITTER_OVERHEAD_S)
+    if result.ok:
+        doc: JitterDoc = json.loads(b.host.read(f"cat {jitter_dir}/jitter.json"))
+        return doc
+    error = _tail(b.host, f"{jitter_dir}/jitter.json.stderr") or f"exit {result.exited}"
+    ui.warn(b.conn, f"JITTER PROBE FAILED: {error}")
+    return {"error": error}
+
+
+def _document(b: _Bench, check: CheckHostDoc, measured: _Measured) -> BenchDoc:
+    """Every figure of the bench: the report's bench.json."""
+    runs, engine = measured.runs, measured.engine
+    slo_missed = any(not run["verdict"]["pass"] for run in runs.values())
+    return {
+        "schema": 1,
+        "host": b.label,
+        "instance_id": b.instance_id,
+        "started_at": b.started.isoformat(timespec="seconds"),
+        "duration_s": b.options.duration_s,
+        "rates": [{"label": rate_label(r), "offered": r} for r in b.options.rates],
+        "profile": {
+            "isolated": cpulist(b.profile.isolated),
+            "housekeeping": cpulist(b.profile.housekeeping),
+            "vcpus": b.profile.vcpus,
+        },
+        "cores": b.effective.get("cores", {}),
+        "slo_us": b.slo,
+        "check_host": check,
+        "jitter": measured.jitter,
+        "engine": engine,
+        "runs": runs,
+        "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "slo_missed": slo_missed,
+        "problems": measured.problems,
+        "ok": not slo_missed and not measured.problems and engine["restarted"] is not False,
+    }
+
+
+def _host_result(doc: BenchDoc, out: Path, published: str) -> HostResult:
+    """The bench's verdict on the host: runs that failed, an engine left stopped, SLOs missed."""
+    runs, problems = doc["runs"], doc["problems"]
     missed = [name for name, run in runs.items() if not run["verdict"]["pass"]]
     if problems:
         return HostResult(False, f"bench runs failed: {'; '.join(problems)}", doc)
-    if engine["restarted"] is False:
+    if doc["engine"]["restarted"] is False:
         return HostResult(False, f"{ENGINE_UNIT} did not start again after the bench", doc)
     if missed:
         return HostResult(
@@ -483,7 +643,7 @@ def bench(conn, settings: Settings, options: BenchOptions) -> HostResult:
     return HostResult(True, f"every SLO met at {', '.join(runs)}; report {out}/{published}", doc)
 
 
-def _cores_text(cores: dict) -> str:
+def _cores_text(cores: Mapping[str, object]) -> str:
     return ", ".join(f"{stage} {cpu}" for stage, cpu in cores.items()) or "(default)"
 
 
@@ -497,21 +657,22 @@ def _instance_id(host: _Host) -> str:
     return host.read("hostname").strip()
 
 
-def _check_host(host: _Host, service: str, profile_path: str) -> dict:
+def _check_host(host: _Host, service: str, profile_path: str) -> CheckHostDoc:
     command = f"{service} check-host --json --profile {shlex.quote(profile_path)}"
     result = host.run(command, warn=True)
     if result.exited in (0, 1):
         try:
-            return json.loads(result.stdout)
+            report: CheckHostDoc = json.loads(result.stdout)
+            return report
         except ValueError:
             pass
     line = (result.stderr.strip().splitlines() or [f"exit {result.exited}"])[-1]
     return {"error": line}
 
 
-def _timed(host: _Host, command: str, advance, budget_s: float):
+def _timed(host: _Host, command: str, advance: Advance, budget_s: float) -> Result:
     """Run ``command``, moving the progress bar with the clock up to ``budget_s``."""
-    promise = host.run(command, warn=True, asynchronous=True)
+    promise = host.start(command)
     start = time.monotonic()
     given = 0.0
     while not promise.runner.process_is_finished:
@@ -527,78 +688,46 @@ def _timed(host: _Host, command: str, advance, budget_s: float):
 
 def _tail(host: _Host, path: str) -> str:
     text = host.run(f"tail -n 5 {path}", warn=True).stdout.strip().splitlines()
-    return text[-1] if text else ""
+    return str(text[-1]) if text else ""
 
 
-@dataclass(frozen=True)
-class _RateRuns:
-    """What every offered-rate run of one bench on one host shares."""
-
-    host: _Host
-    conn: object  # the Fabric connection (uploads)
-    options: BenchOptions
-    in_dir: str  # the bench's upload directory on the host
-    out_dir: str  # where the runs write their figures on the host
-    runner: str  # the command prefix: service user, environment, taskset
-    python: str  # the release's interpreter
-    driver: str  # the sampling driver, run by that interpreter
-    service: str  # the release's trading-service
-    effective: dict  # the host's effective service config
-    slo: dict
-
-
-def _run_rate(runs: _RateRuns, rate: int, advance) -> dict:
+def _run_rate(s: _Session, rate: int, advance: Advance) -> RunResult:
     """One ``trading-service run`` at ``rate``, sampled; its figures, pulled back."""
-    host = runs.host
+    b, host = s.bench, s.bench.host
     name = rate_label(rate)
     port = int(
         host.read(
-            f'{runs.python} -c "import socket; s = socket.socket(); '
+            f'{s.python} -c "import socket; s = socket.socket(); '
             "s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])\""
         ).strip()
     )
-    config_path = f"{runs.in_dir}/bench-{name}.toml"
-    runs.conn.put(io.BytesIO(bench_config_toml(runs.effective, rate, port).encode()), config_path)
-    run_dir = f"{runs.out_dir}/run-{name}"
+    config_path = f"{s.in_dir}/bench-{name}.toml"
+    b.conn.put(io.BytesIO(bench_config_toml(b.effective, rate, port).encode()), config_path)
+    run_dir = f"{s.out_dir}/run-{name}"
     command = (
-        f"{runs.runner}{runs.driver} --dir {run_dir} --stdout run.txt "
+        f"{b.runner}{s.driver} --dir {run_dir} --stdout run.txt "
         f"--url http://127.0.0.1:{port}/latest -- "
-        f"{runs.service} run --config {config_path} --duration {runs.options.duration_s:g} "
+        f"{b.service} run --config {config_path} --duration {b.options.duration_s:g} "
         f"--json {run_dir}/run.json --telemetry"
     )
-    result = _timed(host, command, advance, runs.options.duration_s + RUN_OVERHEAD_S)
-    figures = None
+    result = _timed(host, command, advance, b.options.duration_s + RUN_OVERHEAD_S)
+    figures: RunFigures | None = None
     if host.ok(f"test -s {run_dir}/run.json"):
         figures = json.loads(host.read(f"cat {run_dir}/run.json"))
-    samples = []
-    for line in host.run(f"cat {run_dir}/latest.jsonl", warn=True).stdout.splitlines():
-        try:
-            samples.append(json.loads(line))
-        except ValueError:
-            continue
+    samples = _samples(host, f"{run_dir}/latest.jsonl")
     if figures is None:
         error = _tail(host, f"{run_dir}/run.txt.stderr") or f"exit {result.exited}"
-        empty = {"count": 0, **{k: None for k, _ in QUANTILES}, "max": None, "mean": None}
-        return {
-            "offered_rate": rate,
-            "achieved_rate": None,
-            "latency_ns": empty,
-            "histogram_ns": {"buckets": [], "sum": 0, "max": 0},
-            "timeline": timeline(samples),
-            "verdict": verdict(empty, runs.slo),
-            "exit_code": result.exited,
-            "error": error,
-        }
+        return _failed_run(rate, samples, result.exited, error, b.slo)
     histogram = figures["latency_histograms_ns"]["tick_to_order"]
     latency = latency_figures(histogram)
-    run = {
+    run: RunResult = {
         "offered_rate": rate,
         "achieved_rate": figures["rates_per_s"]["md_messages"],
         "elapsed_s": figures["elapsed_s"],
         "latency_ns": latency,
         "histogram_ns": histogram,
         "timeline": timeline(samples),
-        "verdict": verdict(latency, runs.slo),
+        "verdict": verdict(latency, b.slo),
         "exit_code": figures["exit_code"],
         "counters": figures["counters"],
         "processes": figures["processes"],
@@ -606,6 +735,35 @@ def _run_rate(runs: _RateRuns, rate: int, advance) -> dict:
     if figures["exit_code"] != 0 or result.exited != 0:
         run["error"] = "; ".join(figures.get("problems") or []) or f"exit {result.exited}"
     return run
+
+
+def _samples(host: _Host, path: str) -> list[LatestSample]:
+    """The driver's /latest samples (a line cut short by the run's end is skipped)."""
+    samples: list[LatestSample] = []
+    for line in host.run(f"cat {path}", warn=True).stdout.splitlines():
+        try:
+            samples.append(json.loads(line))
+        except ValueError:
+            continue
+    return samples
+
+
+def _failed_run(
+    rate: int, samples: list[LatestSample], exit_code: int, error: str, slo: Mapping[str, float]
+) -> RunResult:
+    """A run that left no figures: empty latencies, the SLO missed, and why."""
+    empty: LatencyFigures = {"count": 0, "p50": None, "p90": None, "p99": None, "p999": None,
+                             "p9999": None, "max": None, "mean": None}  # fmt: skip
+    return {
+        "offered_rate": rate,
+        "achieved_rate": None,
+        "latency_ns": empty,
+        "histogram_ns": {"buckets": [], "sum": 0, "max": 0},
+        "timeline": timeline(samples),
+        "verdict": verdict(empty, slo),
+        "exit_code": exit_code,
+        "error": error,
+    }
 
 
 def _stop_driver(host: _Host, as_service: str, out_dir: str) -> None:
@@ -621,16 +779,17 @@ def _stop_driver(host: _Host, as_service: str, out_dir: str) -> None:
             )
 
 
-def _store_last(host: _Host, conn, settings: Settings, prefix: str, last: dict) -> None:
+def _store_last(b: _Bench, last: LastResult) -> None:
     """<install_prefix>/bench/last.json on the host, replaced in one rename."""
-    last_path = Layout(prefix).bench_last
+    host, privileged = b.host, b.settings.privileged
+    last_path = Layout(b.prefix).bench_last
     bench_dir = last_path.rsplit("/", 1)[0]
     staged = host.read("mktemp /tmp/lowlat-bench-last.XXXXXX").strip()
     try:
-        conn.put(io.BytesIO((json.dumps(last, indent=2) + "\n").encode()), staged)
-        host.run(settings.privileged(f"mkdir -p {bench_dir}"))
-        host.run(settings.privileged(f"cp {staged} {bench_dir}/.last.json.tmp"))
-        host.run(settings.privileged(f"chmod 644 {bench_dir}/.last.json.tmp"))
-        host.run(settings.privileged(f"mv -f {bench_dir}/.last.json.tmp {last_path}"))
+        b.conn.put(io.BytesIO((json.dumps(last, indent=2) + "\n").encode()), staged)
+        host.run(privileged(f"mkdir -p {bench_dir}"))
+        host.run(privileged(f"cp {staged} {bench_dir}/.last.json.tmp"))
+        host.run(privileged(f"chmod 644 {bench_dir}/.last.json.tmp"))
+        host.run(privileged(f"mv -f {bench_dir}/.last.json.tmp {last_path}"))
     finally:
         host.run(f"rm -f {staged}", warn=True)

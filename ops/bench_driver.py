@@ -24,6 +24,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from types import FrameType
 
 
 def main() -> int:
@@ -43,7 +44,7 @@ def main() -> int:
     ):
         child = subprocess.Popen(command, stdout=out, stderr=err)
 
-        def forward(signum, frame):
+        def forward(signum: int, frame: FrameType | None) -> None:
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
 

@@ -20,9 +20,10 @@ import dataclasses
 import os
 import re
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from invoke.exceptions import Exit
 from rich.markup import escape  # summaries quote config like "[service] shm_dir": not markup
@@ -30,7 +31,14 @@ from rich.markup import escape  # summaries quote config like "[service] shm_dir
 from contracts.constants import EXIT_FAILED, EXIT_USAGE
 from ops.ui import console, err_console
 
-DEFAULT_SETTINGS = {
+if TYPE_CHECKING:
+    from invoke.config import Config
+    from invoke.context import Context
+
+# fabric ships no types: to mypy its Connection is Any; the alias names it for the reader.
+Connection = Any
+
+DEFAULT_SETTINGS: dict[str, str | bool | int | float] = {
     # The file system root the host paths (/opt/lowlat, /etc/lowlat, /etc/systemd/system) live
     # under: "/" on a real host, a throwaway directory in the tests.
     "root": "/",
@@ -64,8 +72,9 @@ class Settings:
     wheelhouse_cache: str
 
     @classmethod
-    def from_config(cls, config) -> Settings:
-        section = dict(DEFAULT_SETTINGS)
+    def from_config(cls, config: Config) -> Settings:
+        # values as the YAML file gave them (invoke's config is untyped); checked below
+        section: dict[str, Any] = dict(DEFAULT_SETTINGS)
         section.update(dict(config.get("lowlat", {}) or {}))
         unknown = set(section) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
@@ -101,7 +110,7 @@ class HostResult:
 
     ok: bool
     summary: str
-    details: dict = field(default_factory=dict)
+    details: Mapping[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -125,8 +134,14 @@ def _split_hosts(text: str) -> list[str]:
 
 def stack_hosts(stack: str) -> list[StackHost]:
     """The hosts a CloudFormation stack's outputs name (``Host<N>InstanceId``/``PublicDnsName``)."""
-    import boto3  # only --stack needs it; keep `fab --list` fast
-    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+    # only --stack needs them; keep `fab --list` fast. boto3 ships no types (no stubs here)
+    import boto3  # type: ignore[import-untyped]
+    from botocore.exceptions import (  # type: ignore[import-untyped]
+        BotoCoreError,
+        ClientError,
+        NoCredentialsError,
+        NoRegionError,
+    )
 
     try:
         # a session of its own: the default one is not thread-safe and caches credentials
@@ -178,13 +193,14 @@ def resolve_targets(host: str | None, hosts: str | None, stack: str | None) -> l
         return [host]
     if hosts:
         return _split_hosts(hosts)
+    assert stack is not None  # exactly one of the three was given
     return [h.address for h in stack_hosts(stack)]
 
 
 # ---------------------------------------------------------------------------- connecting
 
 
-def _connection_error(name: str, conn, exc: BaseException) -> OpsError:
+def _connection_error(name: str, conn: Connection, exc: BaseException) -> OpsError:
     """One line for why ``name`` could not be reached, saying what to check."""
     import paramiko
 
@@ -210,7 +226,7 @@ def _connection_error(name: str, conn, exc: BaseException) -> OpsError:
     return OpsError(f"SSH to {where} failed: {type(exc).__name__}: {exc}")
 
 
-def connect(c, name: str, settings: Settings):
+def connect(c: Context, name: str, settings: Settings) -> Connection:
     """An open Fabric connection to ``name``, with the task's config (SSH config, keys)."""
     from fabric import Connection
 
@@ -225,7 +241,10 @@ def connect(c, name: str, settings: Settings):
 # ----------------------------------------------------------------------------- running
 
 
-def _run_one(c, task_name: str, name: str, settings: Settings, fn) -> HostResult:
+HostTask = Callable[[Connection, Settings], HostResult]  # what a task does on one host
+
+
+def _run_one(c: Context, task_name: str, name: str, settings: Settings, fn: HostTask) -> HostResult:
     try:
         conn = connect(c, name, settings)
     except OpsError as exc:
@@ -250,12 +269,12 @@ def _run_one(c, task_name: str, name: str, settings: Settings, fn) -> HostResult
 
 
 def for_each_host(
-    c,
+    c: Context,
     task_name: str,
     host: str | None,
     hosts: str | None,
     stack: str | None,
-    fn: Callable[..., HostResult],
+    fn: HostTask,
 ) -> dict[str, HostResult]:
     """Run ``fn(conn, settings)`` on every target host; exit non-zero when any fails.
 

@@ -13,20 +13,37 @@ Region, credentials and endpoint come from boto3's usual sources (``AWS_REGION``
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any, TypedDict
 
 from ami.cloudwatch import BENCH_DIMENSIONS, BENCH_METRICS, NAMESPACE
+from ops.bench_doc import BenchDoc
 from ops.hosts import OpsError
 
 UNITS = {"bench_achieved_rate": "Count/Second", "bench_slo_missed": "Count"}
 
 
-def metric_data(doc: dict) -> list[dict]:
+class Dimension(TypedDict):
+    Name: str
+    Value: str
+
+
+class MetricDatum(TypedDict):
+    """One entry of PutMetricData's ``MetricData``."""
+
+    MetricName: str
+    Dimensions: list[Dimension]
+    Timestamp: dt.datetime
+    Value: float
+    Unit: str
+
+
+def metric_data(doc: BenchDoc) -> list[MetricDatum]:
     """The ``MetricData`` entries for a bench document (``ops.bench``), every rate."""
     timestamp = dt.datetime.fromisoformat(doc["finished_at"])
-    data = []
+    data: list[MetricDatum] = []
     for label, run in doc["runs"].items():
         lat = run["latency_ns"]
-        values = {
+        values: dict[str, float | None] = {
             "bench_tick_to_order_p50_seconds": lat.get("p50"),
             "bench_tick_to_order_p99_seconds": lat.get("p99"),
             "bench_tick_to_order_p999_seconds": lat.get("p999"),
@@ -60,7 +77,7 @@ NO_CREDENTIALS = "--publish: no AWS credentials: configure them (aws configure, 
 def preflight() -> None:
     """Fail before the bench, not after it, when CloudWatch cannot be reached for want of a
     region or credentials."""
-    import boto3
+    import boto3  # type: ignore[import-untyped]  # ships no types (no stubs here)
 
     session = boto3.session.Session()
     if not session.region_name:
@@ -69,10 +86,17 @@ def preflight() -> None:
         raise OpsError(NO_CREDENTIALS)
 
 
-def publish(doc: dict, client=None) -> int:
-    """Send the bench's figures; the number of data points sent."""
-    import boto3  # only --publish needs it
-    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+def publish(doc: BenchDoc, client: Any = None) -> int:
+    """Send the bench's figures; the number of data points sent. ``client``: a boto3
+    CloudWatch client (untyped), by default one from boto3's usual configuration."""
+    # only --publish needs them; botocore ships no types (no stubs here), as boto3 (above)
+    import boto3
+    from botocore.exceptions import (  # type: ignore[import-untyped]
+        BotoCoreError,
+        ClientError,
+        NoCredentialsError,
+        NoRegionError,
+    )
 
     data = metric_data(doc)
     try:

@@ -21,17 +21,33 @@ for it.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from ops.bench_doc import BenchDoc, ObjectiveKey
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 FIGSIZE = (10, 6)  # inches
 DPI = 100
 PIXELS = (FIGSIZE[0] * DPI, FIGSIZE[1] * DPI)  # (width, height)
-PERCENTILES = (
+PercentileKey = Literal["p50", "p90", "p99", "p999", "p9999", "max"]
+PERCENTILES: tuple[tuple[PercentileKey, str], ...] = (
     ("p50", "p50"),
     ("p90", "p90"),
     ("p99", "p99"),
     ("p999", "p99.9"),
     ("p9999", "p99.99"),
+    ("max", "max"),
+)
+SLO_KEYS: tuple[ObjectiveKey, ...] = ("p50", "p99", "p999")  # the objectives of [slo]
+JitterKey = Literal["p50", "p99", "p999", "max"]
+JITTER_BARS: tuple[tuple[JitterKey, str], ...] = (
+    ("p50", "p50"),
+    ("p99", "p99"),
+    ("p999", "p99.9"),
     ("max", "max"),
 )
 FILES = (
@@ -44,16 +60,16 @@ FILES = (
 )
 
 
-def fmt_us(ns) -> str:
+def fmt_us(ns: float | None) -> str:
     """Nanoseconds as the summary shows them: microseconds, 2 decimals; "-" for no data."""
     return "-" if ns is None else f"{ns / 1000:,.2f}"
 
 
-def fmt_rate(rate) -> str:
+def fmt_rate(rate: float | None) -> str:
     return "-" if rate is None else f"{rate:,.0f}"
 
 
-def render(doc: dict, out: Path) -> list[Path]:
+def render(doc: BenchDoc, out: Path) -> list[Path]:
     """Write every report file for ``doc`` into ``out`` (created); the paths written."""
     import matplotlib
 
@@ -63,12 +79,13 @@ def render(doc: dict, out: Path) -> list[Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, draw in (
+    charts: tuple[tuple[str, Callable[[Axes, BenchDoc], None]], ...] = (
         ("latency_percentiles.png", _percentiles),
         ("latency_histogram.png", _histogram),
         ("throughput.png", _throughput),
         ("jitter.png", _jitter),
-    ):
+    )
+    for name, draw in charts:
         fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
         try:
             draw(ax, doc)
@@ -85,15 +102,15 @@ def render(doc: dict, out: Path) -> list[Path]:
     return written
 
 
-def _title(ax, doc: dict, what: str) -> None:
+def _title(ax: Axes, doc: BenchDoc, what: str) -> None:
     ax.set_title(f"{what} — {doc['host']} ({doc['instance_id']}), {doc['started_at']}")
 
 
-def _no_data(ax, text: str) -> None:
+def _no_data(ax: Axes, text: str) -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes)
 
 
-def _percentiles(ax, doc: dict) -> None:
+def _percentiles(ax: Axes, doc: BenchDoc) -> None:
     _title(ax, doc, "tick-to-order latency")
     xs = list(range(len(PERCENTILES)))
     drawn = False
@@ -113,7 +130,7 @@ def _percentiles(ax, doc: dict) -> None:
         _no_data(ax, "no latency recorded")
 
 
-def _histogram(ax, doc: dict) -> None:
+def _histogram(ax: Axes, doc: BenchDoc) -> None:
     _title(ax, doc, "tick-to-order latency histogram")
     drawn = False
     for label, run in doc["runs"].items():
@@ -136,7 +153,7 @@ def _histogram(ax, doc: dict) -> None:
         _no_data(ax, "no latency recorded")
 
 
-def _throughput(ax, doc: dict) -> None:
+def _throughput(ax: Axes, doc: BenchDoc) -> None:
     _title(ax, doc, "throughput (per-second /latest samples)")
     drawn = False
     for label, run in doc["runs"].items():
@@ -165,18 +182,17 @@ def _throughput(ax, doc: dict) -> None:
         _no_data(ax, "no /latest samples while the stages ran")
 
 
-def _jitter(ax, doc: dict) -> None:
+def _jitter(ax: Axes, doc: BenchDoc) -> None:
     _title(ax, doc, "jitter per isolated core (gaps in a pinned busy loop)")
     cpus = (doc.get("jitter") or {}).get("cpus") or {}
     if not cpus:
         _no_data(ax, f"no jitter figures: {(doc.get('jitter') or {}).get('error', 'not run')}")
         return
-    keys = (("p50", "p50"), ("p99", "p99"), ("p999", "p99.9"), ("max", "max"))
-    width = 0.8 / len(keys)
+    width = 0.8 / len(JITTER_BARS)
     names = sorted(cpus, key=int)
-    for i, (key, shown) in enumerate(keys):
+    for i, (key, shown) in enumerate(JITTER_BARS):
         values = [(cpus[c].get(key) or 0) / 1000 for c in names]
-        positions = [n + (i - len(keys) / 2 + 0.5) * width for n in range(len(names))]
+        positions = [n + (i - len(JITTER_BARS) / 2 + 0.5) * width for n in range(len(names))]
         ax.bar(positions, values, width, label=shown)
     ax.set_xticks(range(len(names)), [f"cpu {c}" for c in names])
     ax.set_ylabel("gap, µs (log scale)")
@@ -184,7 +200,7 @@ def _jitter(ax, doc: dict) -> None:
     ax.legend()
 
 
-def summary_md(doc: dict) -> str:
+def summary_md(doc: BenchDoc) -> str:
     """The report's text: a table per offered rate against the SLOs, tuning, jitter."""
     slo = doc["slo_us"]
     objective = {
@@ -209,10 +225,10 @@ def summary_md(doc: dict) -> str:
         lat = run["latency_ns"]
         checks = run["verdict"]["checks"]
         cells = []
-        for key in ("p50", "p99", "p999"):
+        for key in SLO_KEYS:
             mark = "" if checks[key]["pass"] else " ✗"
             cells.append(f"{fmt_us(lat.get(key))}{mark}")
-        missed = [k for k in ("p50", "p99", "p999") if not checks[k]["pass"]]
+        missed = [k for k in SLO_KEYS if not checks[k]["pass"]]
         shown = "PASS" if run["verdict"]["pass"] else "MISS (" + ", ".join(missed) + ")"
         lines.append(
             f"| {fmt_rate(run['offered_rate'])} ({label}) | {fmt_rate(run['achieved_rate'])} | "
@@ -278,5 +294,5 @@ def summary_md(doc: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _cell(text) -> str:
+def _cell(text: object) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")

@@ -9,8 +9,10 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterator
+from typing import Protocol
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 console = Console(highlight=False, soft_wrap=True)
@@ -20,17 +22,28 @@ _progress: Progress | None = None
 _bars = 0
 
 
-def host_label(conn) -> str:
+class _Named(Protocol):
+    """What this module needs of a Fabric connection (fabric ships no types)."""
+
+    host: str
+
+
+def host_label(conn: _Named) -> str:
     """How a host is named in output: what the operator typed (alias or address)."""
-    return getattr(conn, "original_host", None) or conn.host
+    return str(getattr(conn, "original_host", None) or conn.host)
 
 
-def step(conn, text: str) -> None:
+def step(conn: _Named, text: str) -> None:
     """One line of what a task is doing on a host."""
     console.print(f"[bold cyan]{host_label(conn)}[/]  {text}")
 
 
-def warn(conn, text: str) -> None:
+def say(conn: _Named, text: str) -> None:
+    """A step line of plain text: what it quotes (paths, "[service] shm_dir") is not markup."""
+    step(conn, escape(text))
+
+
+def warn(conn: _Named, text: str) -> None:
     """A line the operator must not miss."""
     console.print(f"[bold cyan]{host_label(conn)}[/]  [bold white on red] {text} [/]")
 
@@ -53,8 +66,12 @@ def progress_task(description: str, total: float) -> Iterator[Callable[[float], 
         _bars += 1
         progress = _progress
         task_id = progress.add_task(description, total=total)
+
+    def advance(n: float = 1) -> None:
+        progress.advance(task_id, n)
+
     try:
-        yield lambda n=1: progress.advance(task_id, n)
+        yield advance
     finally:
         with _lock:
             progress.update(task_id, completed=total)

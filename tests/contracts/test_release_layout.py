@@ -1,16 +1,20 @@
 """The release record and what rollback and pruning choose from it (contracts/release_layout.py),
-and the small pure parts of ops/release.py: the host's platform tags, --since, runtime requirements.
-"""
+and small pure parts of ops: the host's platform tags (ops/remote.py), --since as journalctl
+takes it (ops/inspect.py), the runtime requirements a release ships (ops/build.py)."""
 
 from __future__ import annotations
 
+import re
+import tomllib
 import zipfile
 
 import pytest
 
 from contracts import release_layout as L
-from ops import release
+from ops import build, remote
+from ops import inspect as inspect_ops
 from ops.hosts import OpsError
+from tests.support.paths import REPO
 
 A = "20261101T000000Z-aaaaaaaaaaaa"
 B = "20261102T000000Z-bbbbbbbbbbbb"
@@ -53,11 +57,11 @@ def test_prune_keeps_the_newest_and_never_the_protected():
 
 
 def test_platform_tags_follow_the_hosts_glibc():
-    al2023 = release.HostFacts("aarch64", "3.11", (2, 34))
+    al2023 = remote.HostFacts("aarch64", "3.11", (2, 34))
     tags = al2023.platforms
     assert tags[0] == "manylinux_2_34_aarch64" and "manylinux_2_28_aarch64" in tags
     assert tags[-1] == "manylinux2014_aarch64" and al2023.abi == "cp311"
-    al2 = release.HostFacts("aarch64", "3.11", (2, 26))
+    al2 = remote.HostFacts("aarch64", "3.11", (2, 26))
     assert "manylinux_2_28_aarch64" not in al2.platforms  # numba's aarch64 wheels need 2.28
 
 
@@ -67,16 +71,20 @@ def test_platform_tags_follow_the_hosts_glibc():
      ("today", "today")],
 )  # fmt: skip
 def test_since_as_journalctl_takes_it(given, expected):
-    assert release.journal_since(given) == expected
+    assert inspect_ops.journal_since(given) == expected
 
 
 @pytest.mark.parametrize("given", ["", "1 parsec", "-1h; reboot", "1h ago"])
 def test_bad_since_is_one_clear_error(given):
     with pytest.raises(OpsError, match="use a duration like 15m"):
-        release.journal_since(given)
+        inspect_ops.journal_since(given)
+
+
+OPERATOR_LIBRARIES = ("aws-cdk-lib", "constructs", "cdk-nag", "fabric", "boto3", "matplotlib")
 
 
 def test_runtime_requirements_leave_out_the_operators_libraries(tmp_path):
+    # the METADATA setuptools writes from pyproject.toml: the operator's libraries in extras
     wheel = tmp_path / "lowlat-0.1.0-py3-none-any.whl"
     metadata = "\n".join(
         [
@@ -84,13 +92,31 @@ def test_runtime_requirements_leave_out_the_operators_libraries(tmp_path):
             "Name: lowlat",
             "Requires-Dist: numba>=0.60",
             "Requires-Dist: uvicorn[standard]>=0.29",
-            "Requires-Dist: aws-cdk-lib<3,>=2.275",
-            "Requires-Dist: fabric<4,>=3.2",
-            "Requires-Dist: boto3>=1.35",
-            "Requires-Dist: cdk_nag<3,>=2.38",
+            "Provides-Extra: infra",
+            'Requires-Dist: aws-cdk-lib<3,>=2.275; extra == "infra"',
+            'Requires-Dist: cdk_nag<3,>=2.38; extra == "infra"',
+            "Provides-Extra: ops",
+            'Requires-Dist: fabric<4,>=3.2; extra == "ops"',
+            'Requires-Dist: boto3>=1.35; extra == "ops"',
+            "Provides-Extra: dev",
             'Requires-Dist: pytest>=8; extra == "dev"',
+            'Requires-Dist: lowlat[infra,ops]; extra == "dev"',
         ]
     )
     with zipfile.ZipFile(wheel, "w") as z:
         z.writestr("lowlat-0.1.0.dist-info/METADATA", metadata)
-    assert release.runtime_requirements(wheel) == ["numba>=0.60", "uvicorn[standard]>=0.29"]
+    assert build.runtime_requirements(wheel) == ["numba>=0.60", "uvicorn[standard]>=0.29"]
+
+
+def test_the_projects_base_dependencies_hold_no_operator_library():
+    # What makes runtime_requirements enough: the wheel's base Requires-Dist is pyproject's
+    # [project] dependencies, and the operator's libraries live in extras, never there.
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    names = {re.split(r"[\s\[<>=!~;(]", d, maxsplit=1)[0].lower() for d in project["dependencies"]}
+    assert not names & set(OPERATOR_LIBRARIES), names & set(OPERATOR_LIBRARIES)
+    extras = {
+        re.split(r"[\s\[<>=!~;(]", d, maxsplit=1)[0].lower()
+        for group in ("infra", "ops")
+        for d in project["optional-dependencies"][group]
+    }
+    assert set(OPERATOR_LIBRARIES) <= extras

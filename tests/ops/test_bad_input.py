@@ -1,10 +1,10 @@
 """The release tasks given bad input: each one clear line, a non-zero exit, nothing half-deployed.
 
 Unknown host, refused SSH and a wrong key are handled for every task by ops/hosts.py; a host
-without the configured Python, a bad ``--ref``, a host that is not a lowlat image, a bad
-``--since`` and a rollback with nothing to go back to by ops/release.py. None of these starts
-the service, and none gets as far as uploading anything: after each, the host's install prefix
-holds no release and no ``current``.
+without the configured Python or not a lowlat image by ops/remote.py; a bad ``--ref`` by
+ops/build.py; a bad ``--since`` by ops/inspect.py; a rollback with nothing to go back to by
+ops/release.py. None of these starts the service, and none gets as far as uploading anything:
+after each, the host's install prefix holds no release and no ``current``.
 """
 
 from __future__ import annotations

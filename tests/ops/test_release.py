@@ -1,16 +1,20 @@
 """``fab deploy``, ``rollback``, ``status``, ``logs`` and ``check-host`` end to end.
 
-Against a real OpenSSH server on 127.0.0.1 (tests/loopback.py), into a throwaway root: the real
-``fab`` CLI builds the wheel from ``git archive HEAD`` and the wheelhouse, uploads them, makes
-the venv offline, renders the units with ``python -m ami apply``, swaps ``current`` and starts
-the real service from the installed units' own ExecStart lines through the test supervisor
-(tests/unit_supervisor.py: no systemd runs as PID 1 here). The tests share one host and run in
-order: first deploy, status/logs/check-host, a release that cannot become ready (rolled back by
-itself), a second good deploy, then ``fab rollback``.
+Against a real OpenSSH server on 127.0.0.1 (tests/support/loopback.py), into a throwaway root:
+the real ``fab`` CLI builds the wheel from ``git archive HEAD`` and the wheelhouse, uploads
+them, makes the venv offline, renders the units with ``python -m ami apply``, swaps ``current``
+and starts the real service from the installed units' own ExecStart lines through the test
+supervisor (tests/support/unit_supervisor.py: no systemd runs as PID 1 here).
+
+The tests share one host: the module-scoped fixture ``first`` makes the first deploy there and
+says what it made, so each test needs only the fixtures it names and any one of them runs on
+its own (``pytest tests/ops/test_release.py::test_check_host_prints_the_hosts_report``). In
+file order: first deploy, status/logs/check-host, a release that cannot become ready (rolled
+back by itself), a second good deploy, then ``fab rollback``.
 
 The engine busy-polls: run this module under ``flock /tmp/lowlat-spin.lock`` when others share
 the machine, e.g. ``flock /tmp/lowlat-spin.lock .venv/bin/python -m pytest
-tests/test_fab_deploy.py``.
+tests/ops/test_release.py``.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+from dataclasses import dataclass
 
 import httpx
 import pytest
@@ -43,10 +49,20 @@ def host(ssh_server, wheelhouse_cache, tmp_path_factory):
     h.stop()
 
 
+@dataclass(frozen=True)
+class Deployed:
+    """What the first deploy made: its release, and what ``fab deploy`` said."""
+
+    name: str
+    result: subprocess.CompletedProcess
+
+
 @pytest.fixture(scope="module")
-def state():
-    """What the tests in this module pass on to the next (they run in order on one host)."""
-    return {}
+def first(host) -> Deployed:
+    """The module's first deploy to ``host`` (it also fills the wheelhouse cache)."""
+    result = host.fab("deploy", "--host", "lowlat-loopback")
+    assert result.returncode == 0, output(result)
+    return Deployed(_current(host), result)
 
 
 def _current(host) -> str:
@@ -61,11 +77,12 @@ def _records(host) -> list[list[str]]:
     return [line.split() for line in (host.prefix / "releases.log").read_text().splitlines()]
 
 
-def test_first_deploy_reaches_ready(host, state):
-    result = host.fab("deploy", "--host", "lowlat-loopback")
+def test_first_deploy_reaches_ready(host, first):
+    result = first.result
     out = output(result)
     assert result.returncode == 0, out
     name = _current(host)
+    assert name == first.name
     assert RELEASE.match(name), name
     release = host.prefix / "releases" / name
     assert (release / "venv/bin/trading-service").exists()
@@ -91,30 +108,29 @@ def test_first_deploy_reaches_ready(host, state):
     assert f"deploy: ok  {name} is live and ready" in out
     calls = (host.root / "run/lowlat-test-supervisor/calls.log").read_text()
     assert "daemon-reload" in calls and "restart " + " ".join(UNITS) in calls
-    state["first"] = name
 
 
-def test_status_shows_units_release_and_ready(host, state):
+def test_status_shows_units_release_and_ready(host, first):
     result = host.fab("status", "--host", "lowlat-loopback", timeout=120)
     out = output(result)
     assert result.returncode == 0, out
     assert "lowlat-engine.service: active" in out
     assert "lowlat-telemetry.service: active" in out
-    assert f"release: {state['first']}" in out
+    assert f"release: {first.name}" in out
     assert "ready: yes" in out
     assert re.search(r"tuning: \d+ passed, \d+ failed", out), out
     assert "last bench: none" in out
 
     # what `fab bench` leaves on the host (ops/bench.py last_result), shown in one line
     bench = host.prefix / "bench/last.json"
-    bench.parent.mkdir(parents=True)
+    bench.parent.mkdir(parents=True, exist_ok=True)
     summary = "2026-11-22T01:00:00Z SLOs met: 100k p99 12.00 µs PASS"
     bench.write_text(json.dumps({"summary": summary, "report": "bench-results/x", "ok": True}))
     out = output(host.fab("status", "--host", "lowlat-loopback", timeout=120))
     assert f"last bench: {summary} (report: bench-results/x)" in out, out
 
 
-def test_logs_show_the_units_output(host, state):
+def test_logs_show_the_units_output(host, first):
     result = host.fab("logs", "--host", "lowlat-loopback", "--since", "15m", timeout=120)
     out = output(result)
     assert result.returncode == 0, out
@@ -123,7 +139,7 @@ def test_logs_show_the_units_output(host, state):
     assert "telemetry API for lowlat" in out  # the telemetry unit's first line
 
 
-def test_check_host_prints_the_hosts_report(host):
+def test_check_host_prints_the_hosts_report(host, first):
     result = host.fab("check-host", "--host", "lowlat-loopback", timeout=120)
     out = output(result)
     # this container is not a tuned host: the report fails, and the task says so by its exit
@@ -132,7 +148,7 @@ def test_check_host_prints_the_hosts_report(host):
     assert "Traceback" not in out
 
 
-def test_release_that_cannot_become_ready_is_rolled_back(host, state):
+def test_release_that_cannot_become_ready_is_rolled_back(host, first):
     # A profile the renderer accepts but the engine refuses at start: its shm_dir is missing.
     host.write_profile(shm_dir="/nonexistent/lowlat-test-shm")
     try:
@@ -141,34 +157,34 @@ def test_release_that_cannot_become_ready_is_rolled_back(host, state):
         host.write_profile()
     out = output(result)
     assert result.returncode != 0, out
-    assert f"rolled back to {state['first']}, which is ready" in out, out
+    assert f"rolled back to {first.name}, which is ready" in out, out
     assert "shm_dir" in out  # the engine's own reason, from its log
     assert "Traceback" not in out
-    assert _current(host) == state["first"]
+    assert _current(host) == first.name
     assert _ready(host).status_code == 200
     # the config the previous release runs with is back, not the failed release's
     assert "/nonexistent" not in (host.root / "etc/lowlat/service.toml").read_text()
-    assert [r[2] for r in _records(host)] == [state["first"]]  # the failure is not recorded
+    assert [r[2] for r in _records(host)] == [first.name]  # the failure is not recorded
 
 
-def test_second_deploy_then_rollback(host, state):
+def test_second_deploy_then_rollback(host, first):
     # the wheelhouse cache is warm now: this deploy must need no package index at all
     result = host.fab("deploy", "--host", "lowlat-loopback", env=NO_PACKAGE_INDEX)
     assert result.returncode == 0, output(result)
     second = _current(host)
-    assert second != state["first"]
+    assert second != first.name
 
     result = host.fab("rollback", "--host", "lowlat-loopback")
     out = output(result)
     assert result.returncode == 0, out
-    assert f"{state['first']} is live and ready (was {second})" in out
-    assert _current(host) == state["first"]
+    assert f"{first.name} is live and ready (was {second})" in out
+    assert _current(host) == first.name
     assert _ready(host).status_code == 200
-    assert _records(host)[-1][1:3] == ["rollback", state["first"]]
+    assert _records(host)[-1][1:3] == ["rollback", first.name]
 
     # nothing deployed before the first release: a second rollback has nowhere to go
     result = host.fab("rollback", "--host", "lowlat-loopback", timeout=120)
     out = output(result)
     assert result.returncode == 1, out
     assert "no earlier release to roll back to" in out
-    assert _current(host) == state["first"]
+    assert _current(host) == first.name

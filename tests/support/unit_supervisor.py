@@ -236,7 +236,52 @@ class Supervisor:
         return True
 
 
-def main(argv: list[str] | None = None) -> int:  # noqa: C901 -- one flat dispatch over systemctl verbs
+def _each(action):
+    """A command that applies ``action(sup, unit)`` to each unit in turn."""
+
+    def command(sup: Supervisor, units: list[str]) -> int:
+        for unit in units:
+            action(sup, unit)
+        return 0
+
+    return command
+
+
+def _restart(sup: Supervisor, units: list[str]) -> int:
+    for unit in units:
+        sup.stop(unit)
+    for unit in units:
+        sup.start(unit)
+    return 0
+
+
+def _states(sup: Supervisor, units: list[str], verbose: bool) -> int:
+    """``is-active`` (``verbose``: ``status``): one line per unit; 0 only if all are active."""
+    states = []
+    for unit in units:
+        state = sup.state(unit)
+        if state == "active" and sup.pid(unit) is None:
+            state = "failed"  # the keeper itself died
+        states.append(state)
+        if verbose:
+            print(f"{unit}: {state} (pid {sup.pid(unit) or '-'}; test unit_supervisor)")
+        else:
+            print(state)
+    return 0 if all(s == "active" for s in states) else 3
+
+
+COMMANDS = {
+    "daemon-reload": lambda sup, units: 0,  # unit files are read at every start
+    "_keep": lambda sup, units: sup.keep(units[0]),
+    "start": _each(Supervisor.start),
+    "stop": _each(Supervisor.stop),
+    "restart": _restart,
+    "is-active": lambda sup, units: _states(sup, units, verbose=False),
+    "status": lambda sup, units: _states(sup, units, verbose=True),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="unit_supervisor.py", description="test stand-in for systemctl (see docstring)"
     )
@@ -248,38 +293,11 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 -- one flat dispat
     sup = Supervisor(args.root.resolve())
     if args.command != "_keep":
         sup.record(args.command, *args.units)
-    if args.command == "daemon-reload":
-        return 0  # unit files are read at every start
-    if args.command == "_keep":
-        return sup.keep(args.units[0])
-    if args.command == "start":
-        for unit in args.units:
-            sup.start(unit)
-        return 0
-    if args.command == "stop":
-        for unit in args.units:
-            sup.stop(unit)
-        return 0
-    if args.command == "restart":
-        for unit in args.units:
-            sup.stop(unit)
-        for unit in args.units:
-            sup.start(unit)
-        return 0
-    if args.command in ("is-active", "status"):
-        states = []
-        for unit in args.units:
-            state = sup.state(unit)
-            if state == "active" and sup.pid(unit) is None:
-                state = "failed"  # the keeper itself died
-            states.append(state)
-            if args.command == "status":
-                print(f"{unit}: {state} (pid {sup.pid(unit) or '-'}; test unit_supervisor)")
-            else:
-                print(state)
-        return 0 if all(s == "active" for s in states) else 3
-    print(f"unit_supervisor.py: unknown command {args.command!r}", file=sys.stderr)
-    return 2
+    command = COMMANDS.get(args.command)
+    if command is None:
+        print(f"unit_supervisor.py: unknown command {args.command!r}", file=sys.stderr)
+        return 2
+    return command(sup, args.units)
 
 
 if __name__ == "__main__":
