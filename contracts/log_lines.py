@@ -16,7 +16,7 @@ import re
 import sys
 import time
 
-STAMP_RE = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3})Z ")
+STAMP_RE = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3})Z(?= |$)")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -46,4 +46,7 @@ def parse_stamp(line: str) -> dt.datetime | None:
     match = STAMP_RE.match(line)
     if match is None:
         return None
-    return dt.datetime.fromisoformat(match.group(1)).replace(tzinfo=dt.UTC)
+    try:
+        return dt.datetime.fromisoformat(match.group(1)).replace(tzinfo=dt.UTC)
+    except ValueError:  # the shape of a stamp but no such time (month 13): a plain line
+        return None

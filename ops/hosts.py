@@ -135,8 +135,8 @@ def _split_hosts(text: str) -> list[str]:
 def stack_hosts(stack: str) -> list[StackHost]:
     """The hosts a CloudFormation stack's outputs name (``Host<N>InstanceId``/``PublicDnsName``)."""
     # only --stack needs them; keep `fab --list` fast. boto3 ships no types (no stubs here)
-    import boto3  # type: ignore[import-untyped]
-    from botocore.exceptions import (  # type: ignore[import-untyped]
+    import boto3
+    from botocore.exceptions import (
         BotoCoreError,
         ClientError,
         NoCredentialsError,

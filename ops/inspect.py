@@ -26,6 +26,7 @@ from rich.markup import escape
 
 from ami import units as ami_units
 from contracts import release_layout as L
+from contracts.log_lines import parse_stamp
 from contracts.profile import INSTALLED_PROFILE
 from ops.bench_doc import CheckHostDoc, LastResult
 from ops.hosts import Connection, HostResult, OpsError, Settings
@@ -178,19 +179,6 @@ def since_cutoff(since: str, now: dt.datetime) -> dt.datetime:
 
 # ------------------------------------------------------------------------------ log lines
 
-STAMP = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3})Z(?= |$)")
-
-
-def line_time(line: str) -> dt.datetime | None:
-    """The UTC time a log line starts with (``2026-11-30T08:36:06.123Z ...``), else None."""
-    match = STAMP.match(line)
-    if not match:
-        return None
-    try:
-        return dt.datetime.strptime(match[1], "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=dt.UTC)
-    except ValueError:  # the shape of a stamp but no such time (month 13): a plain line
-        return None
-
 
 @dataclass(frozen=True)
 class LogWindow:
@@ -209,7 +197,7 @@ def lines_since(text: str, cutoff: dt.datetime) -> LogWindow:
     undated = 0
     keep = False
     for line in text.splitlines():
-        when = line_time(line)
+        when = parse_stamp(line)
         if when is not None:
             first = first or when
             keep = when >= cutoff  # each stamp on its own: processes sharing a file interleave

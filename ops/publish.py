@@ -77,7 +77,7 @@ NO_CREDENTIALS = "--publish: no AWS credentials: configure them (aws configure, 
 def preflight() -> None:
     """Fail before the bench, not after it, when CloudWatch cannot be reached for want of a
     region or credentials."""
-    import boto3  # type: ignore[import-untyped]  # ships no types (no stubs here)
+    import boto3
 
     session = boto3.session.Session()
     if not session.region_name:
@@ -89,9 +89,9 @@ def preflight() -> None:
 def publish(doc: BenchDoc, client: Any = None) -> int:
     """Send the bench's figures; the number of data points sent. ``client``: a boto3
     CloudWatch client (untyped), by default one from boto3's usual configuration."""
-    # only --publish needs them; botocore ships no types (no stubs here), as boto3 (above)
+    # only --publish needs them: boto3 loads slowly
     import boto3
-    from botocore.exceptions import (  # type: ignore[import-untyped]
+    from botocore.exceptions import (
         BotoCoreError,
         ClientError,
         NoCredentialsError,

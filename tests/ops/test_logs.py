@@ -88,25 +88,6 @@ def test_a_date_that_does_not_exist_is_one_clear_error(given):
 # ------------------------------------------------------------------------------ stamps
 
 
-@pytest.mark.parametrize(
-    ("line", "expected"),
-    [
-        ("2026-11-30T08:36:06.123Z INFO ready", dt.datetime(2026, 11, 30, 8, 36, 6, 123000, UTC)),
-        ("2026-11-30T08:36:06.000Z", dt.datetime(2026, 11, 30, 8, 36, 6, tzinfo=UTC)),
-        ("2026-11-30T08:36:06Z INFO no milliseconds", None),
-        ("2026-11-30T08:36:06.123 INFO no Z", None),
-        ("2026-11-30T08:36:06.123+00:00 INFO an offset, not Z", None),
-        ("2026-11-30T08:36:06.123ZINFO no space", None),
-        ("2026-13-30T08:36:06.123Z INFO no such month", None),
-        ('  File "pipeline.py", line 3, in run', None),
-        (" 2026-11-30T08:36:06.123Z INFO indented", None),
-        ("", None),
-    ],
-)
-def test_line_time(line, expected):
-    assert inspect_ops.line_time(line) == expected
-
-
 # ------------------------------------------------------------------------- lines since
 
 CUTOFF = dt.datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
