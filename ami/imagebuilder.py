@@ -31,12 +31,10 @@ service/): the CDK app reads it.
 
 from __future__ import annotations
 
-import dataclasses
-
 import yaml
 
 from ami import cloudwatch
-from contracts.profile import INSTALLED_PROFILE, TuningProfile, cpulist
+from contracts.profile import INSTALLED_PROFILE, TuningProfile, profile_file
 
 COMPONENT_NAME = "lowlat-tuned-host"
 PROFILE_PATH = INSTALLED_PROFILE
@@ -92,34 +90,8 @@ def venv_bin(profile: TuningProfile, name: str) -> str:
 
 
 def profile_toml(profile: TuningProfile) -> str:
-    """``profile`` as the TOML ``contracts.profile.load_profile`` reads back to an equal profile."""
-
-    def value(v) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, int):
-            return str(v)
-        if isinstance(v, tuple):
-            return _toml_string(cpulist(v))
-        return _toml_string(str(v))
-
-    lines = ["# The lowlat tuning profile this image was built with (ami/imagebuilder.py)."]
-    tables = []
-    for f in dataclasses.fields(profile):
-        v = getattr(profile, f.name)
-        if isinstance(v, dict):
-            tables.append((f.name, v))
-        else:
-            lines.append(f"{f.name} = {value(v)}")
-    for name, table in tables:
-        lines.append(f"\n[{name}]")
-        lines.extend(f"{_toml_string(k)} = {value(v)}" for k, v in table.items())
-    return "\n".join(lines) + "\n"
-
-
-def _toml_string(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{escaped}"'
+    """``profile`` as the file the image carries (``contracts.profile.profile_toml``)."""
+    return profile_file(profile, "the lowlat tuning profile this image was built with")
 
 
 def _bash(name: str, *lines: str) -> dict:

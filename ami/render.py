@@ -12,6 +12,7 @@ This module is light (standard library only): the CDK app reads it.
 from __future__ import annotations
 
 import json
+import shlex
 
 from ami import units
 from contracts.profile import SYSCTLS, TuningProfile, cpulist, cpumask
@@ -99,13 +100,15 @@ def apply_kernel_args_script() -> str:
 # {HEADER}
 # Adds the lowlat kernel arguments in {KERNEL_ARGS} to every installed kernel with grubby,
 # as Amazon Linux 2023 manages its boot entries (grubby replaces an argument's old value), then
-# says whether a reboot is needed for the running kernel to have them.
+# says whether a reboot is needed for the running kernel to have them. LOWLAT_ROOT (unset on a
+# host) prefixes every path, so the script can be rehearsed in a scratch tree.
 set -euo pipefail
+root="${{LOWLAT_ROOT:-}}"
 
-args=$(<"{KERNEL_ARGS}")
+args=$(<"$root{KERNEL_ARGS}")
 grubby --update-kernel=ALL --args="$args"
 
-read -r -a running < /proc/cmdline
+read -r -a running < "$root/proc/cmdline"
 missing=()
 for arg in $args; do
     found=no
@@ -143,39 +146,50 @@ IRQBALANCE_ARGS=""
 
 
 def tune_script(profile: TuningProfile) -> str:
-    nic, user = profile.nic, profile.service_user
+    # Profile values enter the script once, as shell-quoted assignments, and are only ever
+    # expanded inside double quotes: whatever a value holds, it stays one word of data.
+    q = shlex.quote
     return f"""#!/bin/bash
 # {HEADER}
 # Boot-time tuning that has no config file of its own; run once by {units.TUNE_UNIT}.
 # A NIC without a feature is reported and skipped; any other failure makes the unit fail
-# (after doing the rest) so that check-host and the alarms see it.
+# (after doing the rest) so that check-host and the alarms see it. Running it again changes
+# nothing that is already as it should be. LOWLAT_ROOT (unset on a host) prefixes every path,
+# so the script can be rehearsed in a scratch tree.
 set -uo pipefail
+root="${{LOWLAT_ROOT:-}}"
+nic={q(profile.nic)}
+queues={profile.nic_queues}
+rx_usecs={profile.rx_usecs}
+user={q(profile.service_user)}
+shm_dir={q(profile.shm_dir)}
+workqueue_mask={cpumask(profile.housekeeping)}
 status=0
 say() {{ echo "lowlat-tune: $*"; }}
 fail() {{ echo "lowlat-tune: $*" >&2; status=1; }}
 
 # Unbound kernel workqueues run on the housekeeping CPUs only ({cpulist(profile.housekeeping)}).
-if echo {cpumask(profile.housekeeping)} > {WORKQUEUE_CPUMASK}; then
-    say "workqueue cpumask {cpumask(profile.housekeeping)}"
+if echo "$workqueue_mask" > "$root{WORKQUEUE_CPUMASK}"; then
+    say "workqueue cpumask $workqueue_mask"
 else
     fail "cannot write {WORKQUEUE_CPUMASK}"
 fi
 
 # NIC: one queue per housekeeping CPU (its interrupts can only go there) and interrupt
 # coalescing off, so a packet is delivered at once. ENA resets the device on a queue change.
-if [[ -e /sys/class/net/{nic} ]]; then
-    if ethtool -L {nic} combined {profile.nic_queues}; then
-        say "{nic}: {profile.nic_queues} combined queue(s)"
+if [[ -e "$root/sys/class/net/$nic" ]]; then
+    if ethtool -L "$nic" combined "$queues"; then
+        say "$nic: $queues combined queue(s)"
     else
-        say "{nic}: queue count not changeable here (skipped)"
+        say "$nic: queue count not changeable here (skipped)"
     fi
-    if ethtool -C {nic} rx-usecs {profile.rx_usecs}; then
-        say "{nic}: rx-usecs {profile.rx_usecs}"
+    if ethtool -C "$nic" rx-usecs "$rx_usecs"; then
+        say "$nic: rx-usecs $rx_usecs"
     else
-        say "{nic}: interrupt coalescing not changeable here (skipped)"
+        say "$nic: interrupt coalescing not changeable here (skipped)"
     fi
 else
-    say "{nic}: no such network interface (NIC tuning skipped)"
+    say "$nic: no such network interface (NIC tuning skipped)"
 fi
 
 # No swap: a page of the service swapped out is a millisecond stall.
@@ -183,17 +197,17 @@ if swapoff -a; then say "swap off"; else fail "swapoff -a failed"; fi
 
 # Transparent huge pages never (also transparent_hugepage=never on the kernel command line):
 # khugepaged compaction stalls are what the hugetlbfs segments avoid.
-for f in /sys/kernel/mm/transparent_hugepage/enabled /sys/kernel/mm/transparent_hugepage/defrag; do
+for f in "$root"/sys/kernel/mm/transparent_hugepage/{{enabled,defrag}}; do
     if [[ -e $f ]]; then
         if echo never > "$f"; then say "$f never"; else fail "cannot write $f"; fi
     fi
 done
 
 # The service's segment directory (on hugetlbfs, which systemd mounts root-owned).
-if install -d -m 0750 -o {user} -g {user} {profile.shm_dir}; then
-    say "{profile.shm_dir} ready"
+if install -d -m 0750 -o "$user" -g "$user" "$root$shm_dir"; then
+    say "$shm_dir ready"
 else
-    fail "cannot create {profile.shm_dir} for {user}"
+    fail "cannot create $shm_dir for $user"
 fi
 
 exit $status

@@ -155,10 +155,15 @@ class DeploymentConfig:
     @property
     def profile(self) -> TuningProfile:
         """The host tuning for this instance type; telemetry leaves loopback only when the
-        security group admits someone to its port."""
+        security group admits someone to its port, and the host firewall admits the same
+        ranges as the security group."""
         host = "0.0.0.0" if self.allowed_cidrs else "127.0.0.1"
         return TuningProfile.for_vcpus(
-            self.vcpus, telemetry_port=self.telemetry_port, telemetry_host=host
+            self.vcpus,
+            telemetry_port=self.telemetry_port,
+            telemetry_host=host,
+            ssh_cidrs=self.allowed_cidrs,
+            telemetry_cidrs=self.allowed_cidrs,
         )
 
     @property

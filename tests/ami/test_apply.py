@@ -14,6 +14,7 @@ from ami import render as r
 from ami.__main__ import main
 from contracts.profile import SYSCTLS, TuningProfile
 from tests.support.paths import REPO
+from tests.support.rehearse import rehearse
 
 
 def apply(root: Path, *extra: str, vcpus: int = 4) -> int:
@@ -57,12 +58,13 @@ def test_cpu_affinity_irqbalance_sysctls_limits(applied):
 
 def test_tune_script_and_unit(applied):
     script = at(applied, r.TUNE_SCRIPT).read_text()
-    assert "echo 1 > /sys/devices/virtual/workqueue/cpumask" in script  # housekeeping = cpu0
-    assert "ethtool -L eth0 combined 1" in script  # one queue per housekeeping CPU
-    assert "ethtool -C eth0 rx-usecs 0" in script
+    assert "workqueue_mask=1\n" in script  # housekeeping = cpu0
+    assert "queues=1\n" in script and "nic=eth0\n" in script  # one queue per housekeeping CPU
+    assert 'ethtool -L "$nic" combined "$queues"' in script
+    assert "rx_usecs=0\n" in script and 'ethtool -C "$nic" rx-usecs "$rx_usecs"' in script
     assert "swapoff -a" in script
-    assert "echo never >" in script and "transparent_hugepage/enabled" in script
-    assert "install -d -m 0750 -o lowlat -g lowlat /dev/hugepages/lowlat" in script
+    assert "echo never >" in script and "transparent_hugepage/{enabled,defrag}" in script
+    assert 'install -d -m 0750 -o "$user" -g "$user" "$root$shm_dir"' in script
     unit = at(applied, r.TUNE_UNIT).read_text()
     assert "Type=oneshot" in unit and f"ExecStart={r.TUNE_SCRIPT}" in unit
     assert "Before=lowlat-engine.service lowlat-telemetry.service" in unit
@@ -160,8 +162,11 @@ def test_profile_file_overrides(tmp_path, capsys):
     assert main(["apply", "--root", str(root), "--profile", str(profile)]) == 0
     assert "isolcpus=managed_irq,domain,2-15 " in at(root, r.KERNEL_ARGS).read_text()
     assert "CPUAffinity=0-1" in at(root, r.CPU_AFFINITY_CONF).read_text()
-    assert "echo 3 > /sys/devices/virtual/workqueue/cpumask" in at(root, r.TUNE_SCRIPT).read_text()
-    assert "ethtool -L ens5 combined 2" in at(root, r.TUNE_SCRIPT).read_text()
+    run = rehearse(
+        at(root, r.TUNE_SCRIPT).read_text(), tuned_tree(tmp_path / "host", "ens5"), TUNE_COMMANDS
+    )
+    assert (tmp_path / "host/sys/devices/virtual/workqueue/cpumask").read_text() == "3\n"
+    assert ["ethtool", "-L", "ens5", "combined", "2"] in run.calls
 
 
 def test_render_prints_one_file(capsys):
@@ -197,25 +202,7 @@ def test_bad_profile_is_one_line_exit_2(tmp_path, text, message):
     assert not root.exists()
 
 
-def fake_commands(bin_dir: Path, log: Path, **exit_codes: int) -> dict[str, str]:
-    """Stand-ins for grubby, ethtool, swapoff and install that log their arguments."""
-    bin_dir.mkdir()
-    for name in ("grubby", "ethtool", "swapoff", "install"):
-        code = exit_codes.get(name, 0)
-        (bin_dir / name).write_text(f'#!/bin/sh\necho "{name} $*" >> {log}\nexit {code}\n')
-        (bin_dir / name).chmod(0o755)
-    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
-
-
-def sandboxed(script: str, tmp_path: Path, *paths: str) -> Path:
-    """The script with /sys and each host path in ``paths`` moved under tmp_path: a test must
-    never write the real sysfs of the machine it runs on."""
-    for path in ("/sys/", *paths):
-        script = script.replace(path, f"{tmp_path}/{path.lstrip('/')}")
-    assert " /sys/" not in script and ">/sys/" not in script
-    out = tmp_path / "script"
-    out.write_text(script)
-    return out
+TUNE_COMMANDS = ("ethtool", "swapoff", "install")
 
 
 @pytest.mark.parametrize("booted_with_args", [False, True])
@@ -226,48 +213,49 @@ def test_apply_kernel_args_script(tmp_path, booted_with_args):
     (tmp_path / "proc").mkdir()
     running = "BOOT_IMAGE=/vmlinuz root=UUID=x ro" + (f" {args}" if booted_with_args else "")
     (tmp_path / "proc/cmdline").write_text(running + "\n")
-    script = sandboxed(r.apply_kernel_args_script(), tmp_path, r.KERNEL_ARGS, "/proc/cmdline")
-    log = tmp_path / "log"
-    env = fake_commands(tmp_path / "bin", log)
 
-    result = subprocess.run(["bash", script], capture_output=True, text=True, env=env)
-    assert result.returncode == 0, result.stderr
-    assert log.read_text() == f"grubby --update-kernel=ALL --args={args}\n"
+    run = rehearse(r.apply_kernel_args_script(), tmp_path, ("grubby",))
+    assert run.result.returncode == 0, run.result.stderr
+    assert run.calls == [["grubby", "--update-kernel=ALL", f"--args={args}"]]
+    out = run.result.stdout
     if booted_with_args:
-        assert "no reboot needed" in result.stdout
+        assert "no reboot needed" in out
     else:
-        assert "reboot needed for: isolcpus=managed_irq,domain,1-3 nohz_full=1-3" in result.stdout
+        assert "reboot needed for: isolcpus=managed_irq,domain,1-3 nohz_full=1-3" in out
+
+
+def tuned_tree(root: Path, nic: str = "eth0") -> Path:
+    """The parts of /sys the tune script writes or looks at."""
+    (root / "sys/devices/virtual/workqueue").mkdir(parents=True)
+    (root / "sys/class/net" / nic).mkdir(parents=True)
+    (root / "sys/kernel/mm/transparent_hugepage").mkdir(parents=True)
+    for name in ("enabled", "defrag"):
+        (root / "sys/kernel/mm/transparent_hugepage" / name).write_text("always\n")
+    return root
 
 
 def test_tune_script_tolerates_a_nic_without_the_feature(tmp_path):
-    (tmp_path / "sys/devices/virtual/workqueue").mkdir(parents=True)
-    (tmp_path / "sys/class/net/eth0").mkdir(parents=True)
-    (tmp_path / "sys/kernel/mm/transparent_hugepage").mkdir(parents=True)
-    for name in ("enabled", "defrag"):
-        (tmp_path / "sys/kernel/mm/transparent_hugepage" / name).write_text("always\n")
-    script = sandboxed(r.tune_script(TuningProfile.for_vcpus(4)), tmp_path)
-    log = tmp_path / "log"
-    env = fake_commands(tmp_path / "bin", log, ethtool=1)  # e.g. "Operation not supported"
-
-    result = subprocess.run(["bash", script], capture_output=True, text=True, env=env)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "queue count not changeable here (skipped)" in result.stdout
-    assert (tmp_path / "sys/devices/virtual/workqueue/cpumask").read_text() == "1\n"
-    thp = tmp_path / "sys/kernel/mm/transparent_hugepage"
+    root = tuned_tree(tmp_path / "root")
+    # ethtool fails as with "Operation not supported" from the driver
+    run = rehearse(r.tune_script(TuningProfile.for_vcpus(4)), root, TUNE_COMMANDS, ethtool=1)
+    assert run.result.returncode == 0, run.result.stdout + run.result.stderr
+    assert "queue count not changeable here (skipped)" in run.result.stdout
+    assert (root / "sys/devices/virtual/workqueue/cpumask").read_text() == "1\n"
+    thp = root / "sys/kernel/mm/transparent_hugepage"
     assert (thp / "enabled").read_text() == (thp / "defrag").read_text() == "never\n"
-    assert log.read_text().splitlines() == [
-        "ethtool -L eth0 combined 1",
-        "ethtool -C eth0 rx-usecs 0",
-        "swapoff -a",
-        "install -d -m 0750 -o lowlat -g lowlat /dev/hugepages/lowlat",
+    shm_dir = f"{root}/dev/hugepages/lowlat"
+    assert run.calls == [
+        ["ethtool", "-L", "eth0", "combined", "1"],
+        ["ethtool", "-C", "eth0", "rx-usecs", "0"],
+        ["swapoff", "-a"],
+        ["install", "-d", "-m", "0750", "-o", "lowlat", "-g", "lowlat", shm_dir],
     ]
 
 
 def test_tune_script_fails_when_swap_stays_on(tmp_path):
-    (tmp_path / "sys/devices/virtual/workqueue").mkdir(parents=True)
-    script = sandboxed(r.tune_script(TuningProfile.for_vcpus(4)), tmp_path)
-    env = fake_commands(tmp_path / "bin", tmp_path / "log", swapoff=1)
-    result = subprocess.run(["bash", script], capture_output=True, text=True, env=env)
-    assert result.returncode == 1
-    assert "swapoff -a failed" in result.stderr
-    assert "no such network interface" in result.stdout  # no /sys/class/net/eth0 here
+    root = tmp_path / "root"
+    (root / "sys/devices/virtual/workqueue").mkdir(parents=True)
+    run = rehearse(r.tune_script(TuningProfile.for_vcpus(4)), root, TUNE_COMMANDS, swapoff=1)
+    assert run.result.returncode == 1
+    assert "swapoff -a failed" in run.result.stderr
+    assert "no such network interface" in run.result.stdout  # no /sys/class/net/eth0 here
