@@ -2,8 +2,11 @@
 
 ``lowlat-engine.service`` runs ``trading-service run``: a supervisor that starts one
 busy-polling process per stage, each pinning itself to its isolated core. The unit's
-``CPUAffinity=`` is the isolated CPUs, so the supervisor and every stage start there and
-``check_runtime`` accepts the ``[cores]`` of /etc/lowlat/service.toml.
+``CPUAffinity=`` is the housekeeping and the isolated CPUs: ``check_runtime`` accepts the
+``[cores]`` of /etc/lowlat/service.toml (isolated CPUs this process may use), and the supervisor
+then moves itself to the CPUs no stage uses, the housekeeping ones, before it starts the stages.
+With the isolated CPUs only, it would stay on one of them: ``isolcpus=domain`` takes them out of
+load balancing, so nothing would ever move it to where it belongs.
 
 ``lowlat-telemetry.service`` runs ``trading-service telemetry`` on the housekeeping CPUs: the
 HTTP API that reads the engine's stats and control blocks read-only.
@@ -156,12 +159,14 @@ def _unit(description: str, after: list[str], service: list[str]) -> str:
 
 
 def engine_unit(profile: TuningProfile) -> str:
-    """lowlat-engine.service: the stages, on the isolated CPUs, with no network at all."""
+    """lowlat-engine.service: the stages on the isolated CPUs, the supervisor on the housekeeping
+    ones, with no network at all."""
     rw = " ".join(_shm_paths(profile))
     service = [
         "Type=exec",
         f"ExecStart={venv_bin(profile, 'trading-service')} run --config {SERVICE_CONFIG}",
-        f"CPUAffinity={cpulist(profile.isolated)}",
+        "# The supervisor moves itself to the housekeeping CPUs, each stage to its isolated one.",
+        f"CPUAffinity={cpulist((*profile.housekeeping, *profile.isolated))}",
         "# SIGTERM to every stage: each drains its rings and the supervisor prints the report;",
         "# whatever is left after TimeoutStopSec is killed with the whole control group.",
         "KillMode=control-group",

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 from contracts import slo
 from contracts.documents import toml_value
+from contracts.profile import parse_cpulist
 from contracts.stages import STAGES, stage_cores
 from contracts.stats_layout import MAX_INSTRUMENTS
 
@@ -432,6 +433,23 @@ def check_cores(config: Config) -> None:
                 f"{config.source}: [cores] {stage} = {core} is not a CPU this process may use; "
                 f"allowed: {', '.join(map(str, allowed))}"
             )
+
+
+ISOLATED_CPUS = Path("/sys/devices/system/cpu/isolated")  # isolcpus=, empty when none
+
+
+def housekeeping_cpus(config: Config, isolated: Path = ISOLATED_CPUS) -> set[int]:
+    """Where the supervisor of ``run`` and the telemetry API go: the CPUs this process may use
+    that no stage is pinned to and the kernel does not isolate. The engine's unit allows every
+    isolated CPU, and one no stage uses has no load balancing either; failing those, the CPUs
+    free of stages, and failing that all of them (a machine with fewer CPUs than stages)."""
+    allowed = os.sched_getaffinity(0)
+    free = allowed - set(config.cores.values())
+    try:
+        kernel_isolated = set(parse_cpulist(isolated.read_text()))
+    except (OSError, ValueError):
+        kernel_isolated = set()
+    return (free - kernel_isolated) or free or allowed
 
 
 def to_toml(config: Config) -> str:

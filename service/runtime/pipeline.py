@@ -12,6 +12,12 @@
 4. set ``STOP``, let the stages drain front to back, print what was measured, unlink
    everything, and exit 0; if a stage died or had to be killed, exit 1 so a service manager
    restarts the service.
+
+While the pipeline runs, the supervisor is on the CPUs no stage is pinned to
+(``housekeeping_cpus``), and so is every process it starts until it pins itself (the stages,
+multiprocessing's resource tracker). Its unit allows the housekeeping and the isolated CPUs, and
+``isolcpus=domain`` takes the isolated ones out of load balancing: a supervisor left where it
+happens to run could sit on a stage's core and wake there every 250 ms.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import numpy as np
 from contracts import segments as C
 from contracts import stats_layout as L
 from contracts.constants import EXIT_FAILED, EXIT_OK
+from contracts.profile import cpulist
 from contracts.stages import (
     ALL_STAGES,
     S_FAILED,
@@ -45,7 +52,7 @@ from contracts.stages import (
     STAGE_BITS,
     STAGES,
 )
-from service.config import Config
+from service.config import Config, housekeeping_cpus
 from service.kernels import stages as S
 from service.kernels.control import set_word, wait_for_go
 from service.kernels.seqlock import set_state
@@ -226,6 +233,45 @@ def run_pipeline(
 ) -> RunResult:
     """Run the service until ``duration_s`` passes, a signal arrives, the replay ends, or
     ``stop`` is set (for callers that run something beside it, such as the benchmark)."""
+    with _off_stage_cores(config, log):
+        return _supervise(config, duration_s, log, stop)
+
+
+def _threads() -> list[int]:
+    """This process's thread ids: an affinity is per thread, and a caller may have started
+    some (the benchmark's scraper) before the pipeline."""
+    try:
+        return [int(tid) for tid in os.listdir("/proc/self/task")]
+    except OSError:
+        return [threading.get_native_id()]
+
+
+@contextlib.contextmanager
+def _off_stage_cores(config: Config, log: Callable[[str], None]):
+    """Every thread of this process on the CPUs no stage uses while the pipeline runs, and back
+    on its own CPUs afterwards, for callers that go on (the benchmark runs it several times)."""
+    cpus = housekeeping_cpus(config)
+    if cpus & set(config.cores.values()):
+        log(f"no CPU free of stages for the supervisor: it shares theirs (cpu{cpulist(cpus)})")
+    before = {}
+    for tid in _threads():
+        with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
+            before[tid] = os.sched_getaffinity(tid)
+            os.sched_setaffinity(tid, cpus)
+    try:
+        yield
+    finally:
+        for tid in set(_threads()) & set(before):  # never a thread id reused elsewhere since
+            with contextlib.suppress(ProcessLookupError):
+                os.sched_setaffinity(tid, before[tid])
+
+
+def _supervise(
+    config: Config,
+    duration_s: float | None,
+    log: Callable[[str], None],
+    stop: threading.Event | None,
+) -> RunResult:
     replay = open_replay(config)  # fail on a bad recording or model before anything starts
     if config.engine.model_file:
         load_model(config.engine.model_file)
@@ -240,7 +286,8 @@ def run_pipeline(
         with _Signals() as signals:
             processes = _start_stages(config)
             groups = ", ".join(f"{p.label} on cpu{p.core}" for p in processes)
-            log(f"starting {groups}; warming up kernels")
+            here = cpulist(os.sched_getaffinity(0))
+            log(f"starting {groups}; supervisor on cpu{here}; warming up kernels")
             if _wait_warm(processes, segments.stats, config, signals, problems):
                 set_word(segments.control, C.GO, 1)
                 started = time.monotonic()

@@ -36,7 +36,7 @@ from contracts.buckets import HIST_WORDS, summary
 from contracts.documents import finite_or_none
 from contracts.stages import STAGES
 from service import __version__
-from service.config import Config
+from service.config import Config, housekeeping_cpus
 from service.runtime.stats import describe
 from service.telemetry.engine_view import EngineView, Interval, Sample
 from service.telemetry.exposition import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -475,12 +475,6 @@ def create_asgi(config: Config) -> MetricsFastPath:
     """The app as served: the FastAPI app behind the /metrics fast path."""
     app = create_app(config)
     return MetricsFastPath(app, app.state.metrics_body)
-
-
-def housekeeping_cpus(config: Config) -> set[int]:
-    """CPUs this process may use that no stage is pinned to (all of them if none is free)."""
-    allowed = os.sched_getaffinity(0)
-    return (allowed - set(config.cores.values())) or allowed
 
 
 def serve(config: Config, host: str, port: int) -> None:

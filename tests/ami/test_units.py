@@ -18,7 +18,7 @@ import pytest
 from ami import units
 from ami.apply import apply
 from ami.render import ENGINE_UNIT, TELEMETRY_UNIT, TUNE_UNIT, render
-from contracts.profile import TuningProfile
+from contracts.profile import TuningProfile, cpulist, parse_cpulist
 
 PROFILE = TuningProfile.for_vcpus(4)
 MAX_EXPOSURE = 2.5
@@ -60,7 +60,8 @@ def test_what_and_where_they_run():
     venv = "/opt/lowlat/current/venv/bin/trading-service"
     assert engine["ExecStart"] == [f"{venv} run --config /etc/lowlat/service.toml"]
     assert telemetry["ExecStart"] == [f"{venv} telemetry --config /etc/lowlat/service.toml"]
-    assert engine["CPUAffinity"] == ["1-3"]  # the isolated CPUs
+    # the stages' isolated CPUs and the housekeeping CPU the supervisor moves itself to
+    assert engine["CPUAffinity"] == ["0-3"]
     assert telemetry["CPUAffinity"] == ["0"]  # housekeeping
     for unit in (engine, telemetry):
         assert unit["User"] == unit["Group"] == ["lowlat"]
@@ -96,6 +97,19 @@ def test_both_units_reach_the_same_shm_dir():
     assert shm in engine["ReadWritePaths"][0].split()
     assert f"-{shm}" in telemetry["ReadOnlyPaths"][0].split()  # telemetry only reads
     assert "ReadWritePaths" not in telemetry
+
+
+@pytest.mark.parametrize("vcpus", [2, 4, 16, 64])
+def test_engine_may_use_its_stage_cores_and_the_housekeeping_cpus(vcpus):
+    profile = TuningProfile.for_vcpus(vcpus)
+    engine = settings(units.engine_unit(profile))
+    allowed = set(parse_cpulist(engine["CPUAffinity"][0]))
+    # check_runtime accepts the rendered [cores]: they are CPUs the unit's process may use
+    assert set(profile.stage_cores().values()) <= set(profile.isolated) <= allowed
+    # and the supervisor has CPUs no stage runs on to move to: the housekeeping ones, no others
+    assert allowed - set(profile.stage_cores().values()) >= set(profile.housekeeping)
+    assert allowed == set(profile.housekeeping) | set(profile.isolated)
+    assert settings(units.telemetry_unit(profile))["CPUAffinity"] == [cpulist(profile.housekeeping)]
 
 
 def test_shm_dir_follows_the_profile():

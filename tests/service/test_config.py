@@ -18,6 +18,7 @@ from service.config import (
     check_cores,
     default_cores,
     from_dict,
+    housekeeping_cpus,
     load,
     to_toml,
 )
@@ -282,6 +283,33 @@ def test_check_cores_rejects_a_cpu_this_process_may_not_use():
         str(exc.value), SOURCE, f"[cores] gateway = {outside}", ", ".join(map(str, allowed))
     )
     check_cores(from_dict({"cores": {"gateway": allowed[-1]}}, SOURCE))
+
+
+@pytest.mark.parametrize(
+    ("allowed", "isolated", "expected"),
+    [
+        # the engine unit on a tuned 4-vCPU host: the stages' cores and housekeeping cpu0
+        ({0, 1, 2, 3}, "1-3\n", {0}),
+        # 16 vCPUs: cpu4-15 are isolated too but run no stage; still not the supervisor's
+        (set(range(16)), "1-15\n", {0}),
+        # an untuned machine (nothing isolated): every CPU no stage uses
+        ({0, 1, 2, 3, 4, 5}, "\n", {0, 4, 5}),
+        # no kernel file, or every free CPU isolated: the CPUs free of stages
+        ({0, 1, 2, 3}, None, {0}),
+        ({1, 2, 3, 4}, "1-4\n", {4}),
+        # fewer CPUs than stages: it shares theirs
+        ({1, 2, 3}, "1-3\n", {1, 2, 3}),
+    ],
+)
+def test_housekeeping_cpus_are_free_of_stages_and_not_isolated(
+    monkeypatch, tmp_path, allowed, isolated, expected
+):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(allowed))
+    path = tmp_path / "isolated"
+    if isolated is not None:
+        path.write_text(isolated)
+    config = from_dict({"cores": {"feed": 1, "engine": 2, "gateway": 3}}, SOURCE)
+    assert housekeeping_cpus(config, path) == expected
 
 
 # --- the simulator's knobs: [feed] is their one validator ----------------------------------

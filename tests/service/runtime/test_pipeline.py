@@ -19,6 +19,9 @@ import pytest
 
 from contracts import stats_layout as L
 from contracts.log_lines import parse_stamp
+from contracts.profile import parse_cpulist
+from contracts.stages import STAGES
+from service.config import load
 from service.runtime.segments import attach_stats
 from service.runtime.stats import describe, snapshot
 
@@ -98,6 +101,54 @@ def test_run_for_a_duration_reports_and_cleans_up(tmp_path, prefix):
     positions = figures["positions"]
     assert sum(abs(v) for v in positions.values()) > 0  # fills came back and moved positions
     assert all(s["state"] == "stopped" for s in figures["stages"].values())
+
+
+def allowed_cpus(pid: int | str, task: int | str | None = None) -> set[int]:
+    """Cpus_allowed_list of a process (its main thread) or of one of its threads."""
+    where = Path(f"/proc/{pid}") / (f"task/{task}" if task is not None else "")
+    status = (where / "status").read_text()
+    line = next(row for row in status.splitlines() if row.startswith("Cpus_allowed_list:"))
+    return set(parse_cpulist(line.split(":", 1)[1]))
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            status = (entry / "status").read_text() if entry.name.isdigit() else ""
+        except OSError:
+            continue  # ended while we looked
+        if f"\nPPid:\t{pid}\n" in status:
+            found.append(int(entry.name))
+    return found
+
+
+def test_supervisor_runs_off_every_stage_core(tmp_path, prefix):
+    path = write_config(tmp_path, prefix)
+    cores = load(path).cores  # the default: the CPUs the CLI may use but the first
+    proc = start_cli("run", "--config", path)
+    try:
+        wait_until_running(prefix, proc)
+        _, stats = attach_stats(SHM, f"{prefix}.stats", writable=False)
+        values = snapshot(stats)
+        stage_pids = {
+            stage: int(values[L.SECTION_START[i] + L.PID]) for i, stage in enumerate(STAGES)
+        }
+        for stage, pid in stage_pids.items():
+            assert allowed_cpus(pid) == {cores[stage]}, stage  # each stage pinned to its core
+        # every thread of the supervisor, and every process it started that is not a stage
+        # (multiprocessing's resource tracker), stays off every stage's core
+        supervisor = [allowed_cpus(proc.pid, tid) for tid in os.listdir(f"/proc/{proc.pid}/task")]
+        others = [allowed_cpus(pid) for pid in children(proc.pid) if pid not in stage_pids.values()]
+        for cpus in supervisor + others:
+            assert cpus and not cpus & set(cores.values()), (cpus, cores)
+        if os.sched_getaffinity(0) == {0, 1}:  # this 2-CPU machine: the stages on cpu1
+            assert set(cores.values()) == {1} and supervisor[0] == {0}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert "supervisor on cpu" in stderr
 
 
 def test_sigterm_drains_and_unlinks(tmp_path, prefix):
