@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from typing import Any
-
-import numpy as np
 
 
 def finite_or_none(value: Any) -> Any:
@@ -19,7 +18,11 @@ def finite_or_none(value: Any) -> Any:
         return {key: finite_or_none(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [finite_or_none(item) for item in value]
-    if isinstance(value, np.generic):
+    # numpy scalars become plain numbers; numpy is not imported for that (the tuning profile
+    # reads this module, and check-host and the renderers start without numpy): where no
+    # numpy is loaded, no value can be one of its scalars
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and isinstance(value, numpy.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None
