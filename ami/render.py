@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import shlex
 
-from ami import units
+from ami import security, units
 from contracts.profile import SYSCTLS, TuningProfile, cpulist, cpumask
 
 SYSCTL_CONF = "/etc/sysctl.d/90-lowlat.conf"
@@ -31,7 +31,7 @@ ENGINE_UNIT = f"/etc/systemd/system/{units.ENGINE_UNIT}"
 TELEMETRY_UNIT = f"/etc/systemd/system/{units.TELEMETRY_UNIT}"
 
 # Installed 0755; every other file 0644.
-SCRIPTS = frozenset({APPLY_KERNEL_ARGS, TUNE_SCRIPT})
+SCRIPTS = frozenset({APPLY_KERNEL_ARGS, TUNE_SCRIPT, *security.SCRIPTS})
 
 WORKQUEUE_CPUMASK = "/sys/devices/virtual/workqueue/cpumask"
 
@@ -61,6 +61,7 @@ def render(profile: TuningProfile) -> dict[str, str]:
         ENGINE_UNIT: units.engine_unit(profile),
         TELEMETRY_UNIT: units.telemetry_unit(profile),
         LOGROTATE_CONF: logrotate_conf(),
+        **security.files(profile),  # the firewall and the sshd drop-in
     }
 
 

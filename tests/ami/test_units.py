@@ -8,7 +8,6 @@ venv path and the few stock targets the units name.
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -19,14 +18,13 @@ from ami import units
 from ami.apply import apply
 from ami.render import ENGINE_UNIT, TELEMETRY_UNIT, TUNE_UNIT, render
 from contracts.profile import TuningProfile, cpulist, parse_cpulist
+from tests.support.systemd_tools import STOCK_UNITS, SYSTEMD_ANALYZE, exposure
 
 PROFILE = TuningProfile.for_vcpus(4)
 MAX_EXPOSURE = 2.5
-SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
 needs_systemd_analyze = pytest.mark.skipif(
     SYSTEMD_ANALYZE is None, reason="systemd-analyze is not installed"
 )
-STOCK_UNITS = Path("/usr/lib/systemd/system")
 # What the units pull in (After=/Wants=/WantedBy= and the implicit default dependencies).
 NEEDED_TARGETS = (
     "sysinit.target",
@@ -159,18 +157,6 @@ def test_verify_catches_a_broken_unit(host_root):
         timeout=60,
     )
     assert "Unknown key 'Bogus'" in result.stderr  # the check above can fail
-
-
-def exposure(path: Path) -> float:
-    result = subprocess.run(
-        [SYSTEMD_ANALYZE, "security", "--offline=true", "--no-pager", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    match = re.search(r"Overall exposure level for \S+: (\d+(?:\.\d+)?)", result.stdout)
-    assert match, result.stdout + result.stderr
-    return float(match.group(1))
 
 
 @needs_systemd_analyze

@@ -1,0 +1,449 @@
+"""The host's own gates, rendered from the tuning profile and checked by check-host: an nftables
+firewall (table ``inet lowlat``, loaded at boot by ``lowlat-firewall.service``) and an sshd
+drop-in (keys only; root login as the profile says).
+
+Light (standard library, ``contracts`` and ``ami.check``): the renderers and check-host read it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import posixpath
+import re
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from ami.check import FAIL, NA, PASS, Check
+from contracts.profile import TuningProfile
+
+HEADER = (
+    "Rendered by ami/security.py from the lowlat tuning profile; edit the profile, not this file."
+)
+
+FIREWALL_RULESET = "/etc/lowlat/firewall.nft"
+FIREWALL_SCRIPT = "/usr/local/sbin/lowlat-firewall"
+FIREWALL_UNIT_NAME = "lowlat-firewall.service"
+FIREWALL_UNIT = f"/etc/systemd/system/{FIREWALL_UNIT_NAME}"
+FIREWALL_STATE = "/run/lowlat-firewall"
+LOADED_RULESET = f"{FIREWALL_STATE}/ruleset.nft"
+LOADED_BOOT_ID = f"{FIREWALL_STATE}/boot-id"
+BOOT_ID = "/proc/sys/kernel/random/boot_id"
+NFT = "/usr/sbin/nft"
+TABLE = "inet lowlat"
+SSH_PORT = 22
+
+SSHD_CONFIG = "/etc/ssh/sshd_config"
+SSHD_DROPIN = "/etc/ssh/sshd_config.d/10-lowlat.conf"
+SSHD = "/usr/sbin/sshd"
+
+# Installed 0755 (ami.render.file_mode); the rest 0644: nothing here is secret, and check-host
+# also runs as the service user (the telemetry API's /host), which must be able to read them.
+SCRIPTS = frozenset({FIREWALL_SCRIPT})
+
+
+def files(profile: TuningProfile) -> dict[str, str]:
+    """The files of this module, keyed by absolute path on the host."""
+    return {
+        FIREWALL_RULESET: firewall_ruleset(profile),
+        FIREWALL_SCRIPT: firewall_script(),
+        FIREWALL_UNIT: firewall_unit(),
+        SSHD_DROPIN: sshd_dropin(profile),
+    }
+
+
+# ----------------------------------------------------------------------------- the firewall
+
+
+def networks(cidrs: Iterable[str], version: int) -> list[str]:
+    """The CIDRs of one IP version, parsed again and merged, as ``ipaddress`` writes them: nft
+    refuses overlapping intervals in a set, and a profile may list 10.0.0.0/8 and 10.1.0.0/16."""
+    parsed = [ipaddress.ip_network(cidr, strict=True) for cidr in cidrs]
+    if version == 4:
+        v4 = [net for net in parsed if isinstance(net, ipaddress.IPv4Network)]
+        return [str(net) for net in ipaddress.collapse_addresses(v4)]
+    v6 = [net for net in parsed if isinstance(net, ipaddress.IPv6Network)]
+    return [str(net) for net in ipaddress.collapse_addresses(v6)]
+
+
+def _service(
+    name: str, port: int, cidrs: tuple[str, ...], what: str
+) -> tuple[list[str], list[str]]:
+    """The sets and rules that admit ``port`` from ``cidrs``: one set per IP version in use."""
+    sets: list[str] = []
+    rules = [f"# {what} ({port}) from the profile's {name} only"]
+    for version, family, match in ((4, "ipv4_addr", "ip"), (6, "ipv6_addr", "ip6")):
+        nets = networks(cidrs, version)
+        if not nets:
+            continue
+        set_name = f"{name.removesuffix('_cidrs')}_ipv{version}"
+        elements = ", ".join(nets)
+        sets += [
+            f"\tset {set_name} {{",
+            f"\t\ttype {family}",
+            "\t\tflags interval",
+            f"\t\telements = {{ {elements} }}",
+            "\t}",
+        ]
+        rules.append(f"tcp dport {port} {match} saddr @{set_name} accept")
+    if len(rules) == 1:
+        rules[0] = f"# {what} ({port}): no {name} in the profile, so only from this host"
+    return sets, rules
+
+
+def firewall_ruleset(profile: TuningProfile) -> str:
+    ssh_sets, ssh_rules = _service("ssh_cidrs", SSH_PORT, profile.ssh_cidrs, "SSH")
+    api_sets, api_rules = _service(
+        "telemetry_cidrs", profile.telemetry_port, profile.telemetry_cidrs, "telemetry API"
+    )
+    rules = [
+        'iif "lo" accept',
+        "ct state established,related accept",
+        "# ICMP errors: path-MTU discovery (fragmentation needed, packet too big) and failures",
+        "# of this host's own connections. Conntrack accepts them above as related; these also",
+        "# pass the ones whose connection it no longer tracks (the kernel checks them itself).",
+        "icmp type { destination-unreachable, time-exceeded, parameter-problem } accept",
+        "icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem }"
+        " accept",
+        "# IPv6 neighbour discovery and router advertisements, without which IPv6 stops; hop",
+        "# limit 255 means sent on this link (RFC 4861). Multicast listener queries come from",
+        "# a router's link-local address.",
+        "ip6 hoplimit 255 icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-advert }"
+        " accept",
+        "ip6 saddr fe80::/10 icmpv6 type mld-listener-query accept",
+        "# DHCPv6 replies come from the server's link-local address, not the multicast address",
+        "# asked, so conntrack does not see them as replies. (DHCPv4 clients use raw sockets.)",
+        "ip6 saddr fe80::/10 udp sport 547 udp dport 546 accept",
+        "ct state invalid drop",
+        *ssh_rules,
+        *api_rules,
+        "# what is left is dropped by the policy; the counter shows how much",
+        'counter comment "dropped by policy"',
+    ]
+    body = [
+        *ssh_sets,
+        *api_sets,
+        "\tchain input {",
+        "\t\ttype filter hook input priority filter; policy drop;",
+        *(f"\t\t{rule}" for rule in rules),
+        "\t}",
+    ]
+    return (
+        "\n".join(
+            [
+                f"# {HEADER}",
+                "# The lowlat host firewall, loaded by lowlat-firewall.service: inbound is dropped",
+                "# unless a rule below accepts it; outbound is untouched. nft -f applies the whole",
+                "# file in one transaction: if any of it fails, nothing changes.",
+                "",
+                "# Make sure the table exists, then delete it: a reload replaces it whole, leaving",
+                "# every other table alone.",
+                f"table {TABLE}",
+                f"delete table {TABLE}",
+                "",
+                f"table {TABLE} {{",
+                *body,
+                "}",
+            ]
+        )
+        + "\n"
+    )
+
+
+def firewall_script() -> str:
+    return f"""#!/bin/bash
+# {HEADER}
+# Loads the lowlat host firewall ({FIREWALL_RULESET}, table {TABLE}) for
+# {FIREWALL_UNIT_NAME}, at boot and on reload. nft -f applies it in one transaction, so a
+# file that fails to load leaves the rules in force as they were. What was loaded is kept in
+# {FIREWALL_STATE} with this boot's id: check-host compares it with the installed file
+# (the kernel's rules themselves take CAP_NET_ADMIN to read). LOWLAT_ROOT (unset on a host)
+# prefixes every path, so the script can be rehearsed in a scratch tree.
+set -euo pipefail
+root="${{LOWLAT_ROOT:-}}"
+state="$root{FIREWALL_STATE}"
+mkdir -p "$state"
+trap 'rm -f "$state/loading.nft"' EXIT
+
+# nft reads a copy: the record below is then exactly what it loaded, whatever happens to the file
+cp "$root{FIREWALL_RULESET}" "$state/loading.nft"
+nft -f "$state/loading.nft"
+mv -f "$state/loading.nft" "$root{LOADED_RULESET}"
+cp "$root{BOOT_ID}" "$root{LOADED_BOOT_ID}"
+echo "lowlat-firewall: table {TABLE} loaded from {FIREWALL_RULESET}"
+"""
+
+
+def firewall_unit() -> str:
+    # Its own unit, not the distributions' nftables.service: that one reads /etc/nftables.conf
+    # on Debian and Ubuntu (whose stock file starts with "flush ruleset", every tool's rules)
+    # and /etc/sysconfig/nftables.conf on AL2023, so no one file and unit would do on all three.
+    return f"""# {HEADER}
+[Unit]
+Description=lowlat host firewall (nftables table {TABLE})
+Documentation=man:nft(8)
+# Early, before any network is up, as the distributions' nftables.service is; it needs the
+# root file system only.
+DefaultDependencies=no
+Wants=network-pre.target
+Before=network-pre.target shutdown.target
+Conflicts=shutdown.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart={FIREWALL_SCRIPT}
+ExecReload={FIREWALL_SCRIPT}
+# Stopping the unit deletes lowlat's table (no other), so the unit's state and the rules agree;
+# "-": a table already deleted by hand is no error.
+ExecStop=-{NFT} delete table {TABLE}
+# The record of what was loaded (check-host reads it) goes when the unit stops.
+RuntimeDirectory=lowlat-firewall
+RuntimeDirectoryMode=0755
+# The sandbox (systemd.exec(5)): nft needs CAP_NET_ADMIN and a netlink socket, nothing more.
+# No ProcSubset=pid: the script reads the boot id from /proc/sys.
+CapabilityBoundingSet=CAP_NET_ADMIN
+NoNewPrivileges=yes
+ProtectSystem=strict
+ProtectHome=yes
+PrivateDevices=yes
+ProtectKernelTunables=yes
+ProtectKernelLogs=yes
+ProtectControlGroups=yes
+ProtectClock=yes
+ProtectHostname=yes
+RestrictAddressFamilies=AF_NETLINK AF_UNIX
+IPAddressDeny=any
+RestrictNamespaces=yes
+RestrictRealtime=yes
+RestrictSUIDSGID=yes
+MemoryDenyWriteExecute=yes
+LockPersonality=yes
+UMask=0022
+SystemCallArchitectures=native
+SystemCallFilter=@system-service
+SystemCallErrorNumber=EPERM
+
+[Install]
+WantedBy=sysinit.target
+"""
+
+
+# ----------------------------------------------------------------------------- sshd
+
+# sshd's keys are case-insensitive; ChallengeResponseAuthentication is the old name of
+# KbdInteractiveAuthentication (OpenSSH 8.7 renamed it) and still read as the same key, as
+# without-password is of prohibit-password.
+_ALIASES = {"challengeresponseauthentication": "kbdinteractiveauthentication"}
+_VALUE_ALIASES = {"without-password": "prohibit-password"}
+
+
+def sshd_settings(profile: TuningProfile) -> dict[str, str]:
+    """What the drop-in sets, as sshd -T prints it (keys aside, which it prints lower-case)."""
+    return {
+        "PasswordAuthentication": "no",
+        "KbdInteractiveAuthentication": "no",
+        "PermitRootLogin": profile.ssh_root_login,
+    }
+
+
+def sshd_dropin(profile: TuningProfile) -> str:
+    lines = [
+        f"# {HEADER}",
+        "# Keys only: no password and no keyboard-interactive (PAM) prompt, and root as the",
+        "# profile says (never with a password). sshd keeps the first value it reads for a key:",
+        "# this file sorts before the images' own drop-ins (50-cloud-init.conf, ...).",
+        *(f"{key} {value}" for key, value in sshd_settings(profile).items()),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def _read(root: Path, path: str) -> str | None:
+    """The text of ``root/path``; None when it is not there. PermissionError is raised: a file
+    this user may not read is unknown, not missing (AL2023 keeps sshd_config 0600)."""
+    try:
+        return (root / path.lstrip("/")).read_text(errors="replace")
+    except PermissionError:
+        raise
+    except OSError:
+        return None
+
+
+def _first_difference(have: str, want: str) -> str:
+    """Where the installed text first differs from the rendered, for a person."""
+    pairs = zip(have.splitlines(), want.splitlines(), strict=False)
+    for n, (a, b) in enumerate(pairs, 1):
+        if a != b:
+            return f"line {n} is {a.strip()!r}, the profile's {b.strip()!r}"
+    return "the installed file is longer or shorter than the profile's"
+
+
+FIREWALL_EXPECTED = f"table {TABLE} from {FIREWALL_RULESET} as the profile renders it, loaded"
+SSHD_EXPECTED = f"{SSHD_DROPIN} as rendered, included by {SSHD_CONFIG} before any other value"
+
+
+def _check_firewall(root: Path, profile: TuningProfile) -> Check:
+    expected = FIREWALL_EXPECTED
+    installed = _read(root, FIREWALL_RULESET)
+    if installed is None:
+        return Check("firewall", FAIL, expected, "missing", f"no {FIREWALL_RULESET} (ami apply)")
+    if installed != firewall_ruleset(profile):
+        return Check(
+            "firewall",
+            FAIL,
+            expected,
+            "differs from the profile",
+            f"{FIREWALL_RULESET}, {_first_difference(installed, firewall_ruleset(profile))}",
+        )
+    loaded = _read(root, LOADED_RULESET)
+    if loaded is None:
+        return Check(
+            "firewall",
+            FAIL,
+            expected,
+            "installed, not loaded",
+            f"no {LOADED_RULESET}: {FIREWALL_UNIT_NAME} has not loaded it since boot "
+            f"(systemctl status {FIREWALL_UNIT_NAME})",
+        )
+    if loaded != installed:
+        return Check(
+            "firewall",
+            FAIL,
+            expected,
+            "installed, an older ruleset loaded",
+            f"the loaded ruleset is not the installed one: systemctl reload {FIREWALL_UNIT_NAME}",
+        )
+    boot = _read(root, BOOT_ID)
+    if boot is None:  # /run is a tmpfs on every host OS: a record there is from this boot
+        return Check(
+            "firewall",
+            PASS,
+            expected,
+            "installed and loaded",
+            f"no {BOOT_ID}; {FIREWALL_STATE} is cleared at boot",
+        )
+    if (_read(root, LOADED_BOOT_ID) or "").strip() != boot.strip():
+        return Check(
+            "firewall",
+            FAIL,
+            expected,
+            "installed, loaded at an earlier boot",
+            f"{LOADED_BOOT_ID} is not this boot's id ({BOOT_ID})",
+        )
+    return Check("firewall", PASS, expected, "installed and loaded", f"boot {boot.strip()}")
+
+
+def _directives(text: str) -> list[tuple[str, str]]:
+    """(lower-case key, value) of each sshd_config line, up to the first Match block: what
+    follows a Match applies only to the connections it matches."""
+    found = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = re.split(r"\s*=\s*|\s+", line, maxsplit=1)  # "Key value" or "Key=value"
+        key, value = parts[0].lower(), parts[1] if len(parts) > 1 else ""
+        if key == "match":
+            break
+        found.append((_ALIASES.get(key, key), value.strip()))
+    return found
+
+
+def _includes(root: Path, value: str) -> list[str]:
+    """The files one Include line names, in the order sshd reads them (each glob sorted)."""
+    paths = []
+    for pattern in value.split():
+        pattern = pattern.strip("\"'")
+        if not pattern.startswith("/"):
+            pattern = posixpath.join(posixpath.dirname(SSHD_CONFIG), pattern)
+        parent, name = posixpath.split(pattern)
+        try:
+            entries = sorted(p.name for p in (root / parent.lstrip("/")).iterdir())
+        except (FileNotFoundError, NotADirectoryError):
+            entries = []
+        paths += [posixpath.join(parent, e) for e in entries if fnmatch.fnmatch(e, name)]
+    return paths
+
+
+def _earlier_values(root: Path, main: str, profile: TuningProfile) -> tuple[bool, list[str]]:
+    """Whether sshd_config includes the drop-in, and each of its keys that sshd reads first
+    with another value from elsewhere (sshd keeps the first value of a key)."""
+    wanted = {key.lower(): (key, value) for key, value in sshd_settings(profile).items()}
+    conflicts: list[str] = []
+
+    def seen(path: str, key: str, value: str) -> None:
+        if key in wanted:
+            name, ours = wanted.pop(key)
+            if _VALUE_ALIASES.get(value.lower(), value.lower()) != ours.lower():
+                conflicts.append(f"{path} sets {name} {value} first")
+
+    for key, value in _directives(main):
+        if key != "include":
+            seen(SSHD_CONFIG, key, value)
+            continue
+        for path in _includes(root, value):
+            if path == SSHD_DROPIN:
+                return True, conflicts
+            for inner_key, inner_value in _directives(_read(root, path) or ""):
+                seen(path, inner_key, inner_value)
+    return False, conflicts
+
+
+def _check_sshd(root: Path, profile: TuningProfile) -> Check:
+    expected = SSHD_EXPECTED
+    main = _read(root, SSHD_CONFIG)
+    if main is None and not (root / SSHD.lstrip("/")).exists():
+        return Check("sshd", NA, expected, "", "sshd is not installed: nothing serves SSH")
+    dropin = _read(root, SSHD_DROPIN)
+    if dropin is None:
+        return Check("sshd", FAIL, expected, "missing", f"no {SSHD_DROPIN} (ami apply)")
+    if dropin != sshd_dropin(profile):
+        detail = f"{SSHD_DROPIN}, {_first_difference(dropin, sshd_dropin(profile))}"
+        return Check("sshd", FAIL, expected, "differs from the profile", detail)
+    if main is None:
+        return Check("sshd", FAIL, expected, "no sshd_config", f"no {SSHD_CONFIG} to include it")
+    included, conflicts = _earlier_values(root, main, profile)
+    if not included:
+        return Check(
+            "sshd",
+            FAIL,
+            expected,
+            "drop-in not included",
+            f"{SSHD_CONFIG} has no Include of sshd_config.d/*.conf before any Match block: sshd"
+            " ignores the drop-in",
+        )
+    if conflicts:
+        return Check("sshd", FAIL, expected, "; ".join(conflicts), "sshd keeps the first value")
+    settings = ", ".join(f"{k} {v}" for k, v in sshd_settings(profile).items())
+    return Check("sshd", PASS, expected, settings)
+
+
+def _unless_unreadable(
+    name: str,
+    expected: str,
+    check: Callable[[Path, TuningProfile], Check],
+    root: Path,
+    profile: TuningProfile,
+) -> Check:
+    try:
+        return check(root, profile)
+    except PermissionError as exc:
+        return Check(
+            name,
+            NA,
+            expected,
+            "unreadable",
+            f"{exc.filename}: not readable by this user (check-host as root reads it)",
+        )
+
+
+def security_checks(root: Path, profile: TuningProfile) -> list[Check]:
+    """check-host's checks of the firewall and sshd of the host under ``root``."""
+    root = Path(root)
+    return [
+        _unless_unreadable("firewall", FIREWALL_EXPECTED, _check_firewall, root, profile),
+        _unless_unreadable("sshd", SSHD_EXPECTED, _check_sshd, root, profile),
+    ]
