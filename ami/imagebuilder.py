@@ -3,9 +3,9 @@
 ``component_document(profile)`` is the component's YAML (schema 1.0); ``component_data`` the same
 as a dict for the CDK app (TunedAmiStack). The phases:
 
-- build: install Python 3.11, the CloudWatch agent, irqbalance and ethtool with dnf; download
-  the lowlat wheel (``WheelS3Uri``, a component parameter: the CDK stack uploads the wheel as an
-  S3 asset and passes its URI) and install it into a release venv,
+- build: install Python 3.11, the CloudWatch agent, irqbalance, ethtool and nftables with dnf;
+  download the lowlat wheel (``WheelS3Uri``, a component parameter: the CDK stack uploads the
+  wheel as an S3 asset and passes its URI) and install it into a release venv,
   ``<install_prefix>/releases/image``, with ``current`` pointing at it, the layout ``fab deploy``
   keeps, so the units find ``current/venv/bin/trading-service`` from the first boot and the
   first deploy swaps ``current`` as usual. pip fetches the wheel's dependencies, so the build
@@ -13,8 +13,8 @@ as a dict for the CDK app (TunedAmiStack). The phases:
   /etc/lowlat/profile.toml, ``python -m ami apply --root /`` with it, create the service user
   (``systemd-sysusers`` from the rendered sysusers.d file), install the CloudWatch agent's files
   (``ami.cloudwatch.agent_files``) and have the agent translate its config (a config it rejects
-  fails the build), enable irqbalance, the agent and the tuning unit, write the kernel
-  arguments with ``lowlat-apply-kernel-args`` and reboot into them.
+  fails the build), enable irqbalance, the agent, the tuning unit and the firewall, write the
+  kernel arguments with ``lowlat-apply-kernel-args`` and reboot into them.
 - validate (same build instance, after the reboot) and test (a fresh instance launched from
   the new image): ``trading-service check-host --profile /etc/lowlat/profile.toml --json`` must
   report the checks in ``REQUIRED_HOST_CHECKS`` as passed; ``CHECK_HOST_SCRIPT`` reads its
@@ -34,6 +34,7 @@ from __future__ import annotations
 import yaml
 
 from ami import cloudwatch
+from ami.security import FIREWALL_UNIT_NAME
 from contracts.profile import INSTALLED_PROFILE, TuningProfile, profile_file
 
 COMPONENT_NAME = "lowlat-tuned-host"
@@ -44,7 +45,14 @@ TUNE_UNIT = "lowlat-tune.service"
 WHEEL_PARAMETER = "WheelS3Uri"
 DOWNLOAD_DIR = "/tmp/lowlat-dist"
 CHECK_HOST_OUTPUT = "/tmp/lowlat-check-host.json"
-PACKAGES = ("python3.11", "python3.11-pip", "amazon-cloudwatch-agent", "irqbalance", "ethtool")
+PACKAGES = (
+    "python3.11",
+    "python3.11-pip",
+    "amazon-cloudwatch-agent",
+    "irqbalance",
+    "ethtool",
+    "nftables",  # nft, for lowlat-firewall.service (ami/security.py)
+)
 
 # Files the document uses that the apply step (ami.render) installs.
 REQUIRED_FILES = (APPLY_KERNEL_ARGS, KERNEL_ARGS_FILE)
@@ -176,7 +184,7 @@ def _component(profile: TuningProfile) -> dict:
         ),
         _bash(
             "EnableServices",
-            f"systemctl enable irqbalance amazon-cloudwatch-agent {TUNE_UNIT}",
+            f"systemctl enable irqbalance amazon-cloudwatch-agent {TUNE_UNIT} {FIREWALL_UNIT_NAME}",
         ),
         _bash("ApplyKernelArgs", f"bash {APPLY_KERNEL_ARGS}"),
         {"name": "RebootIntoKernelArgs", "action": "Reboot", "inputs": {"delaySeconds": 0}},

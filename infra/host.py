@@ -6,11 +6,12 @@ EBS-optimised, termination protection per config) in the network's one subnet.
 User data (``user_data_script``) sets a host up from the same renderers the Image Builder
 component uses, so both AMI modes end with the same files:
 
-- ``userdata``: install Python 3.11, the CloudWatch agent, irqbalance and ethtool; unpack the
-  tuning files (``ami.render``), the agent's files (``ami.cloudwatch.agent_files``) and the
-  profile (carried as one gzipped tar, because EC2 caps user data at 16 KiB); create the service
-  user; enable the agent, irqbalance and the tuning unit; write the kernel arguments and reboot
-  once into them. A marker file guards the reboot, so a re-run of the script never loops.
+- ``userdata``: install Python 3.11, the CloudWatch agent, irqbalance, ethtool and nftables;
+  unpack the tuning files (``ami.render``), the agent's files (``ami.cloudwatch.agent_files``) and
+  the profile (carried as one gzipped tar, because EC2 caps user data at 16 KiB); create the
+  service user; enable the agent, irqbalance, the tuning unit and the firewall; write the kernel
+  arguments and reboot once into them. A marker file guards the reboot, so a re-run of the
+  script never loops.
 - ``bake``: the image already holds all of that (TunedAmiStack); user data only makes sure the
   agent runs.
 
@@ -83,7 +84,8 @@ def user_data_script(profile: TuningProfile, ami_mode: str) -> list[str]:
         "systemd-sysusers",
         f"install -d -o {user} -g {user} -m 0755 {cloudwatch.LOG_DIR}",
         "systemctl daemon-reload",
-        f"systemctl enable irqbalance amazon-cloudwatch-agent {imagebuilder.TUNE_UNIT}",
+        "systemctl enable irqbalance amazon-cloudwatch-agent "
+        f"{imagebuilder.TUNE_UNIT} {imagebuilder.FIREWALL_UNIT_NAME}",
         f"{AGENT_CTL} -a fetch-config -m ec2 -c file:{cloudwatch.AGENT_CONFIG_PATH}",
         "# kernel arguments take a reboot; the marker makes it happen once whatever re-runs this",
         f"if [ ! -e {REBOOT_MARKER} ]; then",

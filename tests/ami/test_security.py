@@ -523,3 +523,24 @@ def test_a_file_this_user_may_not_read_is_unknown_not_missing(tmp_path, monkeypa
     assert (got.status, got.observed) == (NA, "unreadable")
     assert str(root / "etc/ssh/sshd_config") in got.detail
     assert check(root, "firewall").status == PASS
+
+
+def test_images_and_user_data_install_nft_and_enable_the_firewall():
+    from ami import imagebuilder as IB
+
+    assert "nftables" in IB.PACKAGES
+    enable = next(
+        step["inputs"]["commands"][0]
+        for phase in IB.component_data(PROFILE)["phases"]
+        for step in phase["steps"]
+        if step["name"] == "EnableServices"
+    )
+    assert enable.startswith("systemctl enable ") and sec.FIREWALL_UNIT_NAME in enable.split()
+    pytest.importorskip("aws_cdk")
+    from infra.host import user_data_script
+
+    script = user_data_script(PROFILE, "userdata")
+    assert any(
+        line.startswith("systemctl enable ") and sec.FIREWALL_UNIT_NAME in line.split()
+        for line in script
+    )
