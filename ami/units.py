@@ -37,6 +37,10 @@ TELEMETRY_UNIT = "lowlat-telemetry.service"
 TUNE_UNIT = "lowlat-tune.service"
 SERVICE_CONFIG = "/etc/lowlat/service.toml"
 
+# lowlat-tune's record of its run (status, boot id, what ethtool -C took), for check-host's
+# tune_unit and nic_coalescing: /run is emptied at every boot, so it speaks of this boot.
+TUNE_STATE = "/run/lowlat-tune.state"
+
 # Longest drain on stop: [service] drain_timeout_s defaults to 10 s and the stages then print
 # their report; 30 s leaves room before systemd sends SIGKILL to the whole control group.
 ENGINE_STOP_TIMEOUT_S = 30
