@@ -35,11 +35,20 @@ from contracts.profile import TuningProfile, cpulist
 ENGINE_UNIT = "lowlat-engine.service"
 TELEMETRY_UNIT = "lowlat-telemetry.service"
 TUNE_UNIT = "lowlat-tune.service"
+CHECK_HOST_UNIT = "lowlat-check-host.service"
+CHECK_HOST_TIMER_UNIT = "lowlat-check-host.timer"
 SERVICE_CONFIG = "/etc/lowlat/service.toml"
 
 # lowlat-tune's record of its run (status, boot id, what ethtool -C took), for check-host's
 # tune_unit and nic_coalescing: /run is emptied at every boot, so it speaks of this boot.
 TUNE_STATE = "/run/lowlat-tune.state"
+# The root timer's output: check-host's report, which the telemetry API serves at /host, and
+# chronyd's answer to `chronyc -c tracking`, which check-host's chrony_synced reads.
+STATE_DIR = "/var/lib/lowlat"
+CHECK_HOST_REPORT = f"{STATE_DIR}/check-host.json"
+CHRONY_TRACKING = f"{STATE_DIR}/chrony-tracking"
+CHECK_HOST_SCRIPT = "/usr/local/sbin/lowlat-check-host"
+CHECK_HOST_INTERVAL_S = 60
 
 # Longest drain on stop: [service] drain_timeout_s defaults to 10 s and the stages then print
 # their report; 30 s leaves room before systemd sends SIGKILL to the whole control group.
