@@ -29,9 +29,12 @@ SYSUSERS_CONF = "/etc/sysusers.d/lowlat.conf"
 SERVICE_CONFIG = units.SERVICE_CONFIG
 ENGINE_UNIT = f"/etc/systemd/system/{units.ENGINE_UNIT}"
 TELEMETRY_UNIT = f"/etc/systemd/system/{units.TELEMETRY_UNIT}"
+CHECK_HOST_SCRIPT = units.CHECK_HOST_SCRIPT
+CHECK_HOST_UNIT = f"/etc/systemd/system/{units.CHECK_HOST_UNIT}"
+CHECK_HOST_TIMER = f"/etc/systemd/system/{units.CHECK_HOST_TIMER_UNIT}"
 
 # Installed 0755; every other file 0644.
-SCRIPTS = frozenset({APPLY_KERNEL_ARGS, TUNE_SCRIPT, *security.SCRIPTS})
+SCRIPTS = frozenset({APPLY_KERNEL_ARGS, TUNE_SCRIPT, CHECK_HOST_SCRIPT, *security.SCRIPTS})
 
 WORKQUEUE_CPUMASK = "/sys/devices/virtual/workqueue/cpumask"
 
@@ -60,6 +63,9 @@ def render(profile: TuningProfile) -> dict[str, str]:
         SERVICE_CONFIG: service_toml(profile),
         ENGINE_UNIT: units.engine_unit(profile),
         TELEMETRY_UNIT: units.telemetry_unit(profile),
+        CHECK_HOST_SCRIPT: units.check_host_script(profile),
+        CHECK_HOST_UNIT: units.check_host_unit(profile),
+        CHECK_HOST_TIMER: units.check_host_timer(),
         LOGROTATE_CONF: logrotate_conf(),
         **security.files(profile),  # the firewall and the sshd drop-in
     }
