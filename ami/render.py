@@ -29,9 +29,12 @@ SYSUSERS_CONF = "/etc/sysusers.d/lowlat.conf"
 SERVICE_CONFIG = units.SERVICE_CONFIG
 ENGINE_UNIT = f"/etc/systemd/system/{units.ENGINE_UNIT}"
 TELEMETRY_UNIT = f"/etc/systemd/system/{units.TELEMETRY_UNIT}"
+CHECK_HOST_SCRIPT = units.CHECK_HOST_SCRIPT
+CHECK_HOST_UNIT = f"/etc/systemd/system/{units.CHECK_HOST_UNIT}"
+CHECK_HOST_TIMER = f"/etc/systemd/system/{units.CHECK_HOST_TIMER_UNIT}"
 
 # Installed 0755; every other file 0644.
-SCRIPTS = frozenset({APPLY_KERNEL_ARGS, TUNE_SCRIPT, *security.SCRIPTS})
+SCRIPTS = frozenset({APPLY_KERNEL_ARGS, TUNE_SCRIPT, CHECK_HOST_SCRIPT, *security.SCRIPTS})
 
 WORKQUEUE_CPUMASK = "/sys/devices/virtual/workqueue/cpumask"
 
@@ -60,6 +63,9 @@ def render(profile: TuningProfile) -> dict[str, str]:
         SERVICE_CONFIG: service_toml(profile),
         ENGINE_UNIT: units.engine_unit(profile),
         TELEMETRY_UNIT: units.telemetry_unit(profile),
+        CHECK_HOST_SCRIPT: units.check_host_script(profile),
+        CHECK_HOST_UNIT: units.check_host_unit(profile),
+        CHECK_HOST_TIMER: units.check_host_timer(),
         LOGROTATE_CONF: logrotate_conf(),
         **security.files(profile),  # the firewall and the sshd drop-in
     }
@@ -166,6 +172,7 @@ user={q(profile.service_user)}
 shm_dir={q(profile.shm_dir)}
 workqueue_mask={cpumask(profile.housekeeping)}
 status=0
+rx_record=no-nic  # what ethtool -C took, for the record at the end
 say() {{ echo "lowlat-tune: $*"; }}
 fail() {{ echo "lowlat-tune: $*" >&2; status=1; }}
 
@@ -186,8 +193,10 @@ if [[ -e "$root/sys/class/net/$nic" ]]; then
     fi
     if ethtool -C "$nic" rx-usecs "$rx_usecs"; then
         say "$nic: rx-usecs $rx_usecs"
+        rx_record=$rx_usecs
     else
         say "$nic: interrupt coalescing not changeable here (skipped)"
+        rx_record=skipped
     fi
 else
     say "$nic: no such network interface (NIC tuning skipped)"
@@ -210,6 +219,13 @@ if install -d -m 0750 -o "$user" -g "$user" "$root$shm_dir"; then
 else
     fail "cannot create $shm_dir for $user"
 fi
+
+# The outcome, for check-host (tune_unit, nic_coalescing): /run is emptied at every boot and the
+# record names the boot, so it speaks of this boot only. Builtins only; without a record
+# check-host fails tune_unit, which is how a failed write shows.
+{{ read -r boot_id < "$root/proc/sys/kernel/random/boot_id"; }} 2>/dev/null || boot_id=unknown
+printf 'status=%s\\nboot_id=%s\\nrx_usecs=%s\\n' "$status" "$boot_id" "$rx_record" \\
+    > "$root{units.TUNE_STATE}" || echo "lowlat-tune: cannot write {units.TUNE_STATE}" >&2
 
 exit $status
 """

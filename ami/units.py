@@ -1,4 +1,4 @@
-"""The two systemd units of the trading service, rendered from the tuning profile.
+"""The systemd units of the trading service and its root checker, rendered from the profile.
 
 ``lowlat-engine.service`` runs ``trading-service run``: a supervisor that starts one
 busy-polling process per stage, each pinning itself to its isolated core. The unit's
@@ -25,17 +25,38 @@ it is set, are what the service needs:
 - no ``ProcSubset=pid``: LLVM reads /proc/cpuinfo to name the host CPU on aarch64 (and numba keys
   its cache on that name); hiding it compiles for a generic CPU and misses the warm cache.
 
+``lowlat-check-host.timer`` starts ``lowlat-check-host.service`` every minute: as root (with no
+capability), it records chronyd's ``chronyc -c tracking`` answer and writes
+``trading-service check-host --json`` to ``CHECK_HOST_REPORT``, renamed into place whole. The
+telemetry API serves that file at ``/host`` while it is fresh: under ``ProtectProc=invisible``
+its own check cannot see root's processes (service/telemetry/api.py, ``HostReporter``).
+
 This module is light (standard library only): the CDK app and the tests read it.
 """
 
 from __future__ import annotations
+
+import shlex
 
 from contracts.profile import TuningProfile, cpulist
 
 ENGINE_UNIT = "lowlat-engine.service"
 TELEMETRY_UNIT = "lowlat-telemetry.service"
 TUNE_UNIT = "lowlat-tune.service"
+CHECK_HOST_UNIT = "lowlat-check-host.service"
+CHECK_HOST_TIMER_UNIT = "lowlat-check-host.timer"
 SERVICE_CONFIG = "/etc/lowlat/service.toml"
+
+# lowlat-tune's record of its run (status, boot id, what ethtool -C took), for check-host's
+# tune_unit and nic_coalescing: /run is emptied at every boot, so it speaks of this boot.
+TUNE_STATE = "/run/lowlat-tune.state"
+# The root timer's output: check-host's report, which the telemetry API serves at /host, and
+# chronyd's answer to `chronyc -c tracking`, which check-host's chrony_synced reads.
+STATE_DIR = "/var/lib/lowlat"
+CHECK_HOST_REPORT = f"{STATE_DIR}/check-host.json"
+CHRONY_TRACKING = f"{STATE_DIR}/chrony-tracking"
+CHECK_HOST_SCRIPT = "/usr/local/sbin/lowlat-check-host"
+CHECK_HOST_INTERVAL_S = 60
 
 # Longest drain on stop: [service] drain_timeout_s defaults to 10 s and the stages then print
 # their report; 30 s leaves room before systemd sends SIGKILL to the whole control group.
@@ -225,6 +246,9 @@ def telemetry_unit(profile: TuningProfile) -> str:
         "# Telemetry only reads the engine's segments. The leading - lets it start before they",
         "# exist (it answers 503 on /ready until the engine is up).",
         f"ReadOnlyPaths={ro}",
+        f"# /host serves the root timer's check-host report, {CHECK_HOST_REPORT}: readable",
+        "# (ProtectSystem=strict leaves /var/lib readable; named so that no setting hides it).",
+        f"ReadOnlyPaths=-{STATE_DIR}",
         "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
         *_telemetry_ip_policy(profile),
     ]
@@ -233,3 +257,120 @@ def telemetry_unit(profile: TuningProfile) -> str:
         [TUNE_UNIT, ENGINE_UNIT],
         service,
     )
+
+
+# ----------------------------------------------------------------------------- check-host as root
+
+HEADER = "Rendered by ami/units.py from the tuning profile; edit the profile, not this file."
+
+
+def check_host_script(profile: TuningProfile) -> str:
+    """What lowlat-check-host.service runs: chronyd's state, then check-host, into STATE_DIR."""
+    return f"""#!/bin/bash
+# {HEADER}
+# Run as root every minute by {CHECK_HOST_UNIT} ({CHECK_HOST_TIMER_UNIT}). As root,
+# check-host sees every process (kernel threads, irqbalance, chronyd, PID 1), which the telemetry
+# API cannot under ProtectProc=invisible; the API serves the report written here at /host.
+# LOWLAT_ROOT (unset on a host) prefixes every path, so the script can be rehearsed in a tree.
+set -uo pipefail
+root="${{LOWLAT_ROOT:-}}"
+service={shlex.quote(venv_bin(profile, "trading-service"))}
+tracking="$root{CHRONY_TRACKING}"
+report="$root{CHECK_HOST_REPORT}"
+umask 022  # the telemetry API reads both files as the service user
+
+# chronyd's answer for check-host's chrony_synced (or chronyc's error): no file holds it. Asked
+# over UDP on localhost, where monitoring commands need no privilege and no access to chronyd's
+# socket directory.
+chronyc -h 127.0.0.1,::1 -n -c tracking > "$tracking.tmp" 2>&1
+mv -f "$tracking.tmp" "$tracking"
+
+# The report, renamed into place whole: a reader never sees half a file. check-host exits 0
+# (tuned) or 1 (not tuned) with a report; anything else leaves no report and the old one ages,
+# which the API notices.
+"$root$service" check-host --json > "$report.tmp"
+rc=$?
+if (( rc <= 1 )); then
+    mv -f "$report.tmp" "$report"
+    exit 0
+fi
+rm -f "$report.tmp"
+echo "lowlat-check-host: check-host exited $rc, no report written" >&2
+exit "$rc"
+"""
+
+
+def check_host_unit(profile: TuningProfile) -> str:
+    """lowlat-check-host.service: check-host as root, as sandboxed as a reader of all of /proc
+    can be (it needs no capability: every file it reads is world-readable)."""
+    lines = [
+        f"# {HEADER}",
+        "[Unit]",
+        "Description=lowlat check-host as root, for the telemetry API's /host (run by its timer)",
+        f"After={TUNE_UNIT}",
+        "",
+        "[Service]",
+        "Type=oneshot",
+        f"ExecStart={CHECK_HOST_SCRIPT}",
+        f"CPUAffinity={cpulist(profile.housekeeping)}",
+        "Nice=10",
+        "# A run takes about 2 s (a 1 s interrupt window, a scan of /proc): done before the next.",
+        f"TimeoutStartSec={CHECK_HOST_INTERVAL_S // 2}s",
+        "# /var/lib/lowlat, root-owned 0755: the service user reads the report, cannot forge it.",
+        "StateDirectory=lowlat",
+        "StateDirectoryMode=0755",
+        "UMask=0022",
+        "",
+        "# sandbox (systemd.exec(5)). Root for an untouched view of /proc, without a capability.",
+        "# ProtectProc= and ProcSubset= stay at their defaults: seeing every process and /proc's",
+        "# files (cmdline, interrupts, swaps, irq/) is the point of running as root.",
+        "# No PrivateDevices=: chrony_source looks for ENA's PTP clock, /dev/ptp*, by name;",
+        "# DevicePolicy=closed still opens no device.",
+        "CapabilityBoundingSet=",
+        "AmbientCapabilities=",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "PrivateUsers=yes",
+        "DevicePolicy=closed",
+        "ProtectKernelTunables=yes",
+        "ProtectKernelModules=yes",
+        "ProtectKernelLogs=yes",
+        "ProtectControlGroups=yes",
+        "ProtectClock=yes",
+        "ProtectHostname=yes",
+        "RestrictNamespaces=yes",
+        "RestrictRealtime=yes",
+        "RestrictSUIDSGID=yes",
+        "LockPersonality=yes",
+        "KeyringMode=private",
+        "# No MemoryDenyWriteExecute=: the CLI loads numpy and ctypes, whose libffi closures may",
+        "# need memory that is written and then executed.",
+        "SystemCallArchitectures=native",
+        "SystemCallFilter=@system-service",
+        "SystemCallFilter=~@privileged @obsolete",
+        "SystemCallErrorNumber=EPERM",
+        "# chronyc asks chronyd over UDP on localhost; nothing else.",
+        "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+        "IPAddressDeny=any",
+        "IPAddressAllow=localhost",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def check_host_timer() -> str:
+    """lowlat-check-host.timer: the service every CHECK_HOST_INTERVAL_S seconds from boot."""
+    return f"""# {HEADER}
+[Unit]
+Description=lowlat check-host as root every {CHECK_HOST_INTERVAL_S} s (telemetry API's /host)
+
+[Timer]
+OnBootSec=30s
+OnUnitActiveSec={CHECK_HOST_INTERVAL_S}s
+AccuracySec=1s
+Unit={CHECK_HOST_UNIT}
+
+[Install]
+WantedBy=timers.target
+"""

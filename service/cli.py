@@ -198,11 +198,19 @@ def build_parser() -> argparse.ArgumentParser:
     chk = add(
         "check-host",
         "check this host's tuning against its profile (read-only)",
-        "Read /proc and /sys and compare them with the tuning profile (contracts/profile.py, or "
-        "--profile): kernel command line, isolated and nohz_full CPUs (and whether nohz_full "
-        "is in effect), hugepages, THP, sysctls, interrupts and kernel threads on isolated "
-        "CPUs, the irqbalance ban, and governor/C-states/SMT where they apply. Exit 0 when "
-        "nothing fails, 1 when something does, 2 for bad input.",
+        "Read /proc, /sys, /etc and /run and compare them with the tuning profile "
+        "(contracts/profile.py, the installed one, or --profile). Kernel: the command line and "
+        "what took effect of it (isolated CPUs, nohz_full, rcu_nocbs, nosoftlockup; skew_tick "
+        "shows only on the command line), sysctls. CPUs: kernel threads, workqueue masks "
+        "(writeback included) and PID 1 kept on the housekeeping CPUs; governor/C-states/SMT "
+        "where they apply. Memory: hugepages, THP, THP defrag, khugepaged, swap off, the "
+        "engine's memlock limit, the hugetlbfs segment directory. Interrupts: none on isolated "
+        "CPUs over --irq-window, no IRQ affinity there, irqbalance running with its ban. NIC: "
+        "queue count and coalescing. Time: the clocksource, chrony running, synchronised and on "
+        "the Amazon Time Sync Service. lowlat-tune succeeded at this boot, the packages, tuned "
+        "off. Network sysctls and block I/O are reported not applicable, with the reason. Run "
+        "as root to see every process (the telemetry API serves the root timer's report). "
+        "Exit 0 when nothing fails, 1 when something does, 2 for bad input.",
     )
     chk.add_argument(
         "--root", type=Path, default=Path("/"), metavar="DIR", help="read /proc, /sys under DIR"

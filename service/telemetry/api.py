@@ -7,9 +7,10 @@ whether or not the engine runs and follows it across restarts (``service.telemet
 Endpoints: ``/`` (service info), ``/health`` (liveness of this process), ``/ready`` (200 only
 when every stage runs with a fresh heartbeat and the kill switch is off; else 503 with the
 reasons), ``/latest`` (a JSON snapshot with rates), ``/metrics`` (Prometheus text, read from
-the stats block at scrape time), ``/host`` (the ``check-host`` report, computed by a background
-thread at most once a minute, never on a request; 202 until the first one exists), and the
-OpenAPI document at ``/openapi.json`` with docs at ``/docs``.
+the stats block at scrape time), ``/host`` (the ``check-host`` report: the root timer's while it
+is fresh, else one computed by a background thread at most once a minute, never on a request;
+202 until the first one exists), and the OpenAPI document at ``/openapi.json`` with docs at
+``/docs``.
 
 Nothing here can stall a stage: every read is a lock-free snapshot. The locks serialise this
 process's own readers, so concurrent scrapes share one fresh reading and one rendering of it.
@@ -20,16 +21,25 @@ cheaper on the event loop than handed to a thread pool.
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import os
 import threading
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from ami.check import check_host
+from ami.check import FAIL, Check, check_host
+from ami.units import (
+    CHECK_HOST_INTERVAL_S,
+    CHECK_HOST_REPORT,
+    CHECK_HOST_TIMER_UNIT,
+    CHECK_HOST_UNIT,
+)
 from contracts import log_lines
 from contracts import stats_layout as L
 from contracts.buckets import HIST_WORDS, summary
@@ -101,17 +111,66 @@ class Sampler:
         return None
 
 
+@dataclass(frozen=True)
+class TimerReport:
+    """Where the root timer (``lowlat-check-host.timer``, ami/units.py) leaves check-host's
+    report, and how old it may be to be served: three timer periods, so one late or failed run
+    does not drop back to the in-process check."""
+
+    path: Path = Path(CHECK_HOST_REPORT)
+    max_age_s: float = 3 * CHECK_HOST_INTERVAL_S
+
+    def read(self, now: float) -> tuple[dict | None, str]:
+        """(the report, "") when it is there, whole and fresh; else (None, why not), where
+        why is "" when there is no file at all (a laptop, a host without the timer)."""
+        try:
+            mtime = self.path.stat().st_mtime
+            text = self.path.read_text()
+        except FileNotFoundError:
+            return None, ""
+        except OSError as exc:
+            return None, f"{self.path}: cannot read ({exc.strerror})"
+        age = now - mtime
+        if age > self.max_age_s:
+            return None, f"{self.path} is {age:.0f} s old (limit {self.max_age_s:g} s)"
+        try:
+            report = json.loads(text)
+            if not isinstance(report["ok"], bool) or not isinstance(report["checks"], list):
+                raise TypeError
+            int(report["summary"]["failed"])
+        except (ValueError, KeyError, TypeError):
+            return None, f"{self.path} is not a check-host report"
+        report["checked_at_unix_s"] = mtime
+        report["source"] = "timer"
+        return report, ""
+
+
 class HostReporter:
     """The host tuning report (``ami.check``), refreshed off the request path.
 
-    A background thread runs the check at start and then every ``interval_s``; it takes
-    ``irq_window_s`` (it watches interrupts) plus a scan of /proc. Requests only read the
-    latest finished report.
+    On a tuned host the root timer's report is served while it is fresh: this process runs as
+    the service user under ``ProtectProc=invisible``, so its own check cannot see root's
+    processes (kernel threads, irqbalance, chronyd, PID 1) and would say less than
+    ``trading-service check-host`` run by root does. Without a fresh timer report (a laptop has
+    none; a stale or broken one means the timer stopped) a background thread runs the check
+    itself at start and then every ``interval_s``, which takes ``irq_window_s`` plus a scan of
+    /proc; a stale or broken timer report adds a failing ``check_host_timer`` check, so that
+    the fall-back never hides that the root check stopped. The file is looked at every few
+    seconds; requests only read the latest finished report.
     """
 
-    def __init__(self, interval_s: float = 60.0, irq_window_s: float = 1.0, check=None):
+    def __init__(
+        self,
+        interval_s: float = 60.0,
+        irq_window_s: float = 1.0,
+        check=None,
+        timer: TimerReport | None = None,
+    ):
         self._check = check or (lambda: check_host(irq_window_s=irq_window_s))
         self._interval_s = interval_s
+        self._timer = timer if timer is not None else TimerReport()
+        self._poll_s = min(interval_s, 5.0)
+        self._own_due = 0.0  # monotonic time the next in-process check is due
         self._report: dict | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="host-check", daemon=True)
@@ -122,15 +181,42 @@ class HostReporter:
     def stop(self) -> None:
         self._stop.set()
 
+    def refresh(self) -> None:
+        """One round: the timer's report when it is fresh, else the own check when it is due."""
+        report, problem = self._timer.read(time.time())
+        if report is not None:
+            self._report = report
+            self._own_due = 0.0  # should it go stale, check in process at once
+            return
+        if self._report is not None and self._report.get("source") == "timer":
+            self._own_due = 0.0
+        if time.monotonic() < self._own_due:
+            return
+        own = self._check()
+        if problem:
+            own.checks.append(
+                Check(
+                    "check_host_timer",
+                    FAIL,
+                    f"a fresh report from {CHECK_HOST_TIMER_UNIT}",
+                    problem,
+                    "this report is the telemetry process's own check, which cannot see root's "
+                    f"processes: systemctl status {CHECK_HOST_TIMER_UNIT} {CHECK_HOST_UNIT}",
+                )
+            )
+        report = own.to_json()
+        report["checked_at_unix_s"] = time.time()
+        report["source"] = "in-process"
+        self._report = report
+        self._own_due = time.monotonic() + self._interval_s
+
     def _run(self) -> None:
         while True:
             try:
-                report = self._check().to_json()
-                report["checked_at_unix_s"] = time.time()
-                self._report = report
+                self.refresh()
             except Exception as exc:  # the check never raises on host state; keep serving
                 logger.warning("host check failed: %r", exc)
-            if self._stop.wait(self._interval_s):
+            if self._stop.wait(self._poll_s):
                 return
 
     @property
@@ -220,6 +306,10 @@ class HostReport(BaseModel):
     summary: dict[str, int] = Field(description="passed, failed, not_applicable, total")
     host: dict[str, str | int] = Field(description="platform, vcpus, kernel release, CPU split")
     checked_at_unix_s: float = Field(description="when this report was taken")
+    source: str = Field(
+        description='"timer": the root timer\'s check (lowlat-check-host.timer), which sees '
+        'every process; "in-process": this API\'s own check, when there is no fresh timer report'
+    )
 
 
 # ----------------------------------------------------------------------------- the app

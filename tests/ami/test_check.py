@@ -10,74 +10,33 @@ import sys
 from pathlib import Path
 
 from ami.check import Report, check_host, parse_interrupts
-from contracts.profile import TuningProfile
-
-CLI = [sys.executable, "-m", "service.cli"]
-PROFILE = TuningProfile.for_vcpus(4)  # cpu0 housekeeping, cpu1-3 isolated, graviton
-RELEASE = "6.1.115-126.197.amzn2023.aarch64"
-GRAVITON_CPUINFO = "".join(
-    f"processor\t: {i}\nBogoMIPS\t: 243.75\nCPU implementer\t: 0x41\nCPU part\t: 0xd0c\n\n"
-    for i in range(4)
+from tests.support.host_tree import (
+    GRAVITON_CPUINFO,
+    RELEASE,
+    interrupts,
+    process,
+    tuned_tree,
+    write,
 )
 
-
-def interrupts(device_on: dict[int, int] | None = None, loc: int = 1000) -> str:
-    """A 4-CPU /proc/interrupts; ``device_on`` {cpu: count} for the ENA queue IRQ."""
-    ena = [0, 0, 0, 0]
-    for cpu, count in (device_on or {}).items():
-        ena[cpu] = count
-    rows = [
-        "           CPU0       CPU1       CPU2       CPU3",
-        f" 11:  {loc} {loc} {loc} {loc}     GICv3  27 Level     arch_timer",
-        f" 35:  {ena[0] + 500} {ena[1]} {ena[2]} {ena[3]}  ITS-MSI 81920 Edge  ena-mgmnt@pci",
-        " 36:  7 0 0 0  ITS-MSI 81921 Edge      eth0-Tx-Rx-0",
-        "IPI0:  10 0 0 0       Rescheduling interrupts",
-        "Err:          0",
-    ]
-    return "\n".join(rows) + "\n"
-
-
-def write(root: Path, rel: str, text: str | bytes) -> None:
-    path = root / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(text, bytes):
-        path.write_bytes(text)
-    else:
-        path.write_text(text)
-
-
-def process(root: Path, pid: int, comm: str, allowed: str, kthread: bool) -> None:
-    flags = 0x00208040 if kthread else 0x00400100
-    write(root, f"proc/{pid}/stat", f"{pid} ({comm}) S 2 0 0 0 -1 {flags} 0 0 0 0 1 2 3\n")
-    write(root, f"proc/{pid}/cmdline", b"" if kthread else b"/usr/lib/systemd/systemd\0")
-    write(root, f"proc/{pid}/status", f"Name:\t{comm}\nCpus_allowed_list:\t{allowed}\n")
-
-
-def tuned_tree(root: Path) -> Path:
-    write(root, "sys/devices/system/cpu/possible", "0-3\n")
-    write(root, "proc/cpuinfo", GRAVITON_CPUINFO)
-    write(root, "proc/sys/kernel/osrelease", RELEASE + "\n")
-    write(
-        root, "proc/cmdline", f"BOOT_IMAGE=/vmlinuz root=UUID=x {' '.join(PROFILE.kernel_args())}\n"
-    )
-    write(root, "sys/devices/system/cpu/isolated", "1-3\n")
-    write(root, "sys/devices/system/cpu/nohz_full", "1-3\n")
-    write(root, f"boot/config-{RELEASE}", "CONFIG_NO_HZ=y\nCONFIG_NO_HZ_FULL=y\n")
-    write(root, "sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages", "512\n")
-    write(root, "sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages", "500\n")
-    write(root, "sys/kernel/mm/transparent_hugepage/enabled", "always madvise [never]\n")
-    for key, value in PROFILE.sysctls.items():
-        write(root, "proc/sys/" + key.replace(".", "/"), value + "\n")
-    write(root, "proc/interrupts", interrupts())
-    process(root, 1, "systemd", "0", kthread=False)
-    process(root, 20, "ksoftirqd/2", "2", kthread=True)
-    process(root, 21, "kworker/3:1H-kblockd", "3", kthread=True)
-    process(root, 22, "kworker/u8:0-events_unbound", "0", kthread=True)
-    process(root, 23, "kcompactd0", "0-3", kthread=True)
-    process(root, 30, "stage-engine", "2", kthread=False)  # a user process on an isolated CPU
-    write(root, "etc/sysconfig/irqbalance", 'IRQBALANCE_BANNED_CPULIST="1-3"\n')
-    write(root, "usr/sbin/irqbalance", "")
-    return root
+CLI = [sys.executable, "-m", "service.cli"]
+# The first twelve checks, and the statuses a tuned Graviton host gives them.
+FIRST_CHECKS = {
+    "cmdline": "pass",
+    "isolated": "pass",
+    "nohz_full": "pass",
+    "hugepages": "pass",
+    "thp": "pass",
+    "sysctls": "pass",
+    "irqs_on_isolated": "pass",
+    "kthreads_on_isolated": "pass",
+    "irqbalance_ban": "pass",
+    "governor": "not_applicable",
+    "cstates": "not_applicable",
+    "smt": "not_applicable",
+}
+# Not applicable on a tuned Graviton host, each with its reason (tests/ami/test_check_areas.py).
+ALWAYS_NA = ("skew_tick", "network_sysctls", "io_scheduler")
 
 
 def statuses(report: Report) -> dict[str, str]:
@@ -90,7 +49,10 @@ def test_a_tuned_graviton_host_passes_and_power_checks_do_not_apply(tmp_path):
     s = statuses(report)
     assert {s[n] for n in ("governor", "cstates", "smt")} == {"not_applicable"}
     assert "Graviton" in report.check("smt").detail
-    assert all(v == "pass" for k, v in s.items() if k not in ("governor", "cstates", "smt"))
+    not_applicable = ("governor", "cstates", "smt", *ALWAYS_NA)
+    assert all(v == "pass" for k, v in s.items() if k not in not_applicable)
+    assert {k: s[k] for k in FIRST_CHECKS} == FIRST_CHECKS
+    assert all(report.check(n).detail for n in ALWAYS_NA)  # each says why
     assert report.host == {
         "platform": "graviton",
         "vcpus": 4,
@@ -98,7 +60,8 @@ def test_a_tuned_graviton_host_passes_and_power_checks_do_not_apply(tmp_path):
         "housekeeping": "0",
         "isolated": "1-3",
     }
-    assert (report.passed, report.failed, report.not_applicable) == (9, 0, 3)
+    # the first twelve checks: 9 pass, 3 not applicable; the others: all pass but ALWAYS_NA
+    assert (report.passed, report.failed, report.not_applicable) == (9 + 20, 0, 3 + 3)
 
 
 def test_an_untuned_host_fails_with_the_right_names(tmp_path):
@@ -120,7 +83,7 @@ def test_an_untuned_host_fails_with_the_right_names(tmp_path):
     report = check_host(root, irq_window_s=0.01, wait=hook)
     assert not report.ok
     failed = {c.name for c in report.checks if c.status == "fail"}
-    assert failed == {
+    first = {
         "cmdline",
         "isolated",
         "nohz_full",
@@ -130,6 +93,21 @@ def test_an_untuned_host_fails_with_the_right_names(tmp_path):
         "irqs_on_isolated",
         "kthreads_on_isolated",
         "irqbalance_ban",
+    }
+    assert failed & set(FIRST_CHECKS) == first
+    assert failed - set(FIRST_CHECKS) == {
+        "rcu_nocbs",  # kernel threads visible, no rcuo thread
+        "skew_tick",
+        "workqueue_cpumask",
+        "memlock",  # engine not running, no unit or limits file
+        "shm_dir",
+        "irqbalance_running",
+        "clocksource",
+        "chrony_running",
+        "chrony_synced",
+        "chrony_source",
+        "tune_unit",
+        "packages",
     }
     # observed says what is missing, not the expected line again
     assert report.check("cmdline").observed.startswith("missing: ")
@@ -220,7 +198,8 @@ def test_json_shape(tmp_path):
     doc = check_host(tuned_tree(tmp_path), irq_window_s=0).to_json()
     assert set(doc) == {"checks", "ok", "summary", "host"}
     assert doc["ok"] is True
-    assert doc["summary"] == {"passed": 8, "failed": 0, "not_applicable": 4, "total": 12}
+    # the first twelve checks: 8 pass, 4 not applicable (no irq window); the others: 20 and 3
+    assert doc["summary"] == {"passed": 8 + 20, "failed": 0, "not_applicable": 4 + 3, "total": 35}
     for check in doc["checks"]:
         assert set(check) == {"name", "status", "expected", "observed", "detail"}
         assert check["status"] in ("pass", "fail", "not_applicable")
@@ -250,7 +229,7 @@ def test_cli_on_this_machine_exits_1_with_a_json_report():
 def test_cli_table_on_a_tuned_tree_exits_0(tmp_path):
     result = run("check-host", "--root", tuned_tree(tmp_path), "--irq-window", "0")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "8 passed, 0 failed, 4 not applicable" in result.stdout
+    assert "28 passed, 0 failed, 7 not applicable" in result.stdout  # 8 and 4 of the first 12
     assert "[never]" in result.stdout  # rich markup does not eat the brackets
 
 

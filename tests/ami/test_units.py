@@ -32,6 +32,7 @@ NEEDED_TARGETS = (
     "multi-user.target",
     "network-online.target",
     "shutdown.target",
+    "timers.target",
 )
 
 
@@ -51,6 +52,8 @@ def comments(unit: str) -> str:
 
 ENGINE = units.engine_unit(PROFILE)
 TELEMETRY = units.telemetry_unit(PROFILE)
+CHECKER = units.check_host_unit(PROFILE)
+TIMER = units.check_host_timer()
 
 
 def test_what_and_where_they_run():
@@ -160,9 +163,13 @@ def test_verify_catches_a_broken_unit(host_root):
 
 
 @needs_systemd_analyze
-@pytest.mark.parametrize("name", [units.ENGINE_UNIT, units.TELEMETRY_UNIT])
+@pytest.mark.parametrize("name", [units.ENGINE_UNIT, units.TELEMETRY_UNIT, units.CHECK_HOST_UNIT])
 def test_security_exposure(tmp_path, name):
-    text = {units.ENGINE_UNIT: ENGINE, units.TELEMETRY_UNIT: TELEMETRY}[name]
+    text = {
+        units.ENGINE_UNIT: ENGINE,
+        units.TELEMETRY_UNIT: TELEMETRY,
+        units.CHECK_HOST_UNIT: CHECKER,
+    }[name]
     path = tmp_path / name
     path.write_text(text)
     assert exposure(path) <= MAX_EXPOSURE
@@ -187,3 +194,123 @@ def test_units_log_where_the_cloudwatch_agent_collects():
         path = f"{units.LOG_DIR}/{name}.log"
         assert f"StandardOutput=append:{path}" in text and f"StandardError=append:{path}" in text
         assert any(fnmatch.fnmatch(path, pattern) for pattern in collected), (path, collected)
+
+
+# ----------------------------------------------------------------------------- check-host as root
+
+
+@needs_systemd_analyze
+def test_systemd_analyze_verify_is_clean_for_the_check_host_units(host_root):
+    result = subprocess.run(
+        [
+            SYSTEMD_ANALYZE,
+            "verify",
+            f"--root={host_root}",
+            units.CHECK_HOST_UNIT,
+            units.CHECK_HOST_TIMER_UNIT,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+
+def test_the_checker_runs_as_root_without_a_capability_and_sees_every_process():
+    checker = settings(CHECKER)
+    assert "User" not in checker and "DynamicUser" not in checker  # root: sees all of /proc
+    assert checker["CapabilityBoundingSet"] == checker["AmbientCapabilities"] == [""]
+    assert checker["NoNewPrivileges"] == ["yes"] and checker["ProtectSystem"] == ["strict"]
+    # the point: no hidden processes, no /proc subset, /dev/ptp* visible by name
+    for hiding in ("ProtectProc", "ProcSubset", "PrivateDevices"):
+        assert hiding not in checker, hiding
+    assert checker["Type"] == ["oneshot"]
+    assert checker["ExecStart"] == [units.CHECK_HOST_SCRIPT]
+    assert checker["CPUAffinity"] == ["0"]  # housekeeping
+    assert checker["StateDirectory"] == ["lowlat"] and checker["StateDirectoryMode"] == ["0755"]
+    assert checker["IPAddressDeny"] == ["any"] and checker["IPAddressAllow"] == ["localhost"]
+    assert "[Install]" not in CHECKER  # the timer starts it
+
+
+def test_the_timer_runs_the_checker_every_minute():
+    timer = settings(TIMER)
+    assert timer["Unit"] == [units.CHECK_HOST_UNIT]
+    assert timer["OnUnitActiveSec"] == [f"{units.CHECK_HOST_INTERVAL_S}s"]
+    assert "OnBootSec" in timer and timer["WantedBy"] == ["timers.target"]
+
+
+def test_the_telemetry_unit_can_read_the_checkers_report():
+    telemetry = settings(TELEMETRY)
+    assert units.CHECK_HOST_REPORT.startswith(units.STATE_DIR + "/")
+    assert f"-{units.STATE_DIR}" in telemetry["ReadOnlyPaths"]
+    assert telemetry["ProtectSystem"] == ["strict"]  # read-only, not hidden
+    for hiding in ("InaccessiblePaths", "TemporaryFileSystem", "StateDirectory"):
+        assert hiding not in telemetry
+    assert telemetry["ProtectProc"] == ["invisible"]  # why the checker exists
+
+
+def test_the_check_host_files_are_rendered():
+    from ami import render as r
+
+    files = render(PROFILE)
+    assert files[r.CHECK_HOST_UNIT] == CHECKER and files[r.CHECK_HOST_TIMER] == TIMER
+    assert r.CHECK_HOST_SCRIPT in r.SCRIPTS  # installed 0755
+    assert files[r.CHECK_HOST_SCRIPT] == units.check_host_script(PROFILE)
+
+
+def _run_checker(
+    root: Path, exit_code: int, chronyc: str = "chronyc-ok"
+) -> subprocess.CompletedProcess:
+    """lowlat-check-host under LOWLAT_ROOT=root, with chronyc and trading-service stubbed."""
+    stubs = root.parent / "stubs"
+    stubs.mkdir(exist_ok=True)
+    chronyc_stub = stubs / "chronyc"
+    if chronyc == "chronyc-ok":
+        chronyc_stub.write_text(
+            '#!/bin/sh\necho "A9FEA97B,169.254.169.123,3,1,0,0,0,0,0,0,0,0,16,Normal"\n'
+        )
+    else:
+        chronyc_stub.write_text('#!/bin/sh\necho "506 Cannot talk to daemon" >&2\nexit 1\n')
+    chronyc_stub.chmod(0o755)
+    service = root / "opt/lowlat/current/venv/bin/trading-service"
+    service.parent.mkdir(parents=True, exist_ok=True)
+    service.write_text(
+        '#!/bin/sh\n[ "$1 $2" = "check-host --json" ] || exit 9\n'
+        f'echo \'{{"checks": [], "ok": {"true" if exit_code == 0 else "false"}, '
+        '"summary": {"failed": 0}, "host": {}}\'\n'
+        f"exit {exit_code}\n"
+    )
+    service.chmod(0o755)
+    (root / units.STATE_DIR.lstrip("/")).mkdir(parents=True, exist_ok=True)
+    script = root.parent / "lowlat-check-host"
+    script.write_text(units.check_host_script(PROFILE))
+    env = {"PATH": f"{stubs}:/usr/bin:/bin", "LOWLAT_ROOT": str(root), "LC_ALL": "C"}
+    return subprocess.run(["/bin/bash", str(script)], capture_output=True, text=True, env=env)
+
+
+def test_the_checker_script_writes_the_report_whole(tmp_path):
+    import json
+
+    root = tmp_path / "root"
+    report = root / units.CHECK_HOST_REPORT.lstrip("/")
+    tracking = root / units.CHRONY_TRACKING.lstrip("/")
+    for code, ok in ((0, True), (1, False)):  # tuned, not tuned: both are reports
+        result = _run_checker(root, code)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(report.read_text())["ok"] is ok
+        assert oct(report.stat().st_mode & 0o777) == "0o644"  # the service user reads it
+    assert tracking.read_text().endswith(",Normal\n")
+    assert sorted(p.name for p in report.parent.iterdir()) == ["check-host.json", "chrony-tracking"]
+
+
+def test_the_checker_script_keeps_the_old_report_when_check_host_gives_none(tmp_path):
+    root = tmp_path / "root"
+    assert _run_checker(root, 0).returncode == 0
+    report = root / units.CHECK_HOST_REPORT.lstrip("/")
+    before = report.read_text()
+    result = _run_checker(root, 2, chronyc="down")  # bad input: no report
+    assert result.returncode == 2 and "no report written" in result.stderr
+    assert report.read_text() == before  # left to age: the API notices a stale report
+    tracking = root / units.CHRONY_TRACKING.lstrip("/")
+    assert tracking.read_text() == "506 Cannot talk to daemon\n"  # chrony_synced shows it
+    assert not list(report.parent.glob("*.tmp"))

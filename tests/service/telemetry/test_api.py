@@ -7,6 +7,7 @@ stopped and started again under the running API to prove the API follows it.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -269,3 +270,132 @@ def test_api_follows_the_engine_across_a_restart(stack):
     stack.start_engine()  # the same API process, a new engine run
     assert stack.get("/ready").status_code == 200
     assert value(metrics(stack), "trading_up") == 1
+
+
+# ----------------------------------------------------------------------------- /host and the timer
+
+
+def _hidden_from_the_sandbox(root):
+    """The tree as the telemetry unit sees it under ProtectProc=invisible: root's processes
+    (kernel threads, PID 1, irqbalance, chronyd) gone, its own user's left."""
+    for proc in (root / "proc").iterdir():
+        if proc.name.isdigit() and proc.name not in ("30", "100", "101"):
+            shutil.rmtree(proc)
+    return root
+
+
+@pytest.fixture
+def timer_and_sandbox(tmp_path):
+    """(the root timer's report file, the in-process check): the file says what only root sees,
+    a kernel thread confined to isolated cpu2; the sandboxed check cannot see it."""
+    from ami.check import check_host
+    from tests.support.host_tree import process, tuned_tree
+
+    as_root = tuned_tree(tmp_path / "root")
+    process(as_root, 40, "kcompactd0", "2", kthread=True)
+    timer_file = tmp_path / "check-host.json"
+    timer_file.write_text(json.dumps(check_host(as_root, irq_window_s=0).to_json()))
+    sandbox = _hidden_from_the_sandbox(tuned_tree(tmp_path / "sandbox"))
+    process(sandbox, 40, "kcompactd0", "2", kthread=True)
+    shutil.rmtree(sandbox / "proc/40")  # there, but hidden
+    return timer_file, lambda: check_host(sandbox, irq_window_s=0)
+
+
+def _app_client(tmp_path, reporter):
+    import warnings
+
+    with warnings.catch_warnings():  # starlette's note about httpx2; httpx is what we have
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+
+    from service.config import load
+    from service.telemetry.api import create_app
+
+    config_file = tmp_path / "service.toml"
+    config_file.write_text(f'[service]\nshm_prefix = "lltest-host-{uuid.uuid4().hex[:8]}"\n')
+    return TestClient(create_app(load(config_file), host_reporter=reporter))
+
+
+def _host(client) -> dict:
+    deadline = time.monotonic() + 30
+    response = client.get("/host")
+    while response.status_code == 202 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        response = client.get("/host")
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_host_serves_the_root_timers_report_which_sees_what_the_sandbox_cannot(
+    tmp_path, timer_and_sandbox
+):
+    from service.telemetry.api import HostReporter, TimerReport
+
+    timer_file, in_process = timer_and_sandbox
+    own = in_process().check("kthreads_on_isolated")
+    assert own.status == "not_applicable"  # the sandboxed check cannot see kernel threads
+    reporter = HostReporter(check=in_process, timer=TimerReport(path=timer_file))
+    with _app_client(tmp_path, reporter) as client:
+        report = _host(client)
+        assert report["source"] == "timer"
+        assert report["ok"] is False and report["summary"]["failed"] == 1
+        kthreads = next(c for c in report["checks"] if c["name"] == "kthreads_on_isolated")
+        assert (kthreads["status"], kthreads["observed"]) == ("fail", "kcompactd0[40] on 2")
+        assert report["checked_at_unix_s"] == pytest.approx(timer_file.stat().st_mtime)
+        exposition = client.get("/metrics").text
+        assert "trading_host_tuned 0.0" in exposition  # the alarm sees it too
+        assert "trading_host_checks_failed 1.0" in exposition
+
+
+def test_a_stale_timer_report_falls_back_and_says_the_timer_stopped(tmp_path, timer_and_sandbox):
+    from service.telemetry.api import HostReporter, TimerReport
+
+    timer_file, in_process = timer_and_sandbox
+    old = time.time() - 3600
+    os.utime(timer_file, (old, old))
+    reporter = HostReporter(check=in_process, timer=TimerReport(path=timer_file))
+    with _app_client(tmp_path, reporter) as client:
+        report = _host(client)
+    assert report["source"] == "in-process"
+    statuses = {c["name"]: c["status"] for c in report["checks"]}
+    assert statuses["kthreads_on_isolated"] == "not_applicable"  # what the sandbox sees
+    timer = next(c for c in report["checks"] if c["name"] == "check_host_timer")
+    assert timer["status"] == "fail" and report["ok"] is False
+    assert (
+        timer["observed"].startswith(f"{timer_file} is 36") and "limit 180 s" in timer["observed"]
+    )
+    assert "systemctl status lowlat-check-host.timer" in timer["detail"]
+
+
+def test_the_reporter_follows_the_timer_file_as_it_comes_and_goes(tmp_path, timer_and_sandbox):
+    """No file (a laptop): the own check, no complaint. Fresh: the timer's. Stale: the own
+    check at once, flagged. Broken: the same. Fresh again: the timer's."""
+    from service.telemetry.api import HostReporter, TimerReport
+
+    timer_file, in_process = timer_and_sandbox
+    text = timer_file.read_text()
+    timer_file.unlink()
+    reporter = HostReporter(check=in_process, timer=TimerReport(path=timer_file))
+
+    def names() -> set[str]:
+        return {c["name"] for c in reporter.report["checks"]}
+
+    reporter.refresh()
+    assert reporter.report["source"] == "in-process" and "check_host_timer" not in names()
+    timer_file.write_text(text)
+    reporter.refresh()
+    assert reporter.report["source"] == "timer"
+    old = time.time() - 181
+    os.utime(timer_file, (old, old))
+    reporter.refresh()  # stale: checked in process at once, not a minute later
+    assert reporter.report["source"] == "in-process" and "check_host_timer" in names()
+    timer_file.write_text('{"half": ')
+    reporter.refresh()  # the own check is not due again yet: the flagged report stays
+    timer_file.write_text(text)
+    reporter.refresh()
+    assert reporter.report["source"] == "timer"
+    broken = HostReporter(check=in_process, timer=TimerReport(path=tmp_path / "broken.json"))
+    (tmp_path / "broken.json").write_text('{"half": ')
+    broken.refresh()
+    flagged = next(c for c in broken.report["checks"] if c["name"] == "check_host_timer")
+    assert flagged["observed"].endswith("is not a check-host report")
