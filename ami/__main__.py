@@ -1,7 +1,7 @@
 """``python -m ami``: render the host tuning from a profile and apply it under a root.
 
-    python -m ami apply --root / [--profile FILE] [--vcpus N] [--dry-run]
-    python -m ami render [--profile FILE] [--vcpus N] PATH
+    python -m ami apply --root / [--profile FILE] [--vcpus N] [--os OS] [--dry-run]
+    python -m ami render [--profile FILE] [--vcpus N] [--os OS] PATH
 
 ``apply`` prints one line per file (created, changed, unchanged) and a summary; with
 ``--dry-run`` it writes nothing and shows a diff for each file it would change. ``render``
@@ -11,6 +11,7 @@ prints one rendered file. A bad profile is one line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ from pathlib import Path
 from ami.apply import CHANGED, UNCHANGED, apply, summary
 from ami.render import render
 from contracts.constants import EXIT_FAILED, EXIT_OK, EXIT_USAGE
-from contracts.profile import ProfileError, load_profile
+from contracts.profile import HOST_OSES, ProfileError, load_profile
 
 
 def _positive_int(text: str) -> int:
@@ -44,6 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
             default=os.cpu_count() or 1,
             help="vCPUs of the target host, unless the profile says (default: this machine's)",
         )
+        p.add_argument(
+            "--os",
+            choices=HOST_OSES,
+            help="host OS to render for, over the profile's os (default: the profile's)",
+        )
         return p
 
     p = add("apply", "write every rendered file under ROOT, leaving matching files alone")
@@ -59,7 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     prog = f"python -m ami {args.command}"
     try:
-        files = render(load_profile(args.profile, args.vcpus))
+        profile = load_profile(args.profile, args.vcpus)
+        if args.os:
+            profile = dataclasses.replace(profile, os=args.os)
+        files = render(profile)
     except ProfileError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -1,8 +1,10 @@
 """Every file the host tuning installs, rendered from a ``TuningProfile`` and nothing else.
 
 ``render(profile)`` maps each absolute path on the host to its text. ``python -m ami apply``
-writes them (ami/apply.py); the Image Builder component runs that on a stock AL2023 arm64 image
-and then ``lowlat-apply-kernel-args`` and ``systemctl enable`` for the units. Nothing here reads
+writes them (ami/apply.py); the Image Builder component runs that on the stock arm64 image of
+the profile's OS and then ``lowlat-apply-kernel-args`` and ``systemctl enable`` for the units.
+Where an OS differs (the irqbalance file, grubby or a GRUB drop-in, a chrony source) the
+adapter in ami/hostos.py says so; the tuning is rendered once for every OS. Nothing here reads
 the machine it runs on: the same profile gives the same bytes on a laptop and on the host, which
 is what lets the tests and ``check-host`` compare the host with the profile.
 
@@ -15,13 +17,13 @@ import json
 import shlex
 
 from ami import security, units
+from ami.hostos import GRUB_CFG, TIME_SYNC_SOURCE, host_os
 from contracts.profile import SYSCTLS, TuningProfile, cpulist, cpumask
 
 SYSCTL_CONF = "/etc/sysctl.d/90-lowlat.conf"
 KERNEL_ARGS = "/etc/lowlat/kernel-args"
 APPLY_KERNEL_ARGS = "/usr/local/sbin/lowlat-apply-kernel-args"
 CPU_AFFINITY_CONF = "/etc/systemd/system.conf.d/50-lowlat-cpuaffinity.conf"
-IRQBALANCE_CONF = "/etc/sysconfig/irqbalance"
 TUNE_SCRIPT = "/usr/local/sbin/lowlat-tune"
 TUNE_UNIT = f"/etc/systemd/system/{units.TUNE_UNIT}"
 LIMITS_CONF = "/etc/security/limits.d/90-lowlat.conf"
@@ -50,12 +52,13 @@ def file_mode(path: str) -> int:
 
 def render(profile: TuningProfile) -> dict[str, str]:
     """Every file the tuning installs, keyed by absolute path on the host."""
-    return {
+    system = host_os(profile)
+    files = {
         SYSCTL_CONF: sysctl_conf(profile),
         KERNEL_ARGS: " ".join(profile.kernel_args()) + "\n",
-        APPLY_KERNEL_ARGS: apply_kernel_args_script(),
+        APPLY_KERNEL_ARGS: apply_kernel_args_script(profile),
         CPU_AFFINITY_CONF: cpu_affinity_conf(profile),
-        IRQBALANCE_CONF: irqbalance_conf(profile),
+        system.irqbalance_conf: irqbalance_conf(profile),
         TUNE_SCRIPT: tune_script(profile),
         TUNE_UNIT: tune_unit(profile),
         LIMITS_CONF: limits_conf(profile),
@@ -69,6 +72,11 @@ def render(profile: TuningProfile) -> dict[str, str]:
         LOGROTATE_CONF: logrotate_conf(),
         **security.files(profile),  # the firewall and the sshd drop-in
     }
+    if system.grub_dropin:
+        files[system.grub_dropin] = grub_dropin(profile)
+    if system.chrony_sources:
+        files[system.chrony_sources] = chrony_sources()
+    return files
 
 
 LOGROTATE_CONF = "/etc/logrotate.d/lowlat"
@@ -100,21 +108,31 @@ def sysctl_conf(profile: TuningProfile) -> str:
     return "\n".join(lines) + "\n"
 
 
-def apply_kernel_args_script() -> str:
+def apply_kernel_args_script(profile: TuningProfile) -> str:
     # The args are read from the file at run time (not baked in) so that the file is the one
     # record of what the host should boot with, and check-host can read the same file.
+    system = host_os(profile)
+    how = (
+        f"# a GRUB drop-in ({system.grub_dropin}) and update-grub, then a look at\n"
+        f"# {GRUB_CFG} to see that its default entry has them"
+        if system.grub_dropin
+        else "# grubby on every installed kernel (it replaces an argument's old value)"
+    )
+    check = _grub_cfg_check() if system.grub_dropin else ""
     return f"""#!/bin/bash
 # {HEADER}
-# Adds the lowlat kernel arguments in {KERNEL_ARGS} to every installed kernel with grubby,
-# as Amazon Linux 2023 manages its boot entries (grubby replaces an argument's old value), then
-# says whether a reboot is needed for the running kernel to have them. LOWLAT_ROOT (unset on a
-# host) prefixes every path, so the script can be rehearsed in a scratch tree.
+# Adds the lowlat kernel arguments in {KERNEL_ARGS} to the boot entries the way
+# {system.title} manages them:
+{how};
+# then says whether a reboot is needed for the running kernel to have them. Running it again
+# changes nothing. LOWLAT_ROOT (unset on a host) prefixes every path, so the script can be
+# rehearsed in a scratch tree.
 set -euo pipefail
 root="${{LOWLAT_ROOT:-}}"
 
 args=$(<"$root{KERNEL_ARGS}")
-grubby --update-kernel=ALL --args="$args"
-
+{system.boot_entries_command()}
+{check}
 read -r -a running < "$root/proc/cmdline"
 missing=()
 for arg in $args; do
@@ -130,6 +148,63 @@ if (( ${{#missing[@]}} )); then
 else
     echo "lowlat kernel args already active in the running kernel; no reboot needed"
 fi
+"""
+
+
+def _grub_cfg_check() -> str:
+    # A drop-in that sorts after ours, or /etc/default/grub itself, could still reset
+    # GRUB_CMDLINE_LINUX_DEFAULT: check what update-grub wrote (the first `linux` line is the
+    # default entry) rather than rebooting into a kernel without the arguments.
+    return f"""
+entry=""
+if [[ -r "$root{GRUB_CFG}" ]]; then
+    while read -r word rest; do
+        if [[ $word == linux ]]; then entry=" $rest "; break; fi
+    done < "$root{GRUB_CFG}"
+fi
+absent=()
+for arg in $args; do
+    if [[ $entry != *" $arg "* ]]; then absent+=("$arg"); fi
+done
+if (( ${{#absent[@]}} )); then
+    echo "lowlat-apply-kernel-args: the default entry in {GRUB_CFG} lacks ${{absent[*]}}:" \\
+        "a later /etc/default/grub.d drop-in resets GRUB_CMDLINE_LINUX_DEFAULT" >&2
+    exit 1
+fi
+"""
+
+
+def grub_dropin(profile: TuningProfile) -> str:
+    # POSIX sh: grub-mkconfig sources it with /bin/sh (dash on Debian and Ubuntu) under set -e.
+    # The profile's arguments enter once, shell-quoted, and are only expanded inside quotes.
+    args = shlex.quote(" ".join(profile.kernel_args()))
+    return f"""# {HEADER}
+# Sourced by update-grub after /etc/default/grub and the drop-ins that sort before this one:
+# adds the lowlat kernel arguments to GRUB_CMDLINE_LINUX_DEFAULT (normal boots; recovery
+# entries keep the stock command line). An argument already there under one of our names
+# (isolcpus=..., nosoftlockup) is dropped first, so ours counts and none is ever repeated,
+# however often update-grub runs.
+lowlat_args={args}
+lowlat_kept=
+case $- in *f*) lowlat_glob= ;; *) lowlat_glob=on; set -f ;; esac
+for lowlat_word in ${{GRUB_CMDLINE_LINUX_DEFAULT-}}; do
+    case " $lowlat_args " in
+        *" ${{lowlat_word%%=*}}="* | *" $lowlat_word "*) ;;
+        *) lowlat_kept="$lowlat_kept $lowlat_word" ;;
+    esac
+done
+if [ -n "$lowlat_glob" ]; then set +f; fi
+GRUB_CMDLINE_LINUX_DEFAULT="${{lowlat_kept# }} $lowlat_args"
+GRUB_CMDLINE_LINUX_DEFAULT="${{GRUB_CMDLINE_LINUX_DEFAULT# }}"
+unset lowlat_args lowlat_kept lowlat_word lowlat_glob
+"""
+
+
+def chrony_sources() -> str:
+    return f"""# {HEADER}
+# Amazon Time Sync Service, link-local on every Nitro instance (no internet needed), preferred
+# over the distribution's pools; chrony reads it through its chrony.conf's sourcedir line.
+{TIME_SYNC_SOURCE}
 """
 
 

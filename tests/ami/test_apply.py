@@ -12,6 +12,7 @@ import pytest
 
 from ami import render as r
 from ami.__main__ import main
+from ami.hostos import host_os
 from contracts.profile import SYSCTLS, TuningProfile
 from tests.support.paths import REPO
 from tests.support.rehearse import rehearse
@@ -23,6 +24,10 @@ def apply(root: Path, *extra: str, vcpus: int = 4) -> int:
 
 def at(root: Path, path: str) -> Path:
     return root / path.lstrip("/")
+
+
+# where the default profile's OS (AL2023) reads the irqbalance ban
+IRQBALANCE_CONF = host_os(TuningProfile.for_vcpus(4)).irqbalance_conf
 
 
 @pytest.fixture
@@ -46,7 +51,7 @@ def test_kernel_args_for_4_vcpus(applied):
 def test_cpu_affinity_irqbalance_sysctls_limits(applied):
     affinity = at(applied, r.CPU_AFFINITY_CONF).read_text()
     assert "[Manager]\nCPUAffinity=0\n" in affinity
-    assert "IRQBALANCE_BANNED_CPULIST=1-3\n" in at(applied, r.IRQBALANCE_CONF).read_text()
+    assert "IRQBALANCE_BANNED_CPULIST=1-3\n" in at(applied, IRQBALANCE_CONF).read_text()
     sysctls = at(applied, r.SYSCTL_CONF).read_text()
     for key, value in TuningProfile.for_vcpus(4).sysctls.items():
         assert f"{key} = {value}\n" in sysctls
@@ -130,7 +135,7 @@ def test_dry_run_writes_nothing(tmp_path, capsys):
 
 
 def test_modified_file_is_changed_and_restored(applied, capsys):
-    conf = at(applied, r.IRQBALANCE_CONF)
+    conf = at(applied, IRQBALANCE_CONF)
     good = conf.read_text()
     conf.write_text(good.replace("BANNED_CPULIST=1-3", "BANNED_CPULIST=2-3"))
     script = at(applied, r.TUNE_SCRIPT)
@@ -138,14 +143,14 @@ def test_modified_file_is_changed_and_restored(applied, capsys):
 
     assert apply(applied, "--dry-run") == 0
     out = capsys.readouterr().out
-    assert f"would be changed     {r.IRQBALANCE_CONF}" in out
+    assert f"would be changed     {IRQBALANCE_CONF}" in out
     assert "-IRQBALANCE_BANNED_CPULIST=2-3\n+IRQBALANCE_BANNED_CPULIST=1-3\n" in out  # the diff
     assert "mode 0644 -> 0755" in out
     assert "BANNED_CPULIST=2-3" in conf.read_text()  # dry run: still wrong
 
     assert apply(applied) == 0
     out = capsys.readouterr().out
-    assert f"changed              {r.IRQBALANCE_CONF}" in out
+    assert f"changed              {IRQBALANCE_CONF}" in out
     assert f"changed              {r.TUNE_SCRIPT}" in out
     assert "unchanged            /etc/lowlat/kernel-args" in out
     n = len(r.render(TuningProfile.for_vcpus(4)))
@@ -214,7 +219,8 @@ def test_apply_kernel_args_script(tmp_path, booted_with_args):
     running = "BOOT_IMAGE=/vmlinuz root=UUID=x ro" + (f" {args}" if booted_with_args else "")
     (tmp_path / "proc/cmdline").write_text(running + "\n")
 
-    run = rehearse(r.apply_kernel_args_script(), tmp_path, ("grubby",))
+    script = r.apply_kernel_args_script(TuningProfile.for_vcpus(4))
+    run = rehearse(script, tmp_path, ("grubby",))
     assert run.result.returncode == 0, run.result.stderr
     assert run.calls == [["grubby", "--update-kernel=ALL", f"--args={args}"]]
     out = run.result.stdout
