@@ -3,9 +3,11 @@
 ``component_document(profile)`` is the component's YAML (schema 1.0); ``component_data`` the same
 as a dict for the CDK app (TunedAmiStack). The phases:
 
-- build: install Python 3.11, the CloudWatch agent, irqbalance, ethtool and nftables with dnf;
-  download the lowlat wheel (``WheelS3Uri``, a component parameter: the CDK stack uploads the
-  wheel as an S3 asset and passes its URI) and install it into a release venv,
+- build: first refuse a kernel built without CONFIG_NO_HZ_FULL (``NOHZ_FULL_SCRIPT``: one line
+  saying what to do), since nohz_full= would then silently do nothing. Install Python 3.11, the
+  CloudWatch agent, irqbalance, ethtool and nftables with dnf; download
+  the lowlat wheel (``WheelS3Uri``, a component parameter: the CDK stack uploads the wheel as an
+  S3 asset and passes its URI) and install it into a release venv,
   ``<install_prefix>/releases/image``, with ``current`` pointing at it, the layout ``fab deploy``
   keeps, so the units find ``current/venv/bin/trading-service`` from the first boot and the
   first deploy swaps ``current`` as usual. pip fetches the wheel's dependencies, so the build
@@ -16,20 +18,24 @@ as a dict for the CDK app (TunedAmiStack). The phases:
   fails the build), enable irqbalance, the agent, the tuning unit and the firewall, write the
   kernel arguments with ``lowlat-apply-kernel-args`` and reboot into them.
 - validate (same build instance, after the reboot) and test (a fresh instance launched from
-  the new image): ``trading-service check-host --profile /etc/lowlat/profile.toml --json`` must
-  report the checks in ``REQUIRED_HOST_CHECKS`` as passed; ``CHECK_HOST_SCRIPT`` reads its
-  output and exits non-zero otherwise, which fails the step and the image.
+  the new image): ``trading-service check-host --profile /etc/lowlat/profile.toml --json``.
+  ``CHECK_HOST_SCRIPT`` reads its exit status and its report and fails the step, and so the
+  image, unless every check that applies to the host passed: a ``not_applicable`` check does
+  not block, the checks in ``REQUIRED_HOST_CHECKS`` must pass outright (present, not "not
+  applicable"), and a non-zero exit with a clean report blocks too.
 
 The engine and telemetry units are not enabled: ``fab deploy`` starts them on a host that has a
 release of its own. ``REQUIRED_FILES`` lists the files this document runs or reads that
 ``python -m ami apply`` must install (tests check it against ``ami.render.render``).
 
-The document is small enough (about 6 kB) to pass inline as the component resource's ``Data``
+The document is small enough (about 10 kB) to pass inline as the component resource's ``Data``
 (at most 16,000 characters). This module is light (PyYAML and the light modules of ami/ and
 service/): the CDK app reads it.
 """
 
 from __future__ import annotations
+
+import shlex
 
 import yaml
 
@@ -57,19 +63,25 @@ PACKAGES = (
 # Files the document uses that the apply step (ami.render) installs.
 REQUIRED_FILES = (APPLY_KERNEL_ARGS, KERNEL_ARGS_FILE)
 
-# check-host checks that must pass on a tuned image (others may be "not applicable" on Graviton)
+# check-host checks that must pass outright on a tuned image: present and "pass" (every other
+# check must pass too unless it is not applicable, as governor, C-states and SMT on Graviton)
 REQUIRED_HOST_CHECKS = ("cmdline", "isolated", "hugepages")
 
 # Reads `trading-service check-host --json` (argv[1]; ami.check.Report.to_json:
-# {"checks": [{"name", "status", ...}]}, status "pass"/"fail"/"not_applicable") and exits 1
-# unless every required check (argv[2], comma-separated) passed. Also accepts a bare list of
-# checks or a mapping of name to a status or to {"status": ...}, so a format change fails loudly
-# by name rather than with a traceback.
+# {"checks": [{"name", "status", ...}]}, status "pass"/"fail"/"not_applicable"), its exit status
+# (argv[2]) and the required checks (argv[3], comma-separated), and exits 1 unless every check
+# that applies passed, every required one among them. Also accepts a bare list of checks or a
+# mapping of name to a status or to {"status": ...}, so a format change fails loudly by name
+# rather than with a traceback; a status it does not know blocks the image.
 CHECK_HOST_SCRIPT = """\
 import json, sys
-required = sys.argv[2].split(",")
-with open(sys.argv[1]) as f:
-    data = json.load(f)
+path, exit_status, required = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(",")
+try:
+    with open(path) as f:
+        data = json.load(f)
+except (OSError, ValueError) as exc:
+    print(f"check-host exited {exit_status} without a JSON report: {exc}", file=sys.stderr)
+    sys.exit(1)
 checks = data.get("checks", data) if isinstance(data, dict) else data
 if isinstance(checks, dict):
     items = checks.items()
@@ -78,13 +90,56 @@ else:
 status = {}
 for name, value in items:
     value = value.get("status", value.get("ok")) if isinstance(value, dict) else value
-    status[name] = value is True or str(value).lower() in ("pass", "passed", "ok")
-failed = [name for name in required if not status.get(name)]
+    word = "pass" if value is True else str(value).lower()
+    if word in ("pass", "passed", "ok"):
+        status[name] = "pass"
+    elif word in ("not_applicable", "n/a", "na"):
+        status[name] = "not applicable"
+    else:
+        status[name] = f"FAIL ({value})"
 for name in required:
-    print(f"check-host {name}: {'pass' if status.get(name) else 'FAIL'}")
+    status.setdefault(name, "FAIL (not in the report)")
+for name, state in status.items():
+    print(f"check-host {name}: {state}")
+failed_required = [n for n in required if status[n] != "pass"]
+failed = [n for n, s in status.items() if s.startswith("FAIL") and n not in required]
+if failed_required:
+    print("required check-host checks failed: " + ", ".join(failed_required), file=sys.stderr)
 if failed:
-    print("required check-host checks failed: " + ", ".join(failed), file=sys.stderr)
+    print("check-host checks that apply to this host failed: " + ", ".join(failed), file=sys.stderr)
+if not failed_required and not failed and exit_status != 0:
+    print(f"check-host exited {exit_status} though no check failed", file=sys.stderr)
+if failed_required or failed or exit_status != 0:
     sys.exit(1)
+"""
+
+# Build step 1. nohz_full= on a kernel built without CONFIG_NO_HZ_FULL is accepted and ignored:
+# the tick keeps interrupting the isolated CPUs. Refuse such a kernel before anything is built,
+# in one line that says what to do. LOWLAT_ROOT (unset on a host) prefixes every path, as in
+# every lowlat script, so the tests can rehearse it.
+NOHZ_FULL_SCRIPT = """\
+set -euo pipefail
+root="${LOWLAT_ROOT:-}"
+release=$(uname -r)
+if [[ -r "$root/boot/config-$release" ]]; then
+    where="/boot/config-$release"
+    config=$(<"$root$where")
+elif [[ -r "$root/proc/config.gz" ]]; then
+    where=/proc/config.gz
+    config=$(gzip -dc "$root$where")
+else
+    echo "lowlat: cannot tell whether kernel $release has CONFIG_NO_HZ_FULL=y (no" \\
+        "/boot/config-$release, no /proc/config.gz): use a parent image that ships its kernel" \\
+        "config" >&2
+    exit 1
+fi
+if [[ $'\\n'$config$'\\n' != *$'\\nCONFIG_NO_HZ_FULL=y\\n'* ]]; then
+    echo "lowlat: kernel $release is built without CONFIG_NO_HZ_FULL=y ($where), so nohz_full=" \\
+        "would leave the tick on the isolated CPUs: build from a parent image whose kernel has" \\
+        "it, or install one and reboot into it before this component runs" >&2
+    exit 1
+fi
+echo "kernel $release: CONFIG_NO_HZ_FULL=y ($where)"
 """
 
 
@@ -109,14 +164,15 @@ def _bash(name: str, *lines: str) -> dict:
 
 
 def _check_host_step(profile: TuningProfile) -> dict:
-    python = venv_bin(profile, "python")
+    python = shlex.quote(venv_bin(profile, "python"))
+    service = shlex.quote(venv_bin(profile, "trading-service"))
     return _bash(
         "CheckHost",
         "set -euo pipefail",
-        # check-host exits non-zero when any check fails; the script decides what must pass
-        f"{venv_bin(profile, 'trading-service')} check-host --profile {PROFILE_PATH} --json "
-        f"> {CHECK_HOST_OUTPUT} || true",
-        f"{python} - {CHECK_HOST_OUTPUT} {','.join(REQUIRED_HOST_CHECKS)} <<'EOF'\n"
+        # check-host exits non-zero when any check fails; the script reads that and the report
+        "status=0",
+        f"{service} check-host --profile {PROFILE_PATH} --json > {CHECK_HOST_OUTPUT} || status=$?",
+        f"{python} - {CHECK_HOST_OUTPUT} \"$status\" {','.join(REQUIRED_HOST_CHECKS)} <<'EOF'\n"
         f"{CHECK_HOST_SCRIPT}EOF",
     )
 
@@ -134,6 +190,7 @@ def _component(profile: TuningProfile) -> dict:
         "for k, v in agent_files(p).items()]"
     )
     build = [
+        _bash("RequireNoHzFull", NOHZ_FULL_SCRIPT.rstrip("\n")),
         _bash("InstallPackages", f"dnf install -y {' '.join(PACKAGES)}"),
         {
             "name": "DownloadWheel",

@@ -1,8 +1,10 @@
 """The Image Builder component: a well-formed schema 1.0 document whose steps use only files
-the tuning installs, and whose check-host gate fails the image when a required check fails."""
+the tuning installs, that refuses a kernel without CONFIG_NO_HZ_FULL, and whose check-host gate
+fails the image when any check that applies fails."""
 
 from __future__ import annotations
 
+import gzip
 import importlib.util
 import json
 import re
@@ -14,6 +16,7 @@ import yaml
 
 from ami import imagebuilder as IB
 from contracts.profile import TuningProfile, load_profile
+from tests.support.rehearse import rehearse
 
 # AWSTOE action modules a Linux component may use (a subset of the documented ones)
 KNOWN_ACTIONS = {
@@ -35,10 +38,13 @@ KNOWN_ACTIONS = {
     "SetFolderPermissions",
 }
 
-PROFILES = [TuningProfile.for_vcpus(4), TuningProfile.for_vcpus(16, install_prefix="/srv/lowlat")]
+PROFILES = [
+    TuningProfile.for_vcpus(4),
+    TuningProfile.for_vcpus(16, install_prefix="/srv/lowlat"),
+]
 
 
-@pytest.fixture(params=PROFILES, ids=lambda p: f"{p.vcpus}vcpu")
+@pytest.fixture(params=PROFILES, ids=lambda p: f"{p.os}-{p.vcpus}vcpu")
 def profile(request) -> TuningProfile:
     return request.param
 
@@ -97,6 +103,7 @@ def test_build_installs_applies_and_reboots_in_order(profile):
     for package in ("python3.11", "amazon-cloudwatch-agent", "irqbalance", "ethtool"):
         assert package in packages
     assert "dnf install -y" in packages
+    assert names[0] == "RequireNoHzFull"  # before anything is installed
     order = [
         index("pip install"),
         index('"path": "/etc/lowlat/profile.toml"'),
@@ -126,12 +133,13 @@ def test_validate_and_test_gate_on_check_host(profile):
         assert "cmdline,isolated,hugepages" in text
 
 
-def _run_check(tmp_path, report) -> subprocess.CompletedProcess:
+def _run_check(tmp_path, report, exit_status: int = 0) -> subprocess.CompletedProcess:
+    """The gate's script on ``report``, as if check-host had exited with ``exit_status``."""
     path = tmp_path / "check-host.json"
     path.write_text(json.dumps(report))
     required = ",".join(IB.REQUIRED_HOST_CHECKS)
     return subprocess.run(
-        [sys.executable, "-", str(path), required],
+        [sys.executable, "-", str(path), str(exit_status), required],
         input=IB.CHECK_HOST_SCRIPT,
         capture_output=True,
         text=True,
@@ -157,6 +165,7 @@ def test_check_script_passes_a_tuned_host(tmp_path, report):
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.parametrize("exit_status", [1, 0])  # the report alone blocks, whatever the exit
 @pytest.mark.parametrize(
     "report",
     [
@@ -171,10 +180,53 @@ def test_check_script_passes_a_tuned_host(tmp_path, report):
         {"cmdline": "n/a", "isolated": "pass", "hugepages": "pass"},
     ],
 )
-def test_check_script_fails_an_untuned_host(tmp_path, report):
-    result = _run_check(tmp_path, report)
+def test_check_script_fails_an_untuned_host(tmp_path, report, exit_status):
+    result = _run_check(tmp_path, report, exit_status)
     assert result.returncode == 1
     assert "required check-host checks failed" in result.stderr
+
+
+PASSING = {"checks": [{"name": n, "status": "pass"} for n in IB.REQUIRED_HOST_CHECKS]}
+
+
+@pytest.mark.parametrize(
+    ("extra", "blocks"),
+    [
+        ({"name": "thp", "status": "fail"}, True),  # not required, but it applies: it blocks
+        ({"name": "irqbalance_ban", "status": "fail"}, True),
+        ({"name": "smt", "status": "not_applicable"}, False),  # does not apply: never blocks
+        ({"name": "chrony", "status": "warn"}, True),  # a status the gate does not know
+    ],
+)
+def test_every_check_that_applies_gates_the_image(tmp_path, extra, blocks):
+    report = {"checks": [*PASSING["checks"], extra]}
+    result = _run_check(tmp_path, report, 1 if extra["status"] == "fail" else 0)
+    assert result.returncode == (1 if blocks else 0), result.stdout + result.stderr
+    if blocks:
+        assert f"check-host {extra['name']}: FAIL" in result.stdout
+        assert "check-host checks that apply to this host failed: " + extra["name"] in (
+            result.stderr
+        )
+
+
+def test_a_failing_exit_status_blocks_even_a_clean_report(tmp_path):
+    # check-host exits 1 only when a check fails: a clean report with 1 is a report to distrust
+    result = _run_check(tmp_path, PASSING, exit_status=1)
+    assert result.returncode == 1
+    assert "check-host exited 1 though no check failed" in result.stderr
+
+
+def test_no_report_at_all_blocks(tmp_path):
+    path = tmp_path / "check-host.json"
+    path.write_text("Traceback (most recent call last):\n")
+    result = subprocess.run(
+        [sys.executable, "-", str(path), "2", ",".join(IB.REQUIRED_HOST_CHECKS)],
+        input=IB.CHECK_HOST_SCRIPT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    assert "check-host exited 2 without a JSON report" in result.stderr
 
 
 @pytest.mark.parametrize(("status", "exit_code"), [("pass", 0), ("fail", 1)])
@@ -185,7 +237,8 @@ def test_check_host_step_runs_under_bash(profile, tmp_path, phase, status, exit_
     (script,) = step["inputs"]["commands"]
     fake = tmp_path / "trading-service"
     report = {"checks": [{"name": n, "status": status} for n in IB.REQUIRED_HOST_CHECKS]}
-    fake.write_text(f"#!/bin/sh\necho '{json.dumps(report)}'\nexit 1\n")
+    # as check-host does: exit 0 only when no check failed
+    fake.write_text(f"#!/bin/sh\necho '{json.dumps(report)}'\nexit {exit_code}\n")
     fake.chmod(0o755)
     script = (
         script.replace(IB.venv_bin(profile, "trading-service"), str(fake))
@@ -198,17 +251,67 @@ def test_check_host_step_runs_under_bash(profile, tmp_path, phase, status, exit_
 
 
 @pytest.mark.skipif(importlib.util.find_spec("ami.check") is None, reason="ami.check missing")
-@pytest.mark.parametrize(("failing", "exit_code"), [(None, 0), ("isolated", 1), ("thp", 0)])
+@pytest.mark.parametrize(("failing", "exit_code"), [(None, 0), ("isolated", 1), ("thp", 1)])
 def test_check_script_reads_the_real_report_format(tmp_path, failing, exit_code):
-    """check-host's own JSON: only the required checks gate the image."""
+    """check-host's own JSON: every check that applies gates the image, required or not."""
     from ami.check import FAIL, NA, PASS, Check, Report
 
     names = [*IB.REQUIRED_HOST_CHECKS, "thp", "governor"]
     checks = [
         Check(n, FAIL if n == failing else NA if n == "governor" else PASS, "x", "y") for n in names
     ]
-    result = _run_check(tmp_path, Report(checks).to_json())
+    report = Report(checks)
+    result = _run_check(tmp_path, report.to_json(), 0 if report.ok else 1)
     assert result.returncode == exit_code, result.stdout + result.stderr
+
+
+KERNEL = "6.8.0-1012-aws"
+
+
+def _nohz_full_step(profile: TuningProfile) -> str:
+    (step,) = [
+        s for s in _steps(IB.component_data(profile), "build") if s["name"] == "RequireNoHzFull"
+    ]
+    (script,) = step["inputs"]["commands"]
+    return script
+
+
+@pytest.mark.parametrize(
+    ("config", "where", "ok"),
+    [
+        ("CONFIG_NO_HZ_COMMON=y\nCONFIG_NO_HZ_FULL=y\n", "boot", True),
+        ("CONFIG_NO_HZ_IDLE=y\n# CONFIG_NO_HZ_FULL is not set\n", "boot", False),
+        ("CONFIG_NO_HZ_FULL=y\n", "proc", True),  # no /boot/config-*: the running kernel's own
+        ("CONFIG_NO_HZ_FULLISH=y\n", "proc", False),  # the whole line, not a prefix
+        (None, None, False),  # no config anywhere: cannot tell, so no image
+    ],
+)
+def test_a_kernel_without_nohz_full_fails_the_build_in_one_line(
+    profile, tmp_path, config, where, ok
+):
+    root = tmp_path / "root"
+    if where == "boot":
+        (root / "boot").mkdir(parents=True)
+        (root / f"boot/config-{KERNEL}").write_text(config)
+    elif where == "proc":
+        (root / "proc").mkdir(parents=True)
+        (root / "proc/config.gz").write_bytes(gzip.compress(config.encode()))
+    run = rehearse(
+        _nohz_full_step(profile),
+        root,
+        ("uname",),
+        passthrough=("gzip",),
+        effects={"uname": f"echo {KERNEL}"},
+    )
+    assert run.unexpected == []
+    if ok:
+        assert run.result.returncode == 0, run.result.stderr
+        assert run.result.stdout.startswith(f"kernel {KERNEL}: CONFIG_NO_HZ_FULL=y")
+        return
+    assert run.result.returncode == 1
+    (line,) = run.result.stderr.splitlines()  # one clear line, saying what to do
+    assert line.startswith("lowlat: ") and "CONFIG_NO_HZ_FULL=y" in line and KERNEL in line
+    assert ("parent image" in line) and ("without" in line or "cannot tell" in line)
 
 
 _PATH = re.compile(r"(?:/usr/local/sbin|/etc/lowlat)/[A-Za-z0-9._-]+")
