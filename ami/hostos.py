@@ -122,7 +122,7 @@ update-grub"""
         ]
 
 
-_APT_PACKAGES = ("irqbalance", "ethtool", "chrony", "curl", "ca-certificates")
+_APT_PACKAGES = ("irqbalance", "ethtool", "chrony", "nftables", "curl", "ca-certificates")
 
 ADAPTERS = {
     "al2023": HostOS(
@@ -131,7 +131,7 @@ ADAPTERS = {
         family="rhel",
         python="python3.11",
         python_packages=("python3.11", "python3.11-pip"),
-        packages=("amazon-cloudwatch-agent", "irqbalance", "ethtool", "chrony"),
+        packages=("amazon-cloudwatch-agent", "irqbalance", "ethtool", "chrony", "nftables"),
         irqbalance_conf="/etc/sysconfig/irqbalance",
         chrony_conf="/etc/chrony.conf",
         chrony_unit="chronyd.service",

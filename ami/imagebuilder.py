@@ -1,22 +1,24 @@
-"""The EC2 Image Builder component that turns stock AL2023 arm64 into a tuned lowlat host.
+"""The EC2 Image Builder component that turns the stock arm64 image of the profile's OS (AL2023
+or Ubuntu 24.04, ``ami.hostos``) into a tuned lowlat host.
 
 ``component_document(profile)`` is the component's YAML (schema 1.0); ``component_data`` the same
 as a dict for the CDK app (TunedAmiStack). The phases:
 
 - build: first refuse a kernel built without CONFIG_NO_HZ_FULL (``NOHZ_FULL_SCRIPT``: one line
-  saying what to do), since nohz_full= would then silently do nothing. Install Python 3.11, the
-  CloudWatch agent, irqbalance, ethtool and nftables with dnf; download
-  the lowlat wheel (``WheelS3Uri``, a component parameter: the CDK stack uploads the wheel as an
-  S3 asset and passes its URI) and install it into a release venv,
-  ``<install_prefix>/releases/image``, with ``current`` pointing at it, the layout ``fab deploy``
-  keeps, so the units find ``current/venv/bin/trading-service`` from the first boot and the
-  first deploy swaps ``current`` as usual. pip fetches the wheel's dependencies, so the build
-  instance needs a way to PyPI (or a mirror in pip.conf). Then write the profile to
+  saying what to do), since nohz_full= would then silently do nothing. Install the OS's Python,
+  the CloudWatch agent, irqbalance, ethtool chrony and nftables (``HostOS.install_commands``: dnf, or apt
+  and the agent's .deb); download the lowlat wheel (``WheelS3Uri``, a component parameter: the
+  CDK stack uploads the wheel as an S3 asset and passes its URI) and install it into a release
+  venv, ``<install_prefix>/releases/image``, with ``current`` pointing at it, the layout ``fab
+  deploy`` keeps, so the units find ``current/venv/bin/trading-service`` from the first boot and
+  the first deploy swaps ``current`` as usual. pip fetches the wheel's dependencies, so the
+  build instance needs a way to PyPI (or a mirror in pip.conf). Then write the profile to
   /etc/lowlat/profile.toml, ``python -m ami apply --root /`` with it, create the service user
   (``systemd-sysusers`` from the rendered sysusers.d file), install the CloudWatch agent's files
   (``ami.cloudwatch.agent_files``) and have the agent translate its config (a config it rejects
-  fails the build), enable irqbalance, the agent, the tuning unit and the firewall, write the
-  kernel arguments with ``lowlat-apply-kernel-args`` and reboot into them.
+  fails the build), enable irqbalance, the agent, chrony, the tuning unit, the firewall and the check-host timer, write the kernel
+  arguments with ``lowlat-apply-kernel-args`` (grubby, or the GRUB drop-in and update-grub) and
+  reboot into them.
 - validate (same build instance, after the reboot) and test (a fresh instance launched from
   the new image): ``trading-service check-host --profile /etc/lowlat/profile.toml --json``.
   ``CHECK_HOST_SCRIPT`` reads its exit status and its report and fails the step, and so the
@@ -28,7 +30,7 @@ The engine and telemetry units are not enabled: ``fab deploy`` starts them on a 
 release of its own. ``REQUIRED_FILES`` lists the files this document runs or reads that
 ``python -m ami apply`` must install (tests check it against ``ami.render.render``).
 
-The document is small enough (about 10 kB) to pass inline as the component resource's ``Data``
+The document is small enough (about 9 kB) to pass inline as the component resource's ``Data``
 (at most 16,000 characters). This module is light (PyYAML and the light modules of ami/ and
 service/): the CDK app reads it.
 """
@@ -40,7 +42,9 @@ import shlex
 import yaml
 
 from ami import cloudwatch
+from ami.hostos import AGENT_CTL, host_os
 from ami.security import FIREWALL_UNIT_NAME
+from ami.units import CHECK_HOST_TIMER_UNIT
 from contracts.profile import INSTALLED_PROFILE, TuningProfile, profile_file
 
 COMPONENT_NAME = "lowlat-tuned-host"
@@ -51,14 +55,6 @@ TUNE_UNIT = "lowlat-tune.service"
 WHEEL_PARAMETER = "WheelS3Uri"
 DOWNLOAD_DIR = "/tmp/lowlat-dist"
 CHECK_HOST_OUTPUT = "/tmp/lowlat-check-host.json"
-PACKAGES = (
-    "python3.11",
-    "python3.11-pip",
-    "amazon-cloudwatch-agent",
-    "irqbalance",
-    "ethtool",
-    "nftables",  # nft, for lowlat-firewall.service (ami/security.py)
-)
 
 # Files the document uses that the apply step (ami.render) installs.
 REQUIRED_FILES = (APPLY_KERNEL_ARGS, KERNEL_ARGS_FILE)
@@ -178,9 +174,14 @@ def _check_host_step(profile: TuningProfile) -> dict:
 
 
 def _component(profile: TuningProfile) -> dict:
-    release = release_dir(profile)
-    prefix = profile.install_prefix
-    python = venv_bin(profile, "python")
+    system = host_os(profile)
+    # profile values enter the commands shell-quoted (the profile's grammar allows no shell
+    # syntax either); the wheel parameter stays single-quoted as Image Builder substitutes it
+    q = shlex.quote
+    release = q(release_dir(profile))
+    prefix = q(profile.install_prefix)
+    python = q(venv_bin(profile, "python"))
+    user = q(profile.service_user)
     wheel = f"{DOWNLOAD_DIR}/$(basename '{{{{ {WHEEL_PARAMETER} }}}}')"
     write_agent_files = (
         "import os, sys; from pathlib import Path; "
@@ -191,7 +192,12 @@ def _component(profile: TuningProfile) -> dict:
     )
     build = [
         _bash("RequireNoHzFull", NOHZ_FULL_SCRIPT.rstrip("\n")),
-        _bash("InstallPackages", f"dnf install -y {' '.join(PACKAGES)}"),
+        _bash(
+            "InstallPackages",
+            "set -euo pipefail",
+            'root="${LOWLAT_ROOT:-}"',
+            *system.install_commands(),
+        ),
         {
             "name": "DownloadWheel",
             "action": "S3Download",
@@ -211,7 +217,7 @@ def _component(profile: TuningProfile) -> dict:
             f'if [ "$wheel" != "{DOWNLOAD_DIR}/lowlat.whl" ]; then '
             f'mv -f {DOWNLOAD_DIR}/lowlat.whl "$wheel"; fi',
             f"mkdir -p {release}",
-            f"python3.11 -m venv {release}/venv",
+            f"{system.python} -m venv {release}/venv",
             f'{release}/venv/bin/pip install --no-cache-dir "$wheel"',
             f"ln -sfn {release} {prefix}/current.tmp && mv -Tf {prefix}/current.tmp "
             f"{prefix}/current",
@@ -226,9 +232,8 @@ def _component(profile: TuningProfile) -> dict:
             "CreateServiceUser",
             "set -euo pipefail",
             "systemd-sysusers",
-            f"id -u {profile.service_user}",
-            f"install -d -o {profile.service_user} -g {profile.service_user} -m 0755 "
-            f"{cloudwatch.LOG_DIR}",
+            f"id -u {user}",
+            f"install -d -o {user} -g {user} -m 0755 {cloudwatch.LOG_DIR}",
         ),
         _bash(
             "ConfigureCloudWatchAgent",
@@ -236,21 +241,17 @@ def _component(profile: TuningProfile) -> dict:
             f'{python} -c "{write_agent_files}" {PROFILE_PATH}',
             "systemctl daemon-reload",
             # translates and checks the config; no -s: the agent starts on the image's hosts
-            "/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl -a fetch-config "
-            f"-m ec2 -c file:{cloudwatch.AGENT_CONFIG_PATH}",
+            f"{AGENT_CTL} -a fetch-config -m ec2 -c file:{cloudwatch.AGENT_CONFIG_PATH}",
         ),
-        _bash(
-            "EnableServices",
-            f"systemctl enable irqbalance amazon-cloudwatch-agent {TUNE_UNIT} {FIREWALL_UNIT_NAME}",
-        ),
+        _bash("EnableServices", f"systemctl enable {' '.join(enabled_units(profile))}"),
         _bash("ApplyKernelArgs", f"bash {APPLY_KERNEL_ARGS}"),
         {"name": "RebootIntoKernelArgs", "action": "Reboot", "inputs": {"delaySeconds": 0}},
     ]
     return {
         "name": COMPONENT_NAME,
         "description": (
-            "lowlat: tune AL2023 arm64 for the trading service (kernel args, sysctls, irqbalance, "
-            "CloudWatch agent) and verify it with trading-service check-host"
+            f"lowlat: tune {system.title} arm64 for the trading service (kernel args, sysctls, "
+            "irqbalance, CloudWatch agent) and verify it with trading-service check-host"
         ),
         "schemaVersion": 1.0,
         "parameters": [
@@ -267,6 +268,18 @@ def _component(profile: TuningProfile) -> dict:
             {"name": "test", "steps": [_check_host_step(profile)]},
         ],
     }
+
+
+def enabled_units(profile: TuningProfile) -> tuple[str, ...]:
+    """The units a tuned host starts at boot (the image and the hosts' user data enable them)."""
+    return (
+        "irqbalance",
+        "amazon-cloudwatch-agent",
+        host_os(profile).chrony_unit,
+        TUNE_UNIT,
+        FIREWALL_UNIT_NAME,  # nftables ruleset from ami/security.py
+        CHECK_HOST_TIMER_UNIT,  # check-host as root every minute, for /host and the alarm
+    )
 
 
 class _Dumper(yaml.SafeDumper):

@@ -8,8 +8,8 @@ else: ``cdk.json`` may repeat them as documentation, and a test proves the two a
 A bad value raises ``ConfigError`` whose message is one line naming the context key, the value
 and what is allowed; ``app.py`` prints it and exits 2 with no traceback.
 
-This module is light (standard library, ``contracts.profile`` and ``service.config``): no aws_cdk
-import, so it can be tested and imported without jsii.
+This module is light (standard library, ``contracts.profile``, ``ami.hostos`` and
+``service.config``): no aws_cdk import, so it can be tested and imported without jsii.
 """
 
 from __future__ import annotations
@@ -23,11 +23,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
+from ami.hostos import ADAPTERS, DEPLOYABLE
 from contracts.profile import TuningProfile
 from contracts.slo import MAX_OBJECTIVE_US, MIN_OBJECTIVE_US, default_objectives_us
 
 AMI_MODES = {
-    "userdata": "hosts boot stock AL2023 arm64 and tune themselves on first boot (one reboot)",
+    "userdata": "hosts boot hostOs's stock arm64 image, tune themselves on first boot, reboot once",
     "bake": "hosts boot the tuned image TunedAmiStack's Image Builder pipeline published",
 }
 
@@ -107,6 +108,7 @@ CONTEXT_KEYS = {
     "availabilityZones": ("availability_zones", "AZs of subnetIds, or of the new VPC"),
     "telemetryPort": ("telemetry_port", "port of the telemetry API on each host"),
     "amiMode": ("ami_mode", "bake or userdata"),
+    "hostOs": ("host_os", "the hosts' operating system: al2023 or ubuntu2404"),
     "amiId": ("ami_id", "pin the hosts' image (else each deploy follows the SSM parameter)"),
     "runbookBaseUrl": ("runbook_base_url", "https URL under which runbooks/<Alarm>.md lives"),
     "terminationProtection": ("termination_protection", "protect stacks and instances"),
@@ -136,7 +138,10 @@ class DeploymentConfig:
     # userdata by default: one `cdk deploy` gives working hosts. bake needs a wheel in S3 and
     # a ~1 h image build first, and is the better choice once a fleet is replaced often.
     ami_mode: str = "userdata"
-    # Hosts follow an SSM parameter (AL2023's, or the pipeline's in bake mode), so a deploy
+    # The OS of the hosts and of the image build (ami/hostos.py): its public image, packages,
+    # boot loader and Python. AL2023 by default: AWS's own image, the one lowlat was built on.
+    host_os: str = "al2023"
+    # Hosts follow an SSM parameter (the OS's, or the pipeline's in bake mode), so a deploy
     # after a new image replaces them; a pinned id keeps them until someone changes it.
     ami_id: str | None = None
     runbook_base_url: str = "https://github.com/lowlat/lowlat/blob/main"
@@ -160,6 +165,7 @@ class DeploymentConfig:
         host = "0.0.0.0" if self.allowed_cidrs else "127.0.0.1"
         return TuningProfile.for_vcpus(
             self.vcpus,
+            os=self.host_os,
             telemetry_port=self.telemetry_port,
             telemetry_host=host,
             ssh_cidrs=self.allowed_cidrs,
@@ -343,6 +349,17 @@ def _ami_mode(key: str, raw: Any) -> str:
     return text
 
 
+def _host_os(key: str, raw: Any) -> str:
+    text = _text(key, raw).lower()
+    if text not in DEPLOYABLE:
+        why = ""
+        if text in ADAPTERS:  # tuned by ami/, but with no public image for the CDK app to boot
+            why = f"{ADAPTERS[text].title} has no public image or Image Builder support here; "
+        choices = ", ".join(f"{n} ({ADAPTERS[n].title})" for n in DEPLOYABLE)
+        raise ConfigError(key, raw, f"{why}use one of {choices}")
+    return text
+
+
 def _https_url(key: str, raw: Any) -> str:
     text = _text(key, raw).rstrip("/")
     parsed = urlparse(text)
@@ -375,6 +392,7 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "availability_zones": _list_matching(_AZ, "use zone names like eu-west-1a"),
     "telemetry_port": _int_in(1024, 65535),
     "ami_mode": _ami_mode,
+    "host_os": _host_os,
     "ami_id": _matching(_AMI_ID, "use an image id like ami-0123456789abcdef0 (arm64, this region)"),
     "runbook_base_url": _https_url,
     "termination_protection": _bool,

@@ -1,21 +1,25 @@
 """The trading hosts: instance role, optional cluster placement group, instances, user data.
 
 Each host is an ``ec2.Instance`` (IMDSv2 only, encrypted gp3 root, detailed monitoring,
-EBS-optimised, termination protection per config) in the network's one subnet.
+EBS-optimised, termination protection per config) in the network's one subnet, booting the
+stock arm64 image of the profile's OS (``ami.hostos``: its public SSM parameter and root device).
 
 User data (``user_data_script``) sets a host up from the same renderers the Image Builder
 component uses, so both AMI modes end with the same files:
 
-- ``userdata``: install Python 3.11, the CloudWatch agent, irqbalance, ethtool and nftables;
-  unpack the tuning files (``ami.render``), the agent's files (``ami.cloudwatch.agent_files``) and
-  the profile (carried as one gzipped tar, because EC2 caps user data at 16 KiB); create the
-  service user; enable the agent, irqbalance, the tuning unit and the firewall; write the kernel
-  arguments and reboot once into them. A marker file guards the reboot, so a re-run of the
-  script never loops.
+- ``userdata``: install what the OS lacks (``HostOS.install_commands``: dnf, or apt and the
+  CloudWatch agent's .deb); unpack the tuning files (``ami.render``), the agent's files
+  (``ami.cloudwatch.agent_files``) and the profile (carried as one gzipped tar, because EC2 caps
+  user data at 16 KiB); create the service user; enable the agent, irqbalance, chrony, the
+  tuning unit, the firewall and the check-host timer; write the kernel arguments and reboot once into them. A marker file guards the
+  reboot, so a re-run of the script never loops, and every step is safe to run again.
 - ``bake``: the image already holds all of that (TunedAmiStack); user data only makes sure the
   agent runs.
 
-The engine and telemetry units stay disabled until ``fab deploy`` installs a release.
+Like every lowlat script, the user data prefixes the host paths it touches with ``$root``
+(``${LOWLAT_ROOT:-}``: empty under cloud-init), which is how the tests run the very same script
+twice in a scratch tree. The engine and telemetry units stay disabled until ``fab deploy``
+installs a release.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from __future__ import annotations
 import base64
 import gzip
 import io
+import posixpath
+import shlex
 import tarfile
 
 import jsii
@@ -32,15 +38,13 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from ami import cloudwatch, imagebuilder, render
+from ami.hostos import AGENT_CTL, host_os
 from contracts.profile import INSTALLED_PROFILE, TuningProfile
 
 USER_DATA_LIMIT = 16 * 1024  # EC2's cap on raw user data
-ROOT_DEVICE = "/dev/xvda"  # AL2023's root device name
 ROOT_VOLUME_GIB = 30  # the OS, releases under /opt/lowlat, numba's cache and a week of logs
 REBOOT_MARKER = "/var/lib/lowlat/first-boot-tuned"
-AL2023_ARM64_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64"
-EXTRACT_ROOT = "/"  # tests swap it for a scratch directory and run the same pipeline
-AGENT_CTL = "/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl"
+ROOT_LINE = 'root="${LOWLAT_ROOT:-}"'  # the scripts' one seam: a scratch root in the tests
 
 
 def host_files(profile: TuningProfile) -> dict[str, tuple[str, int]]:
@@ -75,22 +79,23 @@ def user_data_script(profile: TuningProfile, ami_mode: str) -> list[str]:
             "systemctl enable --now amazon-cloudwatch-agent",
         ]
     archive = base64.encodebytes(files_archive(profile)).decode().rstrip("\n")  # 76-col lines
-    user = profile.service_user
+    user = shlex.quote(profile.service_user)
+    marker = f'"$root{REBOOT_MARKER}"'
     return [
         "set -euo pipefail",
-        f"dnf install -y {' '.join(imagebuilder.PACKAGES)}",
+        ROOT_LINE,
+        *host_os(profile).install_commands(),
         "# the files ami/ renders for this host's profile (tuning, units, agent config)",
-        f"base64 -d <<'EOF' | tar -xzf - -C {EXTRACT_ROOT} --no-same-owner\n{archive}\nEOF",
+        f"base64 -d <<'EOF' | tar -xzf - -C \"$root/\" --no-same-owner\n{archive}\nEOF",
         "systemd-sysusers",
-        f"install -d -o {user} -g {user} -m 0755 {cloudwatch.LOG_DIR}",
+        f'install -d -o {user} -g {user} -m 0755 "$root{cloudwatch.LOG_DIR}"',
         "systemctl daemon-reload",
-        "systemctl enable irqbalance amazon-cloudwatch-agent "
-        f"{imagebuilder.TUNE_UNIT} {imagebuilder.FIREWALL_UNIT_NAME}",
-        f"{AGENT_CTL} -a fetch-config -m ec2 -c file:{cloudwatch.AGENT_CONFIG_PATH}",
+        f"systemctl enable {' '.join(imagebuilder.enabled_units(profile))}",
+        f'"$root{AGENT_CTL}" -a fetch-config -m ec2 -c "file:$root{cloudwatch.AGENT_CONFIG_PATH}"',
         "# kernel arguments take a reboot; the marker makes it happen once whatever re-runs this",
-        f"if [ ! -e {REBOOT_MARKER} ]; then",
-        f"  bash {imagebuilder.APPLY_KERNEL_ARGS}",
-        f"  install -D -m 0644 /dev/null {REBOOT_MARKER}",
+        f"if [[ ! -e {marker} ]]; then",
+        f'  bash "$root{imagebuilder.APPLY_KERNEL_ARGS}"',
+        f'  mkdir -p "$root{posixpath.dirname(REBOOT_MARKER)}" && : > {marker}',
         "  systemctl reboot",
         "fi",
     ]
@@ -113,14 +118,17 @@ class PinnedImage:
 
 
 def machine_image(
-    ami_mode: str, tuned_ami_parameter: str, ami_id: str | None = None
+    profile: TuningProfile, ami_mode: str, tuned_ami_parameter: str, ami_id: str | None = None
 ) -> ec2.IMachineImage:
-    """The image hosts boot: a pinned id, or stock AL2023 arm64 or the tuned image through SSM
-    parameters that CloudFormation resolves at deploy time (no lookup, so synth needs no
-    credentials; but a deploy after a new image replaces the hosts, hence ``ami_id``)."""
+    """The image hosts boot: a pinned id, or the stock arm64 image of the profile's OS or the
+    tuned image through SSM parameters that CloudFormation resolves at deploy time (no lookup,
+    so synth needs no credentials; but a deploy after a new image replaces the hosts, hence
+    ``ami_id``)."""
     if ami_id:
         return PinnedImage(ami_id)
-    name = tuned_ami_parameter if ami_mode == "bake" else AL2023_ARM64_PARAMETER
+    name = tuned_ami_parameter if ami_mode == "bake" else host_os(profile).ssm_image_parameter
+    if name is None:
+        raise ValueError(f"{host_os(profile).title} has no public image parameter to boot")
     return ec2.MachineImage.from_ssm_parameter(name, os=ec2.OperatingSystemType.LINUX)
 
 
@@ -198,7 +206,7 @@ class TradingHosts(Construct):
             raise ValueError(
                 f"user data is {len(rendered.encode())} bytes; EC2 accepts {USER_DATA_LIMIT}"
             )
-        image = machine_image(ami_mode, tuned_ami_parameter, ami_id)
+        image = machine_image(profile, ami_mode, tuned_ami_parameter, ami_id)
         key_pair = (
             ec2.KeyPair.from_key_pair_name(self, "KeyPair", ssh_key_name) if ssh_key_name else None
         )
@@ -225,7 +233,7 @@ class TradingHosts(Construct):
                 associate_public_ip_address=True,
                 block_devices=[
                     ec2.BlockDevice(
-                        device_name=ROOT_DEVICE,
+                        device_name=host_os(profile).root_device,
                         volume=ec2.BlockDeviceVolume.ebs(
                             ROOT_VOLUME_GIB,
                             volume_type=ec2.EbsDeviceVolumeType.GP3,

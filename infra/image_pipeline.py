@@ -1,6 +1,8 @@
 """The EC2 Image Builder pipeline that bakes the tuned lowlat image (``amiMode=bake``).
 
-Stock AL2023 arm64 (Image Builder's managed image, the newest at each build) + the component
+The stock arm64 image of the profile's OS (AL2023 or Ubuntu 24.04: ``ami.hostos``), named by its
+public SSM parameter (``ssm:`` in the recipe, which Image Builder resolves at each build, the
+same parameter the hosts boot from in ``userdata`` mode) + the component
 ``ami.imagebuilder.component_document(profile)`` (install, tune, reboot, validate with
 ``check-host``; its test phase checks a fresh instance of the new image), built on the
 deployment's own instance type so that the profile's CPU split matches the build host.
@@ -26,11 +28,18 @@ from aws_cdk import aws_imagebuilder as imagebuilder
 from constructs import Construct
 
 from ami import imagebuilder as component
+from ami.hostos import HostOS, host_os
 from contracts.profile import TuningProfile
 
-PARENT_IMAGE = "amazon-linux-2023-arm64"  # Image Builder's managed AL2023 arm64 image
 ROOT_VOLUME_GIB = 30
 TEST_TIMEOUT_MIN = 90
+
+
+def parent_image(system: HostOS) -> str:
+    """The recipe's parent image: the OS's public SSM parameter, resolved at build time."""
+    if not system.ssm_image_parameter or not system.imagebuilder_os:
+        raise ValueError(f"Image Builder cannot build {system.title} here")
+    return f"ssm:{system.ssm_image_parameter}"
 
 
 def content_version(*parts: str) -> str:
@@ -63,6 +72,8 @@ class TunedImagePipeline(Construct):
         runs in the account's default VPC; with it, in its first public subnet."""
         super().__init__(scope, id_)
         self.ami_parameter_name = ami_parameter_name
+        system = host_os(profile)
+        parent = parent_image(system)
         document = component.component_document(profile)
         self.component = imagebuilder.CfnComponent(
             self,
@@ -71,8 +82,10 @@ class TunedImagePipeline(Construct):
             platform="Linux",
             version=content_version(document),
             data=document,
-            supported_os_versions=["Amazon Linux 2023"],
-            description="lowlat: tune AL2023 arm64 and verify it with trading-service check-host",
+            supported_os_versions=[str(system.imagebuilder_os)],
+            description=(
+                f"lowlat: tune {system.title} arm64 and verify it with trading-service check-host"
+            ),
         )
 
         # The build instance: Image Builder's own instance policy, SSM (how Image Builder drives
@@ -105,7 +118,7 @@ class TunedImagePipeline(Construct):
                 self,
                 "BuildSecurityGroup",
                 vpc=vpc,
-                description="lowlat image build instance: outbound only (dnf, PyPI, SSM, S3)",
+                description="lowlat image build instance: outbound only (packages, PyPI, SSM, S3)",
                 allow_all_outbound=True,
             )
             subnet_id = vpc.public_subnets[0].subnet_id
@@ -126,17 +139,14 @@ class TunedImagePipeline(Construct):
             description="lowlat: builds on the deployment's instance type",
         )
 
-        parent_image = (
-            f"arn:{Aws.PARTITION}:imagebuilder:{Aws.REGION}:aws:image/{PARENT_IMAGE}/x.x.x"
-        )
         self.recipe = imagebuilder.CfnImageRecipe(
             self,
             "Recipe",
             name=f"{deployment_name}-tuned-host",
             version=content_version(
-                self.component.version, PARENT_IMAGE, wheel_version_key, str(ROOT_VOLUME_GIB)
+                self.component.version, parent, wheel_version_key, str(ROOT_VOLUME_GIB)
             ),
-            parent_image=parent_image,
+            parent_image=parent,
             components=[
                 imagebuilder.CfnImageRecipe.ComponentConfigurationProperty(
                     component_arn=self.component.attr_arn,
@@ -149,7 +159,7 @@ class TunedImagePipeline(Construct):
             ],
             block_device_mappings=[
                 imagebuilder.CfnImageRecipe.InstanceBlockDeviceMappingProperty(
-                    device_name="/dev/xvda",
+                    device_name=system.root_device,
                     ebs=imagebuilder.CfnImageRecipe.EbsInstanceBlockDeviceSpecificationProperty(
                         volume_size=ROOT_VOLUME_GIB,
                         volume_type="gp3",
@@ -158,7 +168,7 @@ class TunedImagePipeline(Construct):
                     ),
                 )
             ],
-            description="stock AL2023 arm64 + the lowlat tuning component",
+            description=f"stock {system.title} arm64 + the lowlat tuning component",
         )
 
         dist = imagebuilder.CfnDistributionConfiguration

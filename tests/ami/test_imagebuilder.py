@@ -1,6 +1,6 @@
-"""The Image Builder component: a well-formed schema 1.0 document whose steps use only files
-the tuning installs, that refuses a kernel without CONFIG_NO_HZ_FULL, and whose check-host gate
-fails the image when any check that applies fails."""
+"""The Image Builder component, for each host OS: a well-formed schema 1.0 document whose steps
+use only files the tuning installs, that refuses a kernel without CONFIG_NO_HZ_FULL, and whose
+check-host gate fails the image when any check that applies fails."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from ami import imagebuilder as IB
+from ami.hostos import host_os
 from contracts.profile import TuningProfile, load_profile
 from tests.support.rehearse import rehearse
 
@@ -41,6 +42,7 @@ KNOWN_ACTIONS = {
 PROFILES = [
     TuningProfile.for_vcpus(4),
     TuningProfile.for_vcpus(16, install_prefix="/srv/lowlat"),
+    TuningProfile.for_vcpus(4, os="ubuntu2404"),
 ]
 
 
@@ -100,9 +102,19 @@ def test_build_installs_applies_and_reboots_in_order(profile):
         return next(i for i, t in enumerate(joined) if fragment in t)
 
     packages = joined[names.index("InstallPackages")]
-    for package in ("python3.11", "amazon-cloudwatch-agent", "irqbalance", "ethtool"):
+    for package in ("irqbalance", "ethtool", "chrony", "amazon-cloudwatch-agent"):
         assert package in packages
-    assert "dnf install -y" in packages
+    if profile.os == "al2023":
+        for package in ("python3.11", "amazon-cloudwatch-agent", "irqbalance", "ethtool"):
+            assert package in packages
+        assert "dnf install -y" in packages
+        assert "apt-get" not in packages
+    else:  # Ubuntu: apt, its Python with venv, and AWS's arm64 .deb of the agent
+        assert "apt-get -o DPkg::Lock::Timeout=600" in packages and "dnf" not in packages
+        assert "python3.12 python3.12-venv" in packages
+        assert "ubuntu/arm64/latest/amazon-cloudwatch-agent.deb" in packages
+    python = host_os(profile).python
+    assert f"{python} -m venv" in joined[names.index("InstallRelease")]
     assert names[0] == "RequireNoHzFull"  # before anything is installed
     order = [
         index("pip install"),

@@ -4,10 +4,14 @@ no account, no lookup and no network. Skipped, saying why, when the CLI is not i
 
 from __future__ import annotations
 
+import base64
+import gzip
+import io
 import json
 import os
 import shutil
 import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -70,3 +74,28 @@ def test_cdk_synth_reports_a_bad_value_in_one_line(tmp_path):
     assert result.returncode != 0
     assert "lowlat: context instanceType='c5.xlarge': use a Graviton" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _archive(user_data: str) -> dict[str, str]:
+    """The files the user data unpacks (its base64 gzipped tar), by host path."""
+    encoded = user_data.split("--no-same-owner\n")[1].split("\nEOF")[0]
+    data = gzip.decompress(base64.b64decode(encoded))
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        return {"/" + m.name: tar.extractfile(m).read().decode() for m in tar}
+
+
+def test_cdk_synth_ubuntu_hosts_use_apt_and_grub(tmp_path):
+    result = _cdk("-c", "hostOs=ubuntu2404", outdir=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "AwsSolutions-" not in result.stderr
+    hosts = json.loads((tmp_path / "TradingHostStack.template.json").read_text())
+    (instance,) = [r for r in hosts["Resources"].values() if r["Type"] == "AWS::EC2::Instance"]
+    user_data = instance["Properties"]["UserData"]["Fn::Base64"]
+    assert "apt-get -o DPkg::Lock::Timeout=600" in user_data and "dnf " not in user_data
+    files = _archive(user_data)
+    assert "GRUB_CMDLINE_LINUX_DEFAULT" in files["/etc/default/grub.d/99-lowlat.cfg"]
+    assert "update-grub" in files["/usr/local/sbin/lowlat-apply-kernel-args"]
+    assert 'os = "ubuntu2404"' in files["/etc/lowlat/profile.toml"]
+    ami = json.loads((tmp_path / "TunedAmiStack.template.json").read_text())
+    (recipe,) = [r for r in ami["Resources"].values() if r["Type"].endswith("ImageRecipe")]
+    assert recipe["Properties"]["ParentImage"].startswith("ssm:/aws/service/canonical/ubuntu/")

@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from contracts.profile import TuningProfile
 from infra.config import (
     CONTEXT_KEYS,
     DEFAULTS,
@@ -34,6 +35,7 @@ def test_defaults():
     assert c == DeploymentConfig()
     assert (c.instance_type, c.host_count, c.allowed_cidrs) == ("c6g.xlarge", 1, ())
     assert (c.telemetry_port, c.ami_mode, c.termination_protection) == (8000, "userdata", False)
+    assert c.host_os == "al2023" and c.profile.os == "al2023"
     assert c.runbook_base_url.startswith("https://")
     slo = SloConfig()
     assert (c.slo_p50_us, c.slo_p99_us, c.slo_p999_us) == (
@@ -114,6 +116,8 @@ def test_existing_vpc_needs_subnets_and_their_zones():
         ("sloTickToOrderP99Us", "1", "grow with the percentile"),
         ("deploymentName", "Lowlat_Prod", "a-z"),
         ("wheelS3Uri", "https://example.com/x.whl", "s3://"),
+        ("hostOs", "ubuntu", "al2023 (Amazon Linux 2023), ubuntu2404 (Ubuntu 24.04 LTS)"),
+        ("hostOs", "debian12", "Debian 12 has no public image or Image Builder support"),
     ],
 )
 def test_bad_values_name_key_value_and_what_is_allowed(key, value, allowed):
@@ -133,6 +137,14 @@ def test_profile_follows_the_instance_size(instance_type, vcpus, isolated):
     profile = config(instanceType=instance_type).profile
     assert profile.vcpus == vcpus
     assert profile.isolated == isolated
+
+
+@pytest.mark.parametrize("raw", ["ubuntu2404", " Ubuntu2404 "])
+def test_host_os_names_the_profiles_os(raw):
+    c = config(hostOs=raw)
+    assert c.host_os == "ubuntu2404"
+    assert c.profile.os == "ubuntu2404"
+    assert c.profile == TuningProfile.for_vcpus(4, os="ubuntu2404")
 
 
 def test_every_listed_size_has_a_vcpu_count():

@@ -14,11 +14,11 @@ import pytest
 from aws_cdk.assertions import Match, Template
 
 from ami import cloudwatch, imagebuilder, render
+from ami.hostos import ADAPTERS
 from infra.config import DeploymentConfig
 from infra.host import (
-    AL2023_ARM64_PARAMETER,
-    EXTRACT_ROOT,
     REBOOT_MARKER,
+    ROOT_LINE,
     USER_DATA_LIMIT,
     TradingHosts,
     files_archive,
@@ -30,6 +30,8 @@ from infra.network import Network
 from infra.stacks import AlarmTopic, stack_names
 from tests.support.infra_apps import synth
 
+AL2023_ARM64_PARAMETER = ADAPTERS["al2023"].ssm_image_parameter
+UBUNTU_ARM64_PARAMETER = ADAPTERS["ubuntu2404"].ssm_image_parameter
 # ------------------------------------------------------------------------------ helpers
 
 
@@ -40,8 +42,11 @@ def _hosts_template(
     termination_protection=False,
     ssh_key_name=None,
     ami_id=None,
+    host_os="al2023",
 ) -> Template:
-    config = DeploymentConfig(host_count=host_count, ami_mode=ami_mode, ami_id=ami_id)
+    config = DeploymentConfig(
+        host_count=host_count, ami_mode=ami_mode, ami_id=ami_id, host_os=host_os
+    )
     stack = cdk.Stack()
     network = Network(stack, "Network", allowed_cidrs=(), telemetry_port=8000)
     TradingHosts(
@@ -71,6 +76,11 @@ def one_host() -> Template:
 @pytest.fixture(scope="module")
 def three_hosts() -> Template:
     return _hosts_template(host_count=3, termination_protection=True, ssh_key_name="ops")
+
+
+@pytest.fixture(scope="module")
+def ubuntu_host() -> Template:
+    return _hosts_template(host_os="ubuntu2404")
 
 
 def _ingress(template: Template) -> list[dict]:
@@ -219,9 +229,28 @@ def test_userdata_mode_installs_everything_and_reboots_once(one_host):
     assert text.startswith("#!/bin/bash")
     assert "dnf install -y python3.11" in text
     assert "amazon-cloudwatch-agent" in text
-    assert f"if [ ! -e {REBOOT_MARKER} ]" in text
-    assert "systemctl reboot" in text
+    assert f'if [[ ! -e "$root{REBOOT_MARKER}" ]]' in text
+    assert text.count("systemctl reboot") == 1
+    assert "apt-get" not in text and "update-grub" not in text
     assert len(text.encode()) <= USER_DATA_LIMIT
+
+
+def test_ubuntu_hosts_boot_canonicals_image_and_use_apt_and_grub(ubuntu_host):
+    text = _user_data(ubuntu_host)
+    assert "apt-get -o DPkg::Lock::Timeout=600" in text and "dnf" not in text
+    assert "python3.12 python3.12-venv" in text
+    assert "ubuntu/arm64/latest/amazon-cloudwatch-agent.deb" in text
+    assert "chrony.service" in text and text.count("systemctl reboot") == 1
+    assert len(text.encode()) <= USER_DATA_LIMIT
+    # the kernel arguments go through the GRUB drop-in and update-grub (in the archive)
+    files = host_files(DeploymentConfig(host_os="ubuntu2404").profile)
+    assert "/etc/default/grub.d/99-lowlat.cfg" in files
+    assert "update-grub" in files[render.APPLY_KERNEL_ARGS][0]
+    (instance,) = ubuntu_host.find_resources("AWS::EC2::Instance").values()
+    props = instance["Properties"]
+    assert props["BlockDeviceMappings"][0]["DeviceName"] == "/dev/sda1"
+    param = props["ImageId"]["Ref"]
+    assert ubuntu_host.to_json()["Parameters"][param]["Default"] == UBUNTU_ARM64_PARAMETER
 
 
 def test_bake_mode_boots_the_tuned_image_without_retuning():
@@ -234,19 +263,24 @@ def test_bake_mode_boots_the_tuned_image_without_retuning():
     assert AL2023_ARM64_PARAMETER not in json.dumps(t.to_json()["Parameters"])
 
 
-def test_user_data_is_valid_bash():
+@pytest.mark.parametrize("host_os", ["al2023", "ubuntu2404"])
+def test_user_data_is_valid_bash(host_os):
     for mode in ("userdata", "bake"):
-        script = "#!/bin/bash\n" + "\n".join(user_data_script(DeploymentConfig().profile, mode))
+        profile = DeploymentConfig(host_os=host_os).profile
+        script = "#!/bin/bash\n" + "\n".join(user_data_script(profile, mode))
         result = subprocess.run(["bash", "-n"], input=script, text=True, capture_output=True)
         assert result.returncode == 0, result.stderr
 
 
 def test_user_data_unpacks_the_rendered_files_with_their_modes(tmp_path):
-    # the script's own extraction line, run by bash into a scratch root instead of /
+    # the script's own extraction line, run by bash into a scratch root (LOWLAT_ROOT) instead of /
     profile = DeploymentConfig(instance_type="c7g.2xlarge").profile
     (command,) = [c for c in user_data_script(profile, "userdata") if c.startswith("base64 -d")]
-    command = command.replace(f"-C {EXTRACT_ROOT} ", f"-C {tmp_path} ", 1)
-    subprocess.run(["bash", "-euo", "pipefail", "-c", command], check=True)
+    subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", f"{ROOT_LINE}\n{command}"],
+        check=True,
+        env={"PATH": "/usr/bin:/bin", "LOWLAT_ROOT": str(tmp_path)},
+    )
     for path, (text, mode) in host_files(profile).items():
         written = tmp_path / path.lstrip("/")
         assert written.read_text() == text, path
@@ -266,8 +300,11 @@ def test_user_data_carries_exactly_the_rendered_files():
     assert "/etc/lowlat/profile.toml" in got
 
 
-def test_user_data_fits_even_for_the_largest_host():
-    config = DeploymentConfig(instance_type="c8g.48xlarge", allowed_cidrs=("10.0.0.0/8",))
+@pytest.mark.parametrize("host_os", ["al2023", "ubuntu2404"])
+def test_user_data_fits_even_for_the_largest_host(host_os):
+    config = DeploymentConfig(
+        instance_type="c8g.48xlarge", allowed_cidrs=("10.0.0.0/8",), host_os=host_os
+    )
     script = "#!/bin/bash\n" + "\n".join(user_data_script(config.profile, "userdata"))
     assert len(script.encode()) <= USER_DATA_LIMIT
 
@@ -275,14 +312,13 @@ def test_user_data_fits_even_for_the_largest_host():
 # ------------------------------------------------------------------------------ image pipeline
 
 
-@pytest.fixture(scope="module")
-def pipeline() -> Template:
+def _pipeline_template(host_os: str = "al2023") -> Template:
     stack = cdk.Stack()
     TunedImagePipeline(
         stack,
         "Pipeline",
         deployment_name="lowlat",
-        profile=DeploymentConfig().profile,
+        profile=DeploymentConfig(host_os=host_os).profile,
         instance_type="c6g.xlarge",
         wheel_s3_uri="s3://bucket/dist/lowlat-0.1.0-py3-none-any.whl",
         wheel_version_key="s3://bucket/dist/lowlat-0.1.0-py3-none-any.whl",
@@ -291,24 +327,54 @@ def pipeline() -> Template:
     return Template.from_stack(stack)
 
 
+@pytest.fixture(scope="module")
+def pipeline() -> Template:
+    return _pipeline_template()
+
+
 def test_component_is_the_ami_document(pipeline):
     (component,) = pipeline.find_resources("AWS::ImageBuilder::Component").values()
     props = component["Properties"]
     assert props["Data"] == imagebuilder.component_document(DeploymentConfig().profile)
     assert props["Platform"] == "Linux"
     assert props["Version"].startswith("1.0.")
+    assert props["SupportedOsVersions"] == ["Amazon Linux 2023"]
+
+
+def test_the_ubuntu_pipeline_builds_on_canonicals_image():
+    t = _pipeline_template("ubuntu2404")
+    (component,) = t.find_resources("AWS::ImageBuilder::Component").values()
+    props = component["Properties"]
+    ubuntu = DeploymentConfig(host_os="ubuntu2404").profile
+    assert props["Data"] == imagebuilder.component_document(ubuntu)
+    assert props["SupportedOsVersions"] == ["Ubuntu 24"]
+    assert "apt-get" in props["Data"] and "dnf install" not in props["Data"]
+    t.has_resource_properties(
+        "AWS::ImageBuilder::ImageRecipe",
+        {
+            "ParentImage": f"ssm:{UBUNTU_ARM64_PARAMETER}",
+            "BlockDeviceMappings": [Match.object_like({"DeviceName": "/dev/sda1"})],
+            "Description": "stock Ubuntu 24.04 LTS arm64 + the lowlat tuning component",
+        },
+    )
+    # a different parent image is a different recipe version (recipes are immutable)
+    (recipe,) = t.find_resources("AWS::ImageBuilder::ImageRecipe").values()
+    (al2023,) = _pipeline_template().find_resources("AWS::ImageBuilder::ImageRecipe").values()
+    assert recipe["Properties"]["Version"] != al2023["Properties"]["Version"]
+
+
+def test_no_pipeline_for_an_os_image_builder_cannot_build():
+    with pytest.raises(ValueError, match="Image Builder cannot build Debian 12"):
+        _pipeline_template("debian12")
 
 
 def test_recipe_builds_on_al2023_arm64_with_the_wheel(pipeline):
     pipeline.has_resource_properties(
         "AWS::ImageBuilder::ImageRecipe",
         {
-            "ParentImage": {
-                "Fn::Join": [
-                    "",
-                    Match.array_with([Match.string_like_regexp("amazon-linux-2023-arm64")]),
-                ]
-            },
+            # AL2023 arm64 through its public SSM parameter, as the hosts boot it
+            "ParentImage": f"ssm:{AL2023_ARM64_PARAMETER}",
+            "BlockDeviceMappings": [Match.object_like({"DeviceName": "/dev/xvda"})],
             "Components": [
                 {
                     "ComponentArn": Match.any_value(),

@@ -45,6 +45,7 @@ VARIANTS = {
         "allowedCidrs": ["10.20.0.0/16"],
         "deploymentName": "lowlat-prod",
     },
+    "ubuntu2404": {"hostOs": "ubuntu2404"},  # as `-c hostOs=ubuntu2404` passes it
 }
 
 

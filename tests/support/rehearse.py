@@ -55,11 +55,12 @@ class Rehearsal:
 
 
 def _stub(path: Path, name: str, log: Path, body: str) -> None:
+    # one record, one write: stubs in a pipeline (base64 | tar) log at the same time
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
         "#!/bin/bash\n"
-        f"printf '%s{UNIT_SEP}' {name} \"$@\" >> {log}\n"
-        f"printf '{RECORD_SEP}' >> {log}\n"
+        f"record=$(printf '%s{UNIT_SEP}' {name} \"$@\")\n"
+        f"printf '%s{RECORD_SEP}' \"$record\" >> {log}\n"
         f"{body}\n"
     )
     path.chmod(0o755)
