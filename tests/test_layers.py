@@ -38,7 +38,7 @@ LIGHT = {
     "ami.render": (*JIT, *WEB, "numpy", "service"),
     "ami.apply": (*JIT, *WEB, "numpy", "service"),
     "ami.units": (*JIT, *WEB, "numpy", "service"),
-    "ami.security": (*JIT, *WEB, "numpy", "service"),
+    "ami.security": (*JIT, *WEB, "numpy", "service", "ami.check"),
     "ami.__main__": (*JIT, *WEB, "numpy", "service"),
     "ami.check": (*JIT, *WEB, "numpy"),
     "contracts.profile": (*JIT, *WEB, "numpy"),

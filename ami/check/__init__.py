@@ -18,8 +18,8 @@ The checks, by area (each module's docstring has the decisions behind its checks
 - ``timesync``: the clocksource, chrony running, synchronised, on the Amazon Time Sync Service;
 - ``units``: lowlat-tune succeeded at this boot, the packages, tuned off, block I/O (not
   applicable);
-- the firewall and sshd checks of ``ami/security.py`` (``security_checks``) join where
-  ``check_host`` says so.
+- ``security``: the firewall is the profile's ruleset and loaded at this boot; sshd reads
+  lowlat's drop-in first (keys only, root login as the profile says).
 
 ``coverage`` maps the checks to the AWS sample's validation categories.
 
@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ami.check import cpus, interrupts, kernel, memory, network, timesync, units
+from ami.check import cpus, interrupts, kernel, memory, network, security, timesync, units
 from ami.check.model import FAIL, NA, PASS, STATUSES, Check, Report
 from ami.check.read import Host, count_cpus, detect_platform, parse_interrupts
 from contracts.profile import INSTALLED_PROFILE, TuningProfile, cpulist, load_profile
@@ -68,12 +68,6 @@ def default_profile(root: Path = Path("/")) -> TuningProfile:
     return TuningProfile.for_vcpus(vcpus, platform=detect_platform(root))
 
 
-def security_checks(root: Path, profile: TuningProfile) -> list[Check]:
-    """The firewall and sshd checks: ``ami.security.security_checks(root, profile)`` is written on
-    another branch; when it is merged, this returns its list. None until then."""
-    return []
-
-
 def check_host(
     root: Path = Path("/"),
     profile: TuningProfile | None = None,
@@ -100,8 +94,7 @@ def check_host(
         *timesync.checks(host),
         *units.checks(host),
         *cpus.check_power(host),
-        # Firewall and sshd (ami/security.py, another branch): wired here when merged.
-        *security_checks(root, profile),
+        *security.security_checks(root, profile),
     ]
     facts: dict[str, str | int] = {
         "platform": profile.platform,

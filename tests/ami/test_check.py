@@ -61,7 +61,7 @@ def test_a_tuned_graviton_host_passes_and_power_checks_do_not_apply(tmp_path):
         "isolated": "1-3",
     }
     # the first twelve checks: 9 pass, 3 not applicable; the others: all pass but ALWAYS_NA
-    assert (report.passed, report.failed, report.not_applicable) == (9 + 20, 0, 3 + 3)
+    assert (report.passed, report.failed, report.not_applicable) == (9 + 22, 0, 3 + 3)
 
 
 def test_an_untuned_host_fails_with_the_right_names(tmp_path):
@@ -108,6 +108,7 @@ def test_an_untuned_host_fails_with_the_right_names(tmp_path):
         "chrony_source",
         "tune_unit",
         "packages",
+        "firewall",  # not installed; sshd is not applicable (no sshd in the tree)
     }
     # observed says what is missing, not the expected line again
     assert report.check("cmdline").observed.startswith("missing: ")
@@ -199,7 +200,7 @@ def test_json_shape(tmp_path):
     assert set(doc) == {"checks", "ok", "summary", "host"}
     assert doc["ok"] is True
     # the first twelve checks: 8 pass, 4 not applicable (no irq window); the others: 20 and 3
-    assert doc["summary"] == {"passed": 8 + 20, "failed": 0, "not_applicable": 4 + 3, "total": 35}
+    assert doc["summary"] == {"passed": 8 + 22, "failed": 0, "not_applicable": 4 + 3, "total": 37}
     for check in doc["checks"]:
         assert set(check) == {"name", "status", "expected", "observed", "detail"}
         assert check["status"] in ("pass", "fail", "not_applicable")
@@ -229,7 +230,7 @@ def test_cli_on_this_machine_exits_1_with_a_json_report():
 def test_cli_table_on_a_tuned_tree_exits_0(tmp_path):
     result = run("check-host", "--root", tuned_tree(tmp_path), "--irq-window", "0")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "28 passed, 0 failed, 7 not applicable" in result.stdout  # 8 and 4 of the first 12
+    assert "30 passed, 0 failed, 7 not applicable" in result.stdout  # 8 and 4 of the first 12
     assert "[never]" in result.stdout  # rich markup does not eat the brackets
 
 

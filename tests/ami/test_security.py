@@ -18,6 +18,7 @@ from ami import render as r
 from ami import security as sec
 from ami.apply import apply
 from ami.check import FAIL, NA, PASS
+from ami.check.security import security_checks
 from contracts.profile import HOST_OSES, TuningProfile
 from tests.support.paths import REPO
 from tests.support.systemd_tools import STOCK_UNITS, SYSTEMD_ANALYZE, exposure
@@ -386,7 +387,7 @@ def test_sshd_rejects_a_broken_dropin(tmp_path):
 
 
 def check(root: Path, name: str, profile: TuningProfile = PROFILE):
-    return next(c for c in sec.security_checks(root, profile) if c.name == name)
+    return next(c for c in security_checks(root, profile) if c.name == name)
 
 
 def tuned(root: Path) -> Path:
@@ -401,7 +402,7 @@ def tuned(root: Path) -> Path:
 
 
 def test_tuned_host_passes(tmp_path):
-    checks = sec.security_checks(tuned(tmp_path), PROFILE)
+    checks = security_checks(tuned(tmp_path), PROFILE)
     assert [(c.name, c.status) for c in checks] == [("firewall", PASS), ("sshd", PASS)]
     assert checks[0].observed == "installed and loaded"
     assert checks[1].observed == (
@@ -412,7 +413,7 @@ def test_tuned_host_passes(tmp_path):
 def test_untuned_host_fails(tmp_path):
     (tmp_path / "etc/ssh").mkdir(parents=True)
     (tmp_path / "etc/ssh/sshd_config").write_text(STOCK_SSHD_CONFIG)
-    checks = {c.name: c for c in sec.security_checks(tmp_path, PROFILE)}
+    checks = {c.name: c for c in security_checks(tmp_path, PROFILE)}
     assert (checks["firewall"].status, checks["firewall"].observed) == (FAIL, "missing")
     assert (checks["sshd"].status, checks["sshd"].observed) == (FAIL, "missing")
 
@@ -525,13 +526,16 @@ def test_a_file_this_user_may_not_read_is_unknown_not_missing(tmp_path, monkeypa
     assert check(root, "firewall").status == PASS
 
 
-def test_images_and_user_data_install_nft_and_enable_the_firewall():
+@pytest.mark.parametrize("os_name", HOST_OSES)
+def test_images_and_user_data_install_nft_and_enable_the_firewall(os_name):
     from ami import imagebuilder as IB
+    from ami.hostos import host_os
 
-    assert "nftables" in IB.PACKAGES
+    profile = dataclasses.replace(PROFILE, os=os_name)
+    assert "nftables" in host_os(profile).packages
     enable = next(
         step["inputs"]["commands"][0]
-        for phase in IB.component_data(PROFILE)["phases"]
+        for phase in IB.component_data(profile)["phases"]
         for step in phase["steps"]
         if step["name"] == "EnableServices"
     )
@@ -539,7 +543,7 @@ def test_images_and_user_data_install_nft_and_enable_the_firewall():
     pytest.importorskip("aws_cdk")
     from infra.host import user_data_script
 
-    script = user_data_script(PROFILE, "userdata")
+    script = user_data_script(profile, "userdata")
     assert any(
         line.startswith("systemctl enable ") and sec.FIREWALL_UNIT_NAME in line.split()
         for line in script

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ami import units
+from ami import security, units
 from ami.render import ENGINE_UNIT, LIMITS_CONF, render
 from contracts.profile import TuningProfile
 
@@ -165,4 +165,11 @@ def tuned_more(root: Path) -> Path:
     for name in ("ethtool", "chronyd"):
         write(root, f"usr/sbin/{name}", "")
     write(root, "sys/block/nvme0n1/queue/scheduler", "[none] mq-deadline kyber\n")
+    # security: the firewall installed and loaded at this boot; sshd reads lowlat's drop-in first
+    for path in (security.FIREWALL_RULESET, security.SSHD_DROPIN):
+        write(root, path, files[path])
+    write(root, f"{security.FIREWALL_STATE}/ruleset.nft", files[security.FIREWALL_RULESET])
+    write(root, f"{security.FIREWALL_STATE}/boot-id", BOOT_ID + "\n")
+    write(root, security.SSHD_CONFIG, "Include /etc/ssh/sshd_config.d/*.conf\nUsePAM yes\n")
+    write(root, security.SSHD, "")
     return root
