@@ -5,18 +5,18 @@ or Ubuntu 24.04, ``ami.hostos``) into a tuned lowlat host.
 as a dict for the CDK app (TunedAmiStack). The phases:
 
 - build: first refuse a kernel built without CONFIG_NO_HZ_FULL (``NOHZ_FULL_SCRIPT``: one line
-  saying what to do), since nohz_full= would then silently do nothing. Install the OS's Python,
-  the CloudWatch agent, irqbalance, ethtool chrony and nftables (``HostOS.install_commands``: dnf, or apt
-  and the agent's .deb); download the lowlat wheel (``WheelS3Uri``, a component parameter: the
-  CDK stack uploads the wheel as an S3 asset and passes its URI) and install it into a release
-  venv, ``<install_prefix>/releases/image``, with ``current`` pointing at it, the layout ``fab
-  deploy`` keeps, so the units find ``current/venv/bin/trading-service`` from the first boot and
-  the first deploy swaps ``current`` as usual. pip fetches the wheel's dependencies, so the
-  build instance needs a way to PyPI (or a mirror in pip.conf). Then write the profile to
-  /etc/lowlat/profile.toml, ``python -m ami apply --root /`` with it, create the service user
-  (``systemd-sysusers`` from the rendered sysusers.d file), install the CloudWatch agent's files
-  (``ami.cloudwatch.agent_files``) and have the agent translate its config (a config it rejects
-  fails the build), enable irqbalance, the agent, chrony, the tuning unit, the firewall and the check-host timer, write the kernel
+  saying what to do), since nohz_full= would then silently do nothing. Install the OS's Python, the
+  CloudWatch agent, irqbalance, ethtool, chrony and nftables (``HostOS.install_commands``: dnf, or
+  apt and the agent's .deb); download the lowlat wheel (``WheelS3Uri``, a component parameter: the
+  CDK stack uploads the wheel as an S3 asset and passes its URI) and install it into a release venv,
+  ``<install_prefix>/releases/image``, with ``current`` pointing at it, the layout ``fab deploy``
+  keeps, so the units find ``current/venv/bin/trading-service`` from the first boot and the first
+  deploy swaps ``current`` as usual. pip fetches the wheel's dependencies, so the build instance
+  needs a way to PyPI (or a mirror in pip.conf). Then write the profile to /etc/lowlat/profile.toml,
+  ``python -m ami apply --root /`` with it, create the service user (``systemd-sysusers`` from the
+  rendered sysusers.d file), install the CloudWatch agent's files (``ami.cloudwatch.agent_files``)
+  and have the agent translate its config (a config it rejects fails the build), enable irqbalance,
+  the agent, chrony, the tuning unit, the firewall and the check-host timer, write the kernel
   arguments with ``lowlat-apply-kernel-args`` (grubby, or the GRUB drop-in and update-grub) and
   reboot into them.
 - validate (same build instance, after the reboot) and test (a fresh instance launched from

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import base64
-import gzip
 import io
 import json
+import lzma
 import subprocess
 import tarfile
 
@@ -293,7 +293,7 @@ def test_user_data_carries_exactly_the_rendered_files():
     encoded = script.split("--no-same-owner\n")[1].split("\nEOF")[0]
     archive = base64.b64decode(encoded)
     assert archive == files_archive(profile)  # same bytes every time for one profile
-    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(archive))) as tar:
+    with tarfile.open(fileobj=io.BytesIO(lzma.decompress(archive))) as tar:
         got = {"/" + m.name: (tar.extractfile(m).read().decode(), m.mode) for m in tar}
     assert got == host_files(profile)
     assert set(cloudwatch.agent_files(profile)) <= set(got)
