@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from invoke.config import Config
     from invoke.context import Context
 
+AUTO_PYTHON = "auto"
+
 # fabric ships no types: to mypy its Connection is Any; the alias names it for the reader.
 Connection = Any
 
@@ -45,7 +47,9 @@ DEFAULT_SETTINGS: dict[str, str | bool | int | float] = {
     "sudo": True,  # run privileged commands (systemctl, writes under /opt and /etc) with sudo
     "systemctl": "systemctl",
     "journalctl": "journalctl",
-    "python": "python3.11",  # the interpreter the release venv is made from
+    # the interpreter the release venv is made from; "auto": the one the host's OS ships, as its
+    # installed profile names the OS (ami.hostos: python3.11 on AL2023, python3.12 on Ubuntu)
+    "python": AUTO_PYTHON,
     "keep_releases": 5,
     "ready_timeout_s": 180,  # the engine JIT-compiles every kernel before it says ready
     "connect_timeout_s": 15,

@@ -301,12 +301,12 @@ class _Progress:
 def deploy(conn: Connection, settings: Settings, ref: str = "HEAD") -> HostResult:
     """Ship ``ref`` to the host; roll back by itself when it does not become ready."""
     sha = resolve_ref(ref)  # a bad --ref fails before the host is even asked
-    facts = host_facts(conn, settings)
+    t = Target.of(conn, settings)  # first: the host's profile names its OS, and so its Python
+    facts = host_facts(conn, t.settings)
     say(conn, f"host: {facts.describe()}")
-    t = Target.of(conn, settings)
 
     say(conn, f"building {ref} ({sha[:12]}) for {facts.arch} cp{facts.abi[2:]}")
-    b = build(ref, facts, settings, sha)
+    b = build(ref, facts, t.settings, sha)
     say(conn, f"wheel {b.wheel.name}; wheelhouse of {len(list(b.wheelhouse.glob('*.whl')))}")
     attempt = Attempt(t, f"{now_utc():%Y%m%dT%H%M%SZ}-{sha[:12]}", current_release(conn, t.lay))
     if run(conn, f"test -e {q(attempt.release)}").ok:

@@ -10,6 +10,7 @@ Light modules only (no numba, no service hot path): ``fab --list`` imports this.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shlex
@@ -18,9 +19,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ami import units as ami_units
+from ami.hostos import host_os
 from contracts import release_layout as L
 from contracts.profile import INSTALLED_PROFILE, ProfileError, TuningProfile, load_profile
-from ops.hosts import Connection, OpsError, Settings
+from ops.hosts import AUTO_PYTHON, Connection, OpsError, Settings
 
 if TYPE_CHECKING:
     from invoke.runners import Result
@@ -195,14 +197,15 @@ def host_facts(conn: Connection, settings: Settings) -> HostFacts:
         ).stdout.strip()
         raise OpsError(
             f"host has no {settings.python} (found: {found or 'no python3 at all'}): install it "
-            f"(dnf install python3.11) or set lowlat.python in the Fabric config"
+            f"(dnf install python3.11, apt-get install python3.12-venv) or set lowlat.python in "
+            "the Fabric config"
         )
     parts = probe.stdout.split()
     major, minor = int(parts[0]), int(parts[1])
     if (major, minor) < (3, 11):
         raise OpsError(
             f"{settings.python} on the host is Python {major}.{minor}: lowlat needs 3.11 or newer "
-            "(dnf install python3.11, or set lowlat.python)"
+            "(install a newer one from the OS, or set lowlat.python)"
         )
     libc = parts[2] if len(parts) > 2 else ""
     version = parts[3] if len(parts) > 3 else ""
@@ -254,6 +257,8 @@ class Target:
     def of(cls, conn: Connection, settings: Settings) -> Target:
         """The host behind ``conn``; an OpsError when it is not a lowlat host."""
         profile = installed_profile(conn, settings)
+        if settings.python == AUTO_PYTHON:  # the Python the host's OS ships (3.12 on Ubuntu 24.04)
+            settings = dataclasses.replace(settings, python=host_os(profile).python)
         return cls(conn, settings, profile, host_layout(settings, profile))
 
 

@@ -548,3 +548,28 @@ def test_images_and_user_data_install_nft_and_enable_the_firewall(os_name):
         line.startswith("systemctl enable ") and sec.FIREWALL_UNIT_NAME in line.split()
         for line in script
     )
+
+
+@needs_nft
+@needs_sshd
+def test_apply_for_debian12_renders_a_firewall_and_sshd_dropin_that_pass_their_checks(tmp_path):
+    """``python -m ami apply --os debian12``, the lab's path: its firewall passes ``nft -c`` and
+    its sshd drop-in passes ``sshd -t`` and takes effect (``sshd -T``) under Debian's stock
+    sshd_config."""
+    root = tmp_path / "root"
+    result = subprocess.run(
+        [sys.executable, "-m", "ami", "apply", "--root", root, "--vcpus", "4", "--os", "debian12"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    ruleset = root / sec.FIREWALL_RULESET.lstrip("/")
+    nft = subprocess.run([NFT, "-c", "-f", ruleset], capture_output=True, text=True, timeout=60)
+    assert (nft.returncode, nft.stderr) == (0, "")
+    (root / "etc/ssh/sshd_config").write_text(STOCK_SSHD_CONFIG)
+    test, effective = sshd_effective(root, tmp_path)
+    assert (test.returncode, test.stderr) == (0, ""), test.stderr
+    assert effective["passwordauthentication"] == "no"
+    assert effective["permitrootlogin"] == "no"

@@ -9,6 +9,8 @@ after each, the host's install prefix holds no release and no ``current``.
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from tests.support.fabtest import make_host, output, run_fab
@@ -82,6 +84,18 @@ def test_host_without_the_python(ssh_server, tmp_path):
         assert not (tmp_path / "wh").exists()  # refused before anything was built
     finally:
         h.stop()
+
+
+def test_the_python_comes_from_the_host_os(host):
+    """lowlat.python defaults to "auto": the Python of the OS the installed profile names
+    (ami.hostos), so an Ubuntu 24.04 host is asked for python3.12, not AL2023's python3.11."""
+    probe = subprocess.run(["sh", "-c", "python3.12 -c ''"], capture_output=True, timeout=60)
+    if probe.returncode == 0:
+        pytest.skip("this machine has a python3.12: the deploy would not stop at the probe")
+    host.write_profile(os="ubuntu2404")
+    result = host.fab("deploy", "--host", LOOPBACK, timeout=120)
+    one_clear_line(result, "deploy", "host has no python3.12", "lowlat.python")
+    nothing_deployed(host)
 
 
 def test_bad_ref(host):
