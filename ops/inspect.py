@@ -67,6 +67,7 @@ def _check_host_command(settings: Settings, lay: L.Layout, *extra: str) -> str:
 def status(conn: Connection, settings: Settings) -> HostResult:
     """Unit states, current release, /ready with reasons, check-host summary, last bench."""
     t = Target.of(conn, settings)
+    settings = t.settings  # with the host's Python resolved (lowlat.python: auto)
     states = unit_states(conn, settings)
     for unit, state in states.items():
         say(conn, f"{unit}: {state}")
@@ -287,6 +288,7 @@ def _print_block(conn: Connection, title: str, text: str | list[str]) -> None:
 def check_host(conn: Connection, settings: Settings) -> HostResult:
     """The host's own ``trading-service check-host`` against its installed profile."""
     t = Target.of(conn, settings)
+    settings = t.settings  # with the host's Python resolved (lowlat.python: auto)
     if not run(conn, f"test -x {q(t.lay.current)}/venv/bin/trading-service").ok:
         raise OpsError(f"no release at {t.lay.current}: deploy one first (fab deploy)")
     result = run(conn, _check_host_command(settings, t.lay))

@@ -302,11 +302,12 @@ def deploy(conn: Connection, settings: Settings, ref: str = "HEAD") -> HostResul
     """Ship ``ref`` to the host; roll back by itself when it does not become ready."""
     sha = resolve_ref(ref)  # a bad --ref fails before the host is even asked
     t = Target.of(conn, settings)  # first: the host's profile names its OS, and so its Python
-    facts = host_facts(conn, t.settings)
+    settings = t.settings
+    facts = host_facts(conn, settings)
     say(conn, f"host: {facts.describe()}")
 
     say(conn, f"building {ref} ({sha[:12]}) for {facts.arch} cp{facts.abi[2:]}")
-    b = build(ref, facts, t.settings, sha)
+    b = build(ref, facts, settings, sha)
     say(conn, f"wheel {b.wheel.name}; wheelhouse of {len(list(b.wheelhouse.glob('*.whl')))}")
     attempt = Attempt(t, f"{now_utc():%Y%m%dT%H%M%SZ}-{sha[:12]}", current_release(conn, t.lay))
     if run(conn, f"test -e {q(attempt.release)}").ok:
@@ -397,6 +398,7 @@ def _undo(attempt: Attempt, progress: _Progress, failure: OpsError) -> OpsError:
 def rollback(conn: Connection, settings: Settings) -> HostResult:
     """Back to the release deployed before the current one, gated on /ready."""
     t = Target.of(conn, settings)
+    settings = t.settings  # with the host's Python resolved (lowlat.python: auto)
     current = current_release(conn, t.lay)
     records = read_records(conn, t.lay)
     target = L.previous_release(records, current, existing_releases(conn, t.lay))
