@@ -8,7 +8,8 @@ packages, how it boots with extra kernel arguments and which Python it ships com
 - ``ubuntu2404``: Ubuntu 24.04 LTS (apt, GRUB drop-in + update-grub, Python 3.12). Canonical
   builds its 24.04 generic kernel with CONFIG_NO_HZ_FULL; the EC2 images boot its linux-aws
   derivative, so the image build checks the booted kernel's config rather than trusting this.
-- ``debian12``: Debian 12 (apt, GRUB drop-in + update-grub, Python 3.11): the host lab's OS.
+- ``debian12``: Debian 12 (apt, GRUB drop-in + update-grub, Python 3.11): user data only (no
+  Image Builder support); the host lab's OS.
 
 ``install_commands`` is the one list of shell lines that puts the packages on a host, shared by
 the Image Builder component and the hosts' user data; like every lowlat script they prefix host
@@ -174,16 +175,19 @@ ADAPTERS = {
         chrony_sources="/etc/chrony/sources.d/lowlat-aws.sources",
         login_user="admin",
         root_device="/dev/xvda",
-        ssm_image_parameter=None,  # the host lab builds its own image
-        imagebuilder_os=None,
+        # Debian's own public parameter; the host lab boots its own build of the same release
+        ssm_image_parameter="/aws/service/debian/release/bookworm/latest/arm64",
+        imagebuilder_os=None,  # no Image Builder platform: user data only
         agent_deb_distro="debian",
     ),
 }
 if set(ADAPTERS) != set(HOST_OSES):
     raise ImportError(f"ami.hostos has adapters {sorted(ADAPTERS)}, the profile {HOST_OSES}")
 
-# The OSes a CDK deployment can choose: a public image to boot and Image Builder support.
-DEPLOYABLE = tuple(n for n, a in ADAPTERS.items() if a.ssm_image_parameter and a.imagebuilder_os)
+# The OSes a CDK deployment can boot (a public image parameter), and those the image pipeline
+# (amiMode=bake) can also build (Image Builder supports them).
+DEPLOYABLE = tuple(n for n, a in ADAPTERS.items() if a.ssm_image_parameter)
+BAKEABLE = tuple(n for n in DEPLOYABLE if ADAPTERS[n].imagebuilder_os)
 
 
 def host_os(profile: TuningProfile) -> HostOS:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
-from ami.hostos import ADAPTERS, DEPLOYABLE
+from ami.hostos import ADAPTERS, BAKEABLE, DEPLOYABLE
 from contracts.profile import TuningProfile
 from contracts.slo import MAX_OBJECTIVE_US, MIN_OBJECTIVE_US, default_objectives_us
 
@@ -108,7 +108,7 @@ CONTEXT_KEYS = {
     "availabilityZones": ("availability_zones", "AZs of subnetIds, or of the new VPC"),
     "telemetryPort": ("telemetry_port", "port of the telemetry API on each host"),
     "amiMode": ("ami_mode", "bake or userdata"),
-    "hostOs": ("host_os", "the hosts' operating system: al2023 or ubuntu2404"),
+    "hostOs": ("host_os", "the hosts' operating system: al2023, ubuntu2404 or debian12 (userdata)"),
     "amiId": ("ami_id", "pin the hosts' image (else each deploy follows the SSM parameter)"),
     "runbookBaseUrl": ("runbook_base_url", "https URL under which runbooks/<Alarm>.md lives"),
     "terminationProtection": ("termination_protection", "protect stacks and instances"),
@@ -208,6 +208,13 @@ class DeploymentConfig:
                     list(self.availability_zones),
                     f"give one AZ per subnet in subnetIds ({len(self.subnet_ids)}), in order",
                 )
+        if self.ami_mode == "bake" and self.host_os not in BAKEABLE:
+            raise ConfigError(
+                "amiMode",
+                self.ami_mode,
+                f"EC2 Image Builder cannot build {ADAPTERS[self.host_os].title}: use "
+                f"amiMode=userdata, or hostOs={' or '.join(BAKEABLE)}",
+            )
         if not self.slo_p50_us <= self.slo_p99_us <= self.slo_p999_us:
             raise ConfigError(
                 "sloTickToOrderP99Us",
@@ -354,7 +361,7 @@ def _host_os(key: str, raw: Any) -> str:
     if text not in DEPLOYABLE:
         why = ""
         if text in ADAPTERS:  # tuned by ami/, but with no public image for the CDK app to boot
-            why = f"{ADAPTERS[text].title} has no public image or Image Builder support here; "
+            why = f"{ADAPTERS[text].title} has no public image to boot; "
         choices = ", ".join(f"{n} ({ADAPTERS[n].title})" for n in DEPLOYABLE)
         raise ConfigError(key, raw, f"{why}use one of {choices}")
     return text

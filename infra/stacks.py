@@ -20,6 +20,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
+from ami.hostos import BAKEABLE
 from infra.config import DeploymentConfig
 from infra.host import TradingHosts
 from infra.image_pipeline import TunedImagePipeline
@@ -223,18 +224,22 @@ def stack_names(config: DeploymentConfig) -> tuple[str, str]:
 
 def build_app(
     app, config: DeploymentConfig, *, nag: bool = True
-) -> tuple[TunedAmiStack, TradingHostStack]:
-    """Both stacks on ``app`` (a ``cdk.App`` or a test's ``App``) for ``config``, with the
-    cdk-nag pack and lowlat's acknowledgements unless ``nag`` is false."""
+) -> tuple[TunedAmiStack | None, TradingHostStack]:
+    """The stacks on ``app`` (a ``cdk.App`` or a test's ``App``) for ``config``, with the
+    cdk-nag pack and lowlat's acknowledgements unless ``nag`` is false. TunedAmiStack only for
+    an OS that EC2 Image Builder can build (``ami.hostos.BAKEABLE``): a Debian 12 deployment
+    is user data only, and has none."""
     ami_name, hosts_name = stack_names(config)
-    ami = TunedAmiStack(
-        app,
-        "TunedAmiStack",
-        config=config,
-        stack_name=ami_name,
-        description="lowlat: EC2 Image Builder pipeline for the tuned Graviton image",
-        termination_protection=config.termination_protection,
-    )
+    ami = None
+    if config.host_os in BAKEABLE:
+        ami = TunedAmiStack(
+            app,
+            "TunedAmiStack",
+            config=config,
+            stack_name=ami_name,
+            description="lowlat: EC2 Image Builder pipeline for the tuned Graviton image",
+            termination_protection=config.termination_protection,
+        )
     hosts = TradingHostStack(
         app,
         "TradingHostStack",
@@ -243,11 +248,12 @@ def build_app(
         description="lowlat: tuned Graviton trading hosts, dashboard and alarms",
         termination_protection=config.termination_protection,
     )
-    if config.ami_mode == "bake" and not config.ami_id:
+    if ami and config.ami_mode == "bake" and not config.ami_id:
         # the hosts boot the image whose id the pipeline's first build writes to SSM
         hosts.add_dependency(ami, "hosts boot the tuned image (amiMode=bake)")
     if nag:
-        acknowledge_ami_stack(ami)
+        if ami:
+            acknowledge_ami_stack(ami)
         acknowledge_host_stack(hosts, termination_protection=config.termination_protection)
         apply_checks(app)
     return ami, hosts

@@ -18,7 +18,7 @@ import pytest
 
 from ami import render as r
 from ami.check import check_host
-from ami.hostos import ADAPTERS, AGENT_CTL, DEPLOYABLE, GRUB_CFG, GRUB_DROPIN, host_os
+from ami.hostos import ADAPTERS, AGENT_CTL, BAKEABLE, DEPLOYABLE, GRUB_CFG, GRUB_DROPIN, host_os
 from contracts.profile import HOST_OSES, TuningProfile
 from tests.support.paths import REPO
 from tests.support.rehearse import UPDATE_GRUB, rehearse, tree
@@ -40,9 +40,10 @@ def own_files(os_name: str) -> set[str]:
     return found | {p for p in (system.grub_dropin, system.chrony_sources) if p}
 
 
-def test_every_os_of_the_profile_has_an_adapter_and_the_cdk_app_offers_two():
+def test_every_os_of_the_profile_has_an_adapter_and_the_image_pipeline_offers_two():
     assert set(ADAPTERS) == set(HOST_OSES)
-    assert DEPLOYABLE == ("al2023", "ubuntu2404")
+    assert DEPLOYABLE == ("al2023", "ubuntu2404", "debian12")
+    assert BAKEABLE == ("al2023", "ubuntu2404")
     assert ADAPTERS["ubuntu2404"].ssm_image_parameter == (
         "/aws/service/canonical/ubuntu/server/24.04/stable/current/arm64/hvm/ebs-gp3/ami-id"
     )

@@ -117,7 +117,7 @@ def test_existing_vpc_needs_subnets_and_their_zones():
         ("deploymentName", "Lowlat_Prod", "a-z"),
         ("wheelS3Uri", "https://example.com/x.whl", "s3://"),
         ("hostOs", "ubuntu", "al2023 (Amazon Linux 2023), ubuntu2404 (Ubuntu 24.04 LTS)"),
-        ("hostOs", "debian12", "Debian 12 has no public image or Image Builder support"),
+        ("hostOs", "centos7", "debian12 (Debian 12)"),
     ],
 )
 def test_bad_values_name_key_value_and_what_is_allowed(key, value, allowed):
@@ -145,6 +145,18 @@ def test_host_os_names_the_profiles_os(raw):
     assert c.host_os == "ubuntu2404"
     assert c.profile.os == "ubuntu2404"
     assert c.profile == TuningProfile.for_vcpus(4, os="ubuntu2404")
+
+
+def test_debian12_boots_from_user_data_only():
+    c = config(hostOs="debian12")
+    assert (c.host_os, c.ami_mode, c.profile.os) == ("debian12", "userdata", "debian12")
+    with pytest.raises(ConfigError) as info:
+        config(hostOs="debian12", amiMode="bake", wheelS3Uri="s3://b/lowlat-0.1.0.whl")
+    message = str(info.value)
+    assert (
+        message.startswith("context amiMode=") and "Image Builder cannot build Debian 12" in message
+    )
+    assert "hostOs=al2023 or ubuntu2404" in message
 
 
 def test_every_listed_size_has_a_vcpu_count():

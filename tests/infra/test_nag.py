@@ -24,6 +24,9 @@ def _findings(stack: cdk.Stack) -> list[str]:
 @pytest.mark.parametrize("which", ["ami", "hosts"])
 def test_no_unacknowledged_finding(variant, which):
     stack = getattr(synth(variant), which)
+    if stack is None:  # no image pipeline for this OS
+        assert (variant, which) == ("debian12", "ami")
+        return
     assert _findings(stack) == []
 
 

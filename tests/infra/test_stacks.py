@@ -263,9 +263,18 @@ def test_bake_mode_boots_the_tuned_image_without_retuning():
     assert AL2023_ARM64_PARAMETER not in json.dumps(t.to_json()["Parameters"])
 
 
-@pytest.mark.parametrize("host_os", ["al2023", "ubuntu2404"])
+def test_debian12_has_no_image_pipeline_and_its_hosts_boot_debians_image():
+    s = synth("debian12")
+    assert s.ami is None and set(s.templates()) == {"TradingHostStack"}
+    t = s.hosts_template.to_json()
+    assert ADAPTERS["debian12"].ssm_image_parameter in json.dumps(t["Parameters"])
+    script = "\n".join(user_data_script(s.config.profile, "userdata"))
+    assert "apt-get" in script and "python3.11-venv" in script and "dnf" not in script
+
+
+@pytest.mark.parametrize("host_os", ["al2023", "ubuntu2404", "debian12"])
 def test_user_data_is_valid_bash(host_os):
-    for mode in ("userdata", "bake"):
+    for mode in ("userdata", "bake") if host_os != "debian12" else ("userdata",):
         profile = DeploymentConfig(host_os=host_os).profile
         script = "#!/bin/bash\n" + "\n".join(user_data_script(profile, mode))
         result = subprocess.run(["bash", "-n"], input=script, text=True, capture_output=True)

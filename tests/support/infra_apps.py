@@ -46,6 +46,7 @@ VARIANTS = {
         "deploymentName": "lowlat-prod",
     },
     "ubuntu2404": {"hostOs": "ubuntu2404"},  # as `-c hostOs=ubuntu2404` passes it
+    "debian12": {"hostOs": "debian12"},  # user data only: no TunedAmiStack
 }
 
 
@@ -56,18 +57,16 @@ def cdk_json_context() -> dict:
 @dataclass(frozen=True)
 class Synthesized:
     config: DeploymentConfig
-    ami: TunedAmiStack
+    ami: TunedAmiStack | None  # None for an OS Image Builder cannot build (debian12)
     hosts: TradingHostStack
-    ami_template: Template
+    ami_template: Template | None
     hosts_template: Template
     outdir: Path
 
     def templates(self) -> dict[str, Path]:
         """Stack name -> the template file the assembly holds."""
-        return {
-            "TunedAmiStack": self.outdir / "TunedAmiStack.template.json",
-            "TradingHostStack": self.outdir / "TradingHostStack.template.json",
-        }
+        names = ("TunedAmiStack", "TradingHostStack") if self.ami else ("TradingHostStack",)
+        return {name: self.outdir / f"{name}.template.json" for name in names}
 
 
 @functools.cache
@@ -82,7 +81,7 @@ def synth(variant: str) -> Synthesized:
         config,
         ami,
         hosts,
-        Template.from_stack(ami),
+        Template.from_stack(ami) if ami else None,
         Template.from_stack(hosts),
         outdir,
     )
