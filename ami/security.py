@@ -178,10 +178,13 @@ def firewall_unit() -> str:
 [Unit]
 Description=lowlat host firewall (nftables table {TABLE})
 Documentation=man:nft(8)
-# Early, before any network is up, as the distributions' nftables.service is; it needs the
-# root file system only.
+# Early, before any network is up, as the distributions' nftables.service is, but after the
+# local file systems: the sandbox below is set up in a mount namespace, which fails
+# (226/NAMESPACE) while / is still mounted read-only, as it is before systemd-remount-fs
+# (found by booting a host in the lab: the rules were never loaded at boot).
 DefaultDependencies=no
 Wants=network-pre.target
+After=local-fs.target
 Before=network-pre.target shutdown.target
 Conflicts=shutdown.target
 

@@ -273,6 +273,27 @@ def test_unit_loads_early_and_stop_removes_only_its_table():
     assert "CapabilityBoundingSet=CAP_NET_ADMIN\n" in unit
 
 
+NAMESPACE_SETTINGS = ("ProtectSystem=", "ProtectHome=", "PrivateDevices=", "PrivateTmp=",
+                      "ReadWritePaths=", "RuntimeDirectory=")  # fmt: skip
+
+
+@pytest.mark.parametrize("os_name", HOST_OSES)
+def test_early_units_with_a_sandbox_wait_for_a_writable_root(os_name):
+    """A unit without the default dependencies runs before / is remounted read-write; one that
+    needs a mount namespace then fails with 226/NAMESPACE (the host lab's boot found it in
+    lowlat-firewall.service). Every such unit we render orders itself after local-fs.target."""
+    files = r.render(dataclasses.replace(PROFILE, os=os_name))
+    early = {
+        path: text
+        for path, text in files.items()
+        if path.endswith(".service") and "DefaultDependencies=no" in text
+    }
+    assert sec.FIREWALL_UNIT in early
+    for path, text in early.items():
+        if any(f"\n{setting}" in text for setting in NAMESPACE_SETTINGS):
+            assert "\nAfter=local-fs.target" in text, path
+
+
 def test_apply_installs_them_with_their_modes(tmp_path):
     apply(r.render(OPEN), tmp_path)
     for path, mode in (
