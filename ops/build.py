@@ -36,11 +36,17 @@ REPO = Path(__file__).resolve().parents[1]
 # A short run compiles (or loads) every kernel with the production types and drains: the same
 # warm-up the engine does before it says ready. Its own segment prefix never meets the live
 # engine's segments, in /dev/shm. It ships in the payload as warm.toml (ops.release warms).
-WARM_CONFIG = """# Written by fab deploy: a short run that fills numba's cache for this release.
-[service]
-shm_dir = "/dev/shm"
-shm_prefix = "lowlat-warmup"
-"""
+def warm_config(ready_timeout_s: float) -> str:
+    """The warm-up run's config. It may compile as long as the deploy waits for /ready
+    (``lowlat.ready_timeout_s``): a slow host (a small instance, or the lab's emulated one)
+    needs longer than the service's default of 300 s, and gets it from the one setting."""
+    return (
+        "# Written by fab deploy: a short run that fills numba's cache for this release.\n"
+        "[service]\n"
+        'shm_dir = "/dev/shm"\n'
+        'shm_prefix = "lowlat-warmup"\n'
+        f"ready_timeout_s = {float(ready_timeout_s)}\n"
+    )
 
 _build_lock = threading.Lock()  # a fleet deploys in threads; build each wheelhouse once
 
@@ -209,9 +215,9 @@ def build(ref: str, facts: HostFacts, settings: Settings, sha: str | None = None
     return Build(sha, wheel, requirements, house)
 
 
-def payload_tar(b: Build, directory: Path) -> Path:
+def payload_tar(b: Build, directory: Path, ready_timeout_s: float) -> Path:
     """One tar of what a release directory starts with: the wheel, the wheelhouse, the
-    requirements; one upload instead of one SFTP round trip per wheel."""
+    requirements, the warm-up config; one upload instead of one SFTP round trip per wheel."""
     path = directory / "release.tar"
     with tarfile.open(path, "w") as tar:
         tar.add(b.wheel, arcname=b.wheel.name)
@@ -221,6 +227,6 @@ def payload_tar(b: Build, directory: Path) -> Path:
         requirements.write_text("\n".join(b.requirements) + "\n")
         tar.add(requirements, arcname="requirements.txt")
         warm = directory / "warm.toml"
-        warm.write_text(WARM_CONFIG)
+        warm.write_text(warm_config(ready_timeout_s))
         tar.add(warm, arcname="warm.toml")
     return path

@@ -102,7 +102,7 @@ def prune(t: Target, protected: set[str]) -> list[str]:
 def upload(t: Target, b: Build, release: str) -> None:
     """The payload (wheel, wheelhouse, requirements, warm-up config) unpacked into ``release``."""
     with tempfile.TemporaryDirectory(prefix="lowlat-payload-") as local:
-        tar = payload_tar(b, Path(local))
+        tar = payload_tar(b, Path(local), t.settings.ready_timeout_s)
         remote_tmp = must(run(t.conn, "mktemp -d /tmp/lowlat-deploy.XXXXXX"), "mktemp").stdout
         remote_tmp = remote_tmp.strip()
         try:
@@ -159,7 +159,8 @@ def warm_cache(t: Target, release: str) -> None:
     )
     if settings.sudo:
         command = f"sudo -n -u {q(user)} {command}"
-    result = run(t.conn, command, timeout=900)
+    # the run waits up to ready_timeout_s for its stages to compile (warm.toml), then drains
+    result = run(t.conn, command, timeout=float(settings.ready_timeout_s) + 120)
     if not result.ok:
         tail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-1:]
         raise OpsError(f"warming the new release failed: {' '.join(tail) or result.exited}")

@@ -23,6 +23,7 @@ import json
 import os
 import re
 import subprocess
+import tomllib
 from dataclasses import dataclass
 
 import httpx
@@ -91,6 +92,9 @@ def test_first_deploy_reaches_ready(host, first):
     assert list((release / "wheelhouse").glob("numba-*.whl"))
     assert not list((release / "wheelhouse").glob("fabric-*.whl"))
     assert not list((release / "wheelhouse").glob("aws_cdk_lib-*.whl"))
+    # the warm-up may compile as long as the deploy waits for /ready (lowlat.ready_timeout_s)
+    warm = tomllib.loads((release / "warm.toml").read_text())
+    assert warm["service"]["ready_timeout_s"] == 240.0
     for unit in UNITS:
         text = (host.root / "etc/systemd/system" / unit).read_text()
         assert "ExecStart=/opt/lowlat/current/venv/bin/trading-service" in text
