@@ -33,6 +33,7 @@ from ops.remote import HostFacts, q
 
 REPO = Path(__file__).resolve().parents[1]
 
+
 # A short run compiles (or loads) every kernel with the production types and drains: the same
 # warm-up the engine does before it says ready. Its own segment prefix never meets the live
 # engine's segments, in /dev/shm. It ships in the payload as warm.toml (ops.release warms).
@@ -47,6 +48,7 @@ def warm_config(ready_timeout_s: float) -> str:
         'shm_prefix = "lowlat-warmup"\n'
         f"ready_timeout_s = {float(ready_timeout_s)}\n"
     )
+
 
 _build_lock = threading.Lock()  # a fleet deploys in threads; build each wheelhouse once
 
