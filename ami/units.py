@@ -28,8 +28,8 @@ it is set, are what the service needs:
 ``lowlat-check-host.timer`` starts ``lowlat-check-host.service`` every minute: as root (with no
 capability), it records chronyd's ``chronyc -c tracking`` answer and writes
 ``trading-service check-host --json`` to ``CHECK_HOST_REPORT``, renamed into place whole. The
-telemetry API serves that file at ``/host`` while it is fresh: under ``ProtectProc=invisible``
-its own check cannot see root's processes (service/telemetry/api.py, ``HostReporter``).
+telemetry API serves that file at ``/host`` while it is fresh: sandboxed and unprivileged, its
+own check cannot read all that root can (service/telemetry/api.py, ``HostReporter``).
 
 This module is light (standard library only): the CDK app and the tests read it.
 """
@@ -91,8 +91,10 @@ def _logging(name: str) -> list[str]:
     ]
 
 
-def _common(profile: TuningProfile) -> list[str]:
-    """[Service] settings both units share: identity, limits, restart policy and the sandbox."""
+def _common(profile: TuningProfile, hide_processes: bool = True) -> list[str]:
+    """[Service] settings both units share: identity, limits, restart policy and the sandbox.
+    ``hide_processes``: ProtectProc=invisible (the engine; not the telemetry API, which must
+    see the engine's supervisor in /proc to know it is alive)."""
     user = profile.service_user
     return [
         f"User={user}",
@@ -136,7 +138,7 @@ def _common(profile: TuningProfile) -> list[str]:
         "ProtectControlGroups=yes",
         "ProtectClock=yes",
         "ProtectHostname=yes",
-        "ProtectProc=invisible",
+        *(["ProtectProc=invisible"] if hide_processes else _SEES_THE_ENGINE),
         "# No ProcSubset=pid: LLVM names the host CPU from /proc/cpuinfo on aarch64 and numba",
         "# keys its cache on that name; without it kernels compile for a generic CPU.",
         "RestrictNamespaces=yes",
@@ -156,6 +158,16 @@ def _common(profile: TuningProfile) -> list[str]:
         "SystemCallFilter=~@privileged @obsolete",
         "SystemCallErrorNumber=EPERM",
     ]
+
+
+# ProtectProc=invisible shows a unit only the processes it may ptrace, and the engine runs in a
+# user namespace of its own (PrivateUsers=yes): the API would never find the engine's
+# supervisor in /proc, so the segments' owner would look dead and /ready say "engine not
+# running" with the engine up (found by booting a host in the lab).
+_SEES_THE_ENGINE = [
+    "# No ProtectProc=invisible: it would hide the engine unit's processes (their own user",
+    "# namespace) and the API checks the segments' owner is alive in /proc/<pid>/stat.",
+]
 
 
 def _unit(description: str, after: list[str], service: list[str]) -> str:
@@ -241,7 +253,7 @@ def telemetry_unit(profile: TuningProfile) -> str:
         f"CPUAffinity={cpulist(profile.housekeeping)}",
         "KillMode=control-group",
         "TimeoutStopSec=10s",
-        *_common(profile),
+        *_common(profile, hide_processes=False),
         *_logging("telemetry"),
         "# Telemetry only reads the engine's segments. The leading - lets it start before they",
         "# exist (it answers 503 on /ready until the engine is up).",
