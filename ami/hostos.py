@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass
+from typing import Any
 
 from contracts.profile import HOST_OSES, TuningProfile
 
@@ -124,6 +125,15 @@ update-grub"""
 
 
 _APT_PACKAGES = ("irqbalance", "ethtool", "chrony", "nftables", "curl", "ca-certificates")
+# What Ubuntu and Debian share: apt, and where irqbalance and chrony keep their settings.
+_DEBIAN_FAMILY: dict[str, Any] = {
+    "family": "debian",
+    "packages": _APT_PACKAGES,
+    "irqbalance_conf": "/etc/default/irqbalance",
+    "chrony_conf": "/etc/chrony/chrony.conf",
+    "chrony_unit": "chrony.service",
+    "chrony_sources": "/etc/chrony/sources.d/lowlat-aws.sources",
+}
 
 ADAPTERS = {
     "al2023": HostOS(
@@ -146,14 +156,9 @@ ADAPTERS = {
     "ubuntu2404": HostOS(
         name="ubuntu2404",
         title="Ubuntu 24.04 LTS",
-        family="debian",
         python="python3.12",
         python_packages=("python3.12", "python3.12-venv"),
-        packages=_APT_PACKAGES,
-        irqbalance_conf="/etc/default/irqbalance",
-        chrony_conf="/etc/chrony/chrony.conf",
-        chrony_unit="chrony.service",
-        chrony_sources="/etc/chrony/sources.d/lowlat-aws.sources",
+        **_DEBIAN_FAMILY,
         login_user="ubuntu",
         root_device="/dev/sda1",
         ssm_image_parameter=(
@@ -165,14 +170,9 @@ ADAPTERS = {
     "debian12": HostOS(
         name="debian12",
         title="Debian 12",
-        family="debian",
         python="python3.11",
         python_packages=("python3.11", "python3.11-venv"),
-        packages=_APT_PACKAGES,
-        irqbalance_conf="/etc/default/irqbalance",
-        chrony_conf="/etc/chrony/chrony.conf",
-        chrony_unit="chrony.service",
-        chrony_sources="/etc/chrony/sources.d/lowlat-aws.sources",
+        **_DEBIAN_FAMILY,
         login_user="admin",
         root_device="/dev/xvda",
         # Debian's own public parameter; the host lab boots its own build of the same release
