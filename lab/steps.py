@@ -1,0 +1,119 @@
+"""The lab's steps against a booted host, each returning its part of ``summary.json``.
+
+Every step is the product's own path: the user data the CDK app synthesizes, the real ``fab``
+tasks over SSH, the real systemd on the host, a real Prometheus here. A step returns a dict with
+``ok`` and what it measured; it raises ``StepError`` (one line) when it cannot go on.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import Any
+
+from contracts.profile import TuningProfile, cpulist, load_profile
+from lab.remote import Remote
+
+REBOOT_MARKER = "/var/lib/lowlat/userdata-rebooted"
+
+
+class StepError(Exception):
+    """A step failed: one line saying what was expected and what was found."""
+
+
+def installed_profile(remote: Remote, workdir) -> TuningProfile:
+    text = remote.ssh("cat /etc/lowlat/profile.toml").stdout
+    path = workdir / "profile.toml"
+    path.write_text(text)
+    vcpus = int(remote.ssh("nproc --all").stdout.strip() or 2)
+    return load_profile(path, vcpus)
+
+
+def wait_tuned(remote: Remote, timeout: float) -> dict[str, Any]:
+    """The user data ran, wrote the kernel arguments and rebooted once: the running kernel has
+    them. Connections drop during the reboot; they are retried until ``timeout``."""
+    start = time.monotonic()
+    last = "no answer"
+    while time.monotonic() - start < timeout:
+        try:
+            r = remote.ssh(
+                "cat /proc/cmdline; cat /sys/devices/system/cpu/isolated; "
+                "cat /sys/devices/system/cpu/nohz_full; "
+                "cat /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages; "
+                f"test -e {REBOOT_MARKER} && echo rebooted; "
+                "cloud-init status 2>/dev/null | tail -1",
+                timeout=60,
+            )
+        except Exception as exc:  # noqa: BLE001 -- a host mid-reboot fails in many ways
+            last = f"{type(exc).__name__}"
+            time.sleep(5)
+            continue
+        lines = r.stdout.splitlines()
+        if r.returncode in (0, 1) and len(lines) >= 4 and "nohz_full=" in lines[0]:
+            return {
+                "ok": True,
+                "cmdline": lines[0],
+                "isolated": lines[1],
+                "nohz_full": lines[2],
+                "hugepages": int(lines[3]) if lines[3].isdigit() else lines[3],
+                "seconds": round(time.monotonic() - start, 1),
+            }
+        last = (lines[0] if lines else r.stderr.strip()[-200:]) or f"exit {r.returncode}"
+        time.sleep(10)
+    raise StepError(f"the host did not come back with the profile's kernel arguments: {last}")
+
+
+def check_boot(result: dict[str, Any], profile: TuningProfile) -> dict[str, Any]:
+    """The kernel after the reboot runs with the profile's isolcpus, nohz_full, rcu_nocbs and
+    hugepages, read back from /proc/cmdline and sysfs."""
+    cmdline = result["cmdline"].split()
+    missing = [arg for arg in profile.kernel_args() if arg not in cmdline]
+    isolated = cpulist(profile.isolated)
+    problems = []
+    if missing:
+        problems.append(f"missing from /proc/cmdline: {' '.join(missing)}")
+    if result["isolated"] != isolated:
+        problems.append(f"isolated CPUs {result['isolated']!r}, the profile's {isolated!r}")
+    if result["nohz_full"] != isolated:
+        problems.append(f"nohz_full CPUs {result['nohz_full']!r}, the profile's {isolated!r}")
+    if result["hugepages"] != profile.hugepages:
+        problems.append(f"{result['hugepages']} hugepages, the profile's {profile.hugepages}")
+    return {**result, "ok": not problems, "problems": problems}
+
+
+def fab_result(name: str, result) -> dict[str, Any]:
+    """A ``fab`` run as a summary entry: ok, seconds, its last lines."""
+    tail = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()][-12:]
+    return {"ok": result.returncode == 0, "exit": result.returncode, "output": tail}
+
+
+def check_host_counts(remote: Remote) -> dict[str, Any]:
+    """check-host's verdict on the host, from its JSON (what ``fab check-host`` prints)."""
+    r = remote.sudo(
+        "/opt/lowlat/current/venv/bin/trading-service check-host --json "
+        "--profile /etc/lowlat/profile.toml",
+        timeout=600,
+    )
+    try:
+        doc = json.loads(r.stdout)
+    except ValueError as exc:
+        raise StepError(f"check-host gave no JSON (exit {r.returncode}): {r.stderr[-200:]}") from exc
+    failed = [c for c in doc["checks"] if c["status"] == "fail"]
+    na = [c for c in doc["checks"] if c["status"] == "not_applicable"]
+    s = doc["summary"]
+    return {
+        "passed": s["passed"],
+        "failed": s["failed"],
+        "not_applicable": s["not_applicable"],
+        "failed_names": [c["name"] for c in failed],
+        "failed_details": {c["name"]: f"{c['observed']}: {c.get('detail', '')}" for c in failed},
+        "not_applicable_reasons": {c["name"]: c.get("detail", "") for c in na},
+    }
+
+
+def ready(remote: Remote, port: int = 8000) -> int:
+    """/ready's status code on the host (0: no answer)."""
+    r = remote.ssh(f"curl -s -o /dev/null -w '%{{http_code}}' http://127.0.0.1:{port}/ready")
+    code = r.stdout.strip()
+    return int(code) if re.fullmatch(r"\d{3}", code) else 0
