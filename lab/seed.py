@@ -25,6 +25,9 @@ REPO = Path(__file__).resolve().parent.parent
 HOST_OS = "debian12"
 # The lab boots the c6g.large shape (lab.vm.SMP, 2 vCPUs), so the CDK app renders that profile.
 INSTANCE_TYPE = "c6g.large"
+# Where this machine's connections come from, as the host sees them through QEMU's user
+# networking: the operator's address, admitted by the security group and the host firewall.
+OPERATOR_CIDR = "10.0.2.2/32"
 STACK = "TradingHostStack"
 PSEUDO = {
     "AWS::Region": "eu-west-1",
@@ -48,6 +51,7 @@ def synth_user_data(python: str = sys.executable, context: dict[str, str] | None
         **cdk_json.get("context", {}),
         "hostOs": HOST_OS,
         "instanceType": INSTANCE_TYPE,
+        "allowedCidrs": OPERATOR_CIDR,
         **(context or {}),
     }
     with tempfile.TemporaryDirectory(prefix="lowlat-lab-synth-") as out:
