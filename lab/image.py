@@ -102,15 +102,14 @@ if [ -n "$config" ]; then
 fi
 """
 
-AGENT_STAND_IN_UNIT = """[Unit]
-Description=lowlat lab STAND-IN for the Amazon CloudWatch agent (not reachable here)
-
-[Service]
-ExecStart=/bin/sh -c 'echo "lowlat lab stand-in: the CloudWatch agent is not installed"; exec sleep infinity'
-
-[Install]
-WantedBy=multi-user.target
-"""
+AGENT_STAND_IN_UNIT = (
+    "[Unit]\n"
+    "Description=lowlat lab STAND-IN for the Amazon CloudWatch agent (not reachable here)\n"
+    "\n[Service]\n"
+    "ExecStart=/bin/sh -c 'echo \"lowlat lab stand-in: the CloudWatch agent is not installed\"; "
+    "exec sleep infinity'\n"
+    "\n[Install]\nWantedBy=multi-user.target\n"
+)
 
 NETWORKD = """[Match]
 Name=en* eth*
@@ -119,8 +118,9 @@ Name=en* eth*
 DHCP=yes
 """
 
-CLOUD_CFG = f"""# lowlat lab: the seed is a NoCloud volume; the network is systemd-networkd's (DHCP); the
-# login user is the one of Debian's images on EC2 (ami.hostos), keys from the seed, sudo
+CLOUD_CFG = (
+    "# lowlat lab: the seed is a NoCloud volume; the network is systemd-networkd's (DHCP); the\n"
+) + f"""# login user is the one of Debian's images on EC2 (ami.hostos), keys from the seed, sudo
 datasource_list: [NoCloud, None]
 network: {{config: disabled}}
 locale: false  # Debian's cloud images carry no locales package; C.UTF-8 is built in
@@ -148,16 +148,24 @@ class ImageError(Exception):
     """The image could not be built: one line saying which step and why."""
 
 
+# Bump when a build step changes what it makes; the data below is hashed as it is.
+RECIPE_VERSION = 1
+
+
 def recipe() -> dict[str, object]:
-    """Everything the image is made from; its hash is the cache key."""
+    """Everything the image is made from; its hash is the cache key (a comment or a docstring
+    changed here does not rebuild the image; a package, a file or a step does)."""
     return {
+        "version": RECIPE_VERSION,
         "suite": SUITE,
         "mirror": MIRROR,
         "arch": ARCH,
         "packages": sorted(PACKAGES),
         "initramfs_modules": INITRAMFS_MODULES,
         "grub_modules": GRUB_MODULES,
-        "source": Path(__file__).read_text(),
+        "console": KERNEL_CONSOLE,
+        "files": [AGENT_STAND_IN, AGENT_STAND_IN_UNIT, NETWORKD, CLOUD_CFG, GRUB_DEFAULT],
+        "sizes": [ESP_MIB, ROOT_GIB],
     }
 
 

@@ -136,7 +136,7 @@ class Lab:
         self.work.mkdir(parents=True)
         key = self.work / "id_ed25519"
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-        user_data = seed.synth_user_data()
+        user_data = seed.synth_user_data(keep=self.work)
         (self.work / "user-data").write_text(user_data)
         seed.write_seed(self.work / "seed.iso", user_data, key.with_suffix(".pub").read_text())
         self.machine = vm.Machine(base, self.work, self.work / "seed.iso", (vm.GUEST_SSH, 8000))
@@ -175,13 +175,35 @@ class Lab:
         return {"ok": not counts["failed_names"], "fab_exit": fab["exit"], **counts}
 
     def step_prometheus(self) -> dict[str, Any]:
-        raise steps.StepError("not built yet")
+        assert self.machine is not None
+        port = self.machine.ports[8000]
+        return steps.prometheus(self.work, port, seed.alarm_metric_names(self.work))
 
     def step_restart(self) -> dict[str, Any]:
-        raise steps.StepError("not built yet")
+        assert self.remote is not None
+        return steps.kill_engine_and_wait(self.remote, READY_TIMEOUT_S)
 
     def step_rollback(self) -> dict[str, Any]:
-        raise steps.StepError("not built yet")
+        """A release whose engine cannot start (its shm_dir does not exist) is rolled back by
+        itself, the previous release serving again; then ``fab rollback`` with nowhere to go
+        back to is refused (only one release ever went live)."""
+        assert self.remote is not None
+        before = self.remote.ssh("readlink /opt/lowlat/current").stdout.strip()
+        profile = "/etc/lowlat/profile.toml"
+        self.remote.sudo(f"cp {profile} {profile}.lab && "
+                         f"sed -i 's|^shm_dir = .*|shm_dir = \"/nonexistent/lowlat\"|' {profile}"
+                         f" && grep -q '^shm_dir' {profile} || "
+                         f"echo 'shm_dir = \"/nonexistent/lowlat\"' >> {profile}")  # fmt: skip
+        try:
+            bad = self._fab("deploy")
+        finally:
+            self.remote.sudo(f"mv {profile}.lab {profile}")
+        after = self.remote.ssh("readlink /opt/lowlat/current").stdout.strip()
+        code = steps.ready(self.remote)
+        text = " ".join(bad["output"])
+        ok = (not bad["ok"] and "rolled back to" in text and after == before and code == 200)
+        return {"ok": ok, "deploy_exit": bad["exit"], "current_before": before,
+                "current_after": after, "ready": code, "output": bad["output"]}  # fmt: skip
 
     def step_ops(self) -> dict[str, Any]:
         status = self._fab("status")
@@ -189,7 +211,17 @@ class Lab:
         return {"ok": status["ok"] and logs["ok"], "status": status, "logs": logs}
 
     def step_reboot(self) -> dict[str, Any]:
-        raise steps.StepError("not built yet")
+        """The host reboots: the tuning persists, check-host still passes, the units return."""
+        assert self.remote is not None and self.machine is not None
+        self.remote.sudo("systemctl reboot", timeout=60)
+        time.sleep(20)
+        tuned = steps.wait_tuned(self.remote, BOOT_TIMEOUT_S)
+        profile = steps.installed_profile(self.remote, self.work)
+        boot = steps.check_boot(tuned, profile)
+        ready = steps.wait_ready(self.remote, READY_TIMEOUT_S)
+        counts = steps.check_host_counts(self.remote)
+        ok = boot["ok"] and ready["ok"] and not counts["failed_names"]
+        return {"ok": ok, "boot": boot, "ready": ready, "check_host": counts}
 
     def step_ring_stress(self) -> dict[str, Any]:
         raise steps.StepError("not built yet")

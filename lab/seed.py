@@ -43,7 +43,9 @@ class SeedError(Exception):
     """The user data could not be made: one line."""
 
 
-def synth_user_data(python: str = sys.executable, context: dict[str, str] | None = None) -> str:
+def synth_user_data(
+    python: str = sys.executable, context: dict[str, str] | None = None, keep: Path | None = None
+) -> str:
     """The first host's user data, as ``cdk synth -c hostOs=debian12 -c instanceType=c6g.large``
     writes it."""
     cdk_json = json.loads((REPO / "cdk.json").read_text())
@@ -63,7 +65,10 @@ def synth_user_data(python: str = sys.executable, context: dict[str, str] | None
         if result.returncode != 0:
             last = (result.stderr.strip().splitlines() or ["no output"])[-1]
             raise SeedError(f"cdk synth (app.py, hostOs={HOST_OS}) failed: {last}")
-        template = json.loads((Path(out) / f"{STACK}.template.json").read_text())
+        template_path = Path(out) / f"{STACK}.template.json"
+        template = json.loads(template_path.read_text())
+        if keep:  # the alarms' metric names, for the Prometheus step
+            (keep / template_path.name).write_text(template_path.read_text())
     return user_data(template)
 
 
@@ -142,3 +147,25 @@ def decode_if_base64(text: str) -> str:
         return base64.b64decode(text, validate=True).decode()
     except ValueError:
         return text
+
+
+def alarm_metric_names(workdir: Path) -> list[str]:
+    """The /metrics families the synthesized alarms read (``trading_*`` metric names)."""
+    template = json.loads((workdir / f"{STACK}.template.json").read_text())
+    found: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            name = node.get("MetricName")
+            if isinstance(name, str) and name.startswith("trading_"):
+                found.add(name)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    for name, resource in template.get("Resources", {}).items():
+        if resource.get("Type") == "AWS::CloudWatch::Alarm":
+            walk(resource)
+    return sorted(found)

@@ -45,7 +45,7 @@ def wait_tuned(remote: Remote, timeout: float) -> dict[str, Any]:
                 "cloud-init status 2>/dev/null | tail -1",
                 timeout=60,
             )
-        except Exception as exc:  # noqa: BLE001 -- a host mid-reboot fails in many ways
+        except Exception as exc:
             last = f"{type(exc).__name__}"
             time.sleep(5)
             continue
@@ -117,3 +117,79 @@ def ready(remote: Remote, port: int = 8000) -> int:
     r = remote.ssh(f"curl -s -o /dev/null -w '%{{http_code}}' http://127.0.0.1:{port}/ready")
     code = r.stdout.strip()
     return int(code) if re.fullmatch(r"\d{3}", code) else 0
+
+
+def wait_ready(remote: Remote, timeout: float) -> dict[str, Any]:
+    """/ready answers 200 within ``timeout``."""
+    start = time.monotonic()
+    code = 0
+    while time.monotonic() - start < timeout:
+        code = ready(remote)
+        if code == 200:
+            return {"ok": True, "seconds": round(time.monotonic() - start, 1)}
+        time.sleep(5)
+    return {"ok": False, "last_code": code, "seconds": round(time.monotonic() - start, 1)}
+
+
+def kill_engine_and_wait(remote: Remote, timeout: float) -> dict[str, Any]:
+    """``kill -9`` of the engine: systemd starts it again, /ready is 200 again in time."""
+    pid = remote.ssh("systemctl show -p MainPID --value lowlat-engine").stdout.strip()
+    if not pid.isdigit() or pid == "0":
+        raise StepError(f"the engine is not running (MainPID {pid!r})")
+    remote.sudo(f"kill -9 {pid}")
+    time.sleep(2)
+    back = wait_ready(remote, timeout)
+    new = remote.ssh("systemctl show -p MainPID,NRestarts --value lowlat-engine").stdout.split()
+    restarted = bool(new) and new[0] not in (pid, "0")
+    return {"ok": back["ok"] and restarted, "killed_pid": int(pid), "new_pid": new[:1],
+            "restarts": new[1:2], "ready_after_s": back["seconds"]}  # fmt: skip
+
+
+def prometheus(workdir, port: int, needed: list[str]) -> dict[str, Any]:
+    """A real Prometheus here scrapes the host's /metrics through the forwarded port: trading_up
+    is 1 and every metric an alarm reads is there."""
+    import shutil
+    import subprocess
+    import urllib.parse
+    import urllib.request
+
+    from lab.vm import free_port
+
+    if shutil.which("prometheus") is None:
+        raise StepError("prometheus is not installed here (apt-get install prometheus)")
+    web = free_port()
+    config = workdir / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 2s, scrape_timeout: 2s}\nscrape_configs:\n"
+        f"  - job_name: lowlat-lab\n    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n"
+    )
+    log = open(workdir / "prometheus.log", "wb")  # noqa: SIM115 -- closed below
+    proc = subprocess.Popen(
+        ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={workdir / 'tsdb'}",
+         f"--web.listen-address=127.0.0.1:{web}"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+    def query(promql: str) -> list[dict[str, Any]]:
+        url = f"http://127.0.0.1:{web}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return list(json.load(response)["data"]["result"])
+
+    try:
+        deadline = time.monotonic() + 120
+        up: float | None = None
+        while time.monotonic() < deadline and up != 1:
+            time.sleep(3)
+            try:
+                result = query("trading_up")
+            except OSError:
+                continue
+            up = float(result[0]["value"][1]) if result else None
+        names = {r["metric"]["__name__"] for r in query('{__name__=~"trading_.+"}')}
+        missing = sorted(n for n in needed if n not in names)
+        return {"ok": up == 1 and not missing, "trading_up": up, "series_names": len(names),
+                "alarm_metrics": len(needed), "missing": missing}  # fmt: skip
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()

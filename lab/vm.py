@@ -99,12 +99,12 @@ class Machine:
         self.ports = {guest: free_port() for guest in self.guest_ports}
         with open(self.console, "ab") as console:
             console.write(f"\n===== lowlat lab: boot at {time.strftime('%H:%M:%S')} =====\n".encode())
-        self.process = subprocess.Popen(  # noqa: S603 -- our own argument list
+        self.process = subprocess.Popen(
             self.command(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=open(self.workdir / "qemu.err", "ab"),  # noqa: SIM115 -- the child keeps it
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 -- prctl only, async-signal-safe
+            preexec_fn=_die_with_parent,
             start_new_session=True,  # Ctrl-C goes to the lab, which stops QEMU itself
         )
 
