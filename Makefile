@@ -7,6 +7,8 @@
 #   make fmt    ruff's formatter and its safe fixes, in place
 #   make typecheck  mypy (strict on contracts/ and ops/)
 #   make synth  the CDK app's CloudFormation templates into cdk.out/ (offline, no AWS credentials)
+#   make lab    boot a real arm64 lowlat host under QEMU and run the product against it
+#               (docs/lab.md; lab-results/summary.json)
 
 VENV ?= .venv
 DURATION ?= 10
@@ -16,7 +18,7 @@ STAMP := $(VENV)/.installed-stamp
 CDK_CLI_VERSION := 2.1148.1
 CDK_CLI := tools/cdk-cli/node_modules/.bin/cdk
 
-.PHONY: run test bench lint fmt typecheck setup synth cdk-cli
+.PHONY: run test bench lint fmt typecheck setup synth cdk-cli lab
 
 setup: $(STAMP)
 
@@ -37,6 +39,11 @@ test: $(STAMP)
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
 	$(VENV)/bin/python -m pytest
+
+lab: $(STAMP)
+	scripts/lab-deps
+	$(MAKE) --no-print-directory cdk-cli
+	flock /tmp/lowlat-spin.lock $(VENV)/bin/python -m lab $(LAB_ARGS)
 
 bench: $(STAMP)
 	$(VENV)/bin/trading-service bench --quick
