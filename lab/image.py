@@ -106,7 +106,7 @@ AGENT_STAND_IN_UNIT = (
     "[Unit]\n"
     "Description=lowlat lab STAND-IN for the Amazon CloudWatch agent (not reachable here)\n"
     "\n[Service]\n"
-    "ExecStart=/bin/sh -c 'echo \"lowlat lab stand-in: the CloudWatch agent is not installed\"; "
+    'ExecStart=/bin/sh -c \'echo "lowlat lab stand-in: the CloudWatch agent is not installed"; '
     "exec sleep infinity'\n"
     "\n[Install]\nWantedBy=multi-user.target\n"
 )
@@ -119,8 +119,8 @@ DHCP=yes
 """
 
 CLOUD_CFG = (
-    "# lowlat lab: the seed is a NoCloud volume; the network is systemd-networkd's (DHCP); the\n"
-) + f"""# login user is the one of Debian's images on EC2 (ami.hostos), keys from the seed, sudo
+    ("# lowlat lab: the seed is a NoCloud volume; the network is systemd-networkd's (DHCP); the\n")
+    + f"""# login user is the one of Debian's images on EC2 (ami.hostos), keys from the seed, sudo
 datasource_list: [NoCloud, None]
 network: {{config: disabled}}
 locale: false  # Debian's cloud images carry no locales package; C.UTF-8 is built in
@@ -133,6 +133,7 @@ system_info:
     sudo: ["ALL=(ALL) NOPASSWD:ALL"]
     shell: /bin/bash
 """
+)
 
 GRUB_DEFAULT = f"""# lowlat lab: GRUB's defaults as Debian's cloud images set them
 GRUB_DEFAULT=0

@@ -201,7 +201,7 @@ class Lab:
         after = self.remote.ssh("readlink /opt/lowlat/current").stdout.strip()
         code = steps.ready(self.remote)
         text = " ".join(bad["output"])
-        ok = (not bad["ok"] and "rolled back to" in text and after == before and code == 200)
+        ok = not bad["ok"] and "rolled back to" in text and after == before and code == 200
         return {"ok": ok, "deploy_exit": bad["exit"], "current_before": before,
                 "current_after": after, "ready": code, "output": bad["output"]}  # fmt: skip
 
@@ -224,7 +224,8 @@ class Lab:
         return {"ok": ok, "boot": boot, "ready": ready, "check_host": counts}
 
     def step_ring_stress(self) -> dict[str, Any]:
-        raise steps.StepError("not built yet")
+        assert self.remote is not None
+        return steps.ring_stress(self.remote, READY_TIMEOUT_S)
 
     def step_bench(self) -> dict[str, Any]:
         raise steps.StepError("not built yet")

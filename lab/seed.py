@@ -109,7 +109,9 @@ def resolve(value: Any) -> Any:
     if key == "Fn::Sub" and isinstance(arg, str):
         return re.sub(r"\$\{([^}!]+)\}", lambda m: _pseudo(m.group(1)), arg)
     if key.startswith("Fn::") or key == "Ref":
-        raise SeedError(f"user data holds {key} {json.dumps(arg)[:80]}, which the lab cannot resolve")
+        raise SeedError(
+            f"user data holds {key} {json.dumps(arg)[:80]}, which the lab cannot resolve"
+        )
     return {key: resolve(arg)}
 
 
@@ -121,9 +123,7 @@ def _pseudo(name: str) -> str:
 
 def meta_data(public_key: str, instance_id: str = "i-0lowlatlab00000") -> str:
     key = public_key.strip()
-    return (
-        f"instance-id: {instance_id}\nlocal-hostname: lowlat-lab\npublic-keys:\n  - {key}\n"
-    )
+    return f"instance-id: {instance_id}\nlocal-hostname: lowlat-lab\npublic-keys:\n  - {key}\n"
 
 
 def write_seed(path: Path, user_data_text: str, public_key: str) -> Path:
@@ -165,7 +165,7 @@ def alarm_metric_names(workdir: Path) -> list[str]:
             for value in node:
                 walk(value)
 
-    for name, resource in template.get("Resources", {}).items():
+    for resource in template.get("Resources", {}).values():
         if resource.get("Type") == "AWS::CloudWatch::Alarm":
             walk(resource)
     return sorted(found)

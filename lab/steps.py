@@ -98,7 +98,9 @@ def check_host_counts(remote: Remote) -> dict[str, Any]:
     try:
         doc = json.loads(r.stdout)
     except ValueError as exc:
-        raise StepError(f"check-host gave no JSON (exit {r.returncode}): {r.stderr[-200:]}") from exc
+        raise StepError(
+            f"check-host gave no JSON (exit {r.returncode}): {r.stderr[-200:]}"
+        ) from exc
     failed = [c for c in doc["checks"] if c["status"] == "fail"]
     na = [c for c in doc["checks"] if c["status"] == "not_applicable"]
     s = doc["summary"]
@@ -193,3 +195,34 @@ def prometheus(workdir, port: int, needed: list[str]) -> dict[str, Any]:
         proc.terminate()
         proc.wait(10)
         log.close()
+
+
+RING_ITEMS = 1_000_000
+RING_STRESS = (
+    "import json, sys; from service.bench.measures import measure_ring_throughput as m; "
+    "rate = m([0, 1], int(sys.argv[1]), 0); print(json.dumps({'items_per_s': rate}))"
+)
+
+
+def ring_stress(remote: Remote, ready_timeout: float) -> dict[str, Any]:
+    """The shared-memory ring between two processes pinned to cpu0 and cpu1 (the c6g.large
+    shape has one isolated CPU), 1M items: aarch64 code with its acquire/release instructions,
+    executed. ``measure_ring_throughput`` checks order and checksum and raises otherwise. The
+    engine is stopped meanwhile (its stage spins on cpu1) and started again after."""
+    remote.sudo("systemctl stop lowlat-engine", timeout=120)
+    try:
+        venv = "/opt/lowlat/current/venv/bin/python"
+        r = remote.sudo(
+            f'cd /tmp && NUMBA_CACHE_DIR=/tmp/lowlat-lab-numba {venv} -c "{RING_STRESS}" '
+            f"{RING_ITEMS}",
+            timeout=1800,
+        )
+    finally:
+        remote.sudo("systemctl start lowlat-engine", timeout=120)
+    back = wait_ready(remote, ready_timeout)
+    if r.returncode != 0:
+        last = (r.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"ok": False, "items": RING_ITEMS, "error": last, "ready_after": back}
+    rate = json.loads(r.stdout.strip().splitlines()[-1])["items_per_s"]
+    return {"ok": back["ok"], "items": RING_ITEMS, "items_per_s": round(rate),
+            "order_and_checksum": "ok", "ready_after": back}  # fmt: skip

@@ -98,7 +98,9 @@ class Machine:
             raise VMError(f"no UEFI firmware at {FIRMWARE}: apt-get install qemu-efi-aarch64")
         self.ports = {guest: free_port() for guest in self.guest_ports}
         with open(self.console, "ab") as console:
-            console.write(f"\n===== lowlat lab: boot at {time.strftime('%H:%M:%S')} =====\n".encode())
+            console.write(
+                f"\n===== lowlat lab: boot at {time.strftime('%H:%M:%S')} =====\n".encode()
+            )
         self.process = subprocess.Popen(
             self.command(),
             stdin=subprocess.DEVNULL,
@@ -130,11 +132,11 @@ class Machine:
         while time.monotonic() - start < timeout:
             if not self.running():
                 raise VMError(f"QEMU exited while booting{self.tail()}")
-            with contextlib.suppress(OSError):
-                with socket.create_connection(("127.0.0.1", self.ports[GUEST_SSH]), 5) as s:
-                    s.settimeout(10)
-                    if s.recv(64).startswith(b"SSH-"):
-                        return time.monotonic() - start
+            address = ("127.0.0.1", self.ports[GUEST_SSH])
+            with contextlib.suppress(OSError), socket.create_connection(address, 5) as s:
+                s.settimeout(10)
+                if s.recv(64).startswith(b"SSH-"):
+                    return time.monotonic() - start
             time.sleep(2)
         raise VMError(f"no SSH after {timeout:.0f} s{self.tail()}")
 

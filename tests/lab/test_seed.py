@@ -33,7 +33,7 @@ def test_the_first_hosts_user_data_with_its_intrinsics_resolved():
                     "\n",
                     {"Fn::Sub": "stack=${AWS::StackName}\n"},
                 ],
-            ]  # fmt: skip
+            ]
         }
     }
     assert seed.user_data(template(user_data)) == (
