@@ -48,7 +48,7 @@ import yaml
 
 from contracts import metric_names as M
 from contracts import stats_layout as L
-from contracts.profile import TuningProfile
+from contracts.profile import AUTO_NIC, TuningProfile
 
 AGENT_ETC = "/opt/aws/amazon-cloudwatch-agent/etc"
 AGENT_CONFIG_PATH = f"{AGENT_ETC}/amazon-cloudwatch-agent.json"
@@ -266,7 +266,12 @@ def agent_config(
                 },
                 "procstat": procstat,
                 "ethtool": {
-                    "interface_include": [profile.nic],
+                    # nic=auto: every interface but loopback (a c6g has the one ENA)
+                    **(
+                        {"interface_exclude": ["lo"]}
+                        if profile.nic == AUTO_NIC
+                        else {"interface_include": [profile.nic]}
+                    ),
                     "metrics_include": list(ENA_ALLOWANCE_COUNTERS),
                 },
             },

@@ -18,7 +18,7 @@ import shlex
 
 from ami import security, units
 from ami.hostos import GRUB_CFG, TIME_SYNC_SOURCE, host_os
-from contracts.profile import SYSCTLS, TuningProfile, cpulist, cpumask
+from contracts.profile import AUTO_NIC, SYSCTLS, TuningProfile, cpulist, cpumask
 
 SYSCTL_CONF = "/etc/sysctl.d/90-lowlat.conf"
 KERNEL_ARGS = "/etc/lowlat/kernel-args"
@@ -260,7 +260,23 @@ fi
 
 # NIC: one queue per housekeeping CPU (its interrupts can only go there) and interrupt
 # coalescing off, so a packet is delivered at once. ENA resets the device on a queue change.
-if [[ -e "$root/sys/class/net/$nic" ]]; then
+# nic=auto is the IPv4 default route's interface (lowest metric), the rule check-host applies
+# (ami.check.network.default_route_nic): ens5 on a c6g whichever OS names it.
+if [[ $nic == {AUTO_NIC} ]]; then
+    nic=""
+    {{
+        read -r _  # the header; then Iface Destination Gateway Flags RefCnt Use Metric Mask ...
+        while read -r iface destination _ _ _ _ metric mask _; do
+            if [[ $destination == 00000000 && $mask == 00000000 ]] &&
+                {{ [[ -z $nic ]] || (( metric < best )); }}; then
+                nic=$iface best=$metric
+            fi
+        done
+    }} 2>/dev/null < "$root/proc/net/route"
+fi
+if [[ -z $nic ]]; then
+    say "no IPv4 default route: no NIC to tune (nic={AUTO_NIC}; skipped)"
+elif [[ -e "$root/sys/class/net/$nic" ]]; then
     if ethtool -L "$nic" combined "$queues"; then
         say "$nic: $queues combined queue(s)"
     else
@@ -315,7 +331,8 @@ def _device_unit(nic: str) -> str:
 
 
 def tune_unit(profile: TuningProfile) -> str:
-    device = _device_unit(profile.nic)
+    # nic=auto: the default route exists once the network is up; a named NIC is its device.
+    device = "network-online.target" if profile.nic == AUTO_NIC else _device_unit(profile.nic)
     return f"""# {HEADER}
 [Unit]
 Description=lowlat boot-time host tuning (workqueues, NIC queues, swap, THP, segment directory)

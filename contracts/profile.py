@@ -96,6 +96,7 @@ SYSCTL_VALUE = Grammar(
     "a sysctl value like 0 or 4096 87380 6291456: words of letters, digits, _ . : , / - "
     "separated by single spaces",
 )
+AUTO_NIC = "auto"  # the profile's nic: the default route's interface, resolved on the host
 MAX_VCPUS = 1024
 MAX_HUGEPAGES = 1 << 20
 
@@ -163,7 +164,10 @@ class TuningProfile:
     platform: str = "graviton"
     os: str = "al2023"  # one of HOST_OSES: packages, boot loader and paths follow it
     sysctls: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_SYSCTLS))
-    nic: str = "eth0"
+    # The NIC lowlat-tune sets: "auto" is the interface of the IPv4 default route, found on the
+    # host (ens5 on a c6g under AL2023, Debian or Ubuntu; enp0s1 in the lab), so one profile
+    # fits every host OS's naming; or a name, for a host with a second NIC for market data.
+    nic: str = AUTO_NIC
     rx_usecs: int = 0  # interrupt coalescing: deliver at once (ENA accepts 0-2 for low latency)
     service_user: str = "lowlat"
     install_prefix: str = "/opt/lowlat"

@@ -1,6 +1,9 @@
 """The NIC as ``lowlat-tune`` sets it: one combined queue per housekeeping CPU, and interrupt
 coalescing at the profile's ``rx_usecs``; and the network sysctls, which do not apply.
 
+- The NIC is the profile's ``nic``, or with ``nic = "auto"`` the IPv4 default route's interface
+  (``default_route_nic``: the rule lowlat-tune's script applies, read from /proc/net/route).
+
 - ``nic_queues`` counts /sys/class/net/<nic>/queues/rx-* (what ``ethtool -L combined`` leaves).
 - ``nic_coalescing``: the kernel shows coalescing only through ethtool's netlink/ioctl, which a
   file tree cannot hold and check-host does not call. It reads ``lowlat-tune``'s record of this
@@ -16,14 +19,38 @@ from __future__ import annotations
 from ami.check.model import FAIL, NA, PASS, Check
 from ami.check.read import Host
 from ami.check.units import tune_record
+from contracts.profile import AUTO_NIC
 
+NO_ROUTE = 'no IPv4 default route here, so no NIC to tune (nic = "auto")'
 RESTART_TUNE = "lowlat-tune sets it at boot (systemctl restart lowlat-tune; the NIC resets briefly)"
 
 
+def default_route_nic(route_table: str | None) -> str | None:
+    """The interface of the IPv4 default route with the lowest metric in /proc/net/route's
+    text (Iface, Destination, Gateway, Flags, RefCnt, Use, Metric, Mask, ...), or None."""
+    best: tuple[int, str] | None = None
+    for line in (route_table or "").splitlines()[1:]:
+        fields = line.split()
+        if len(fields) >= 8 and fields[1] == fields[7] == "00000000" and fields[6].isdigit():
+            candidate = (int(fields[6]), fields[0])
+            best = candidate if best is None or candidate[0] < best[0] else best
+    return best[1] if best else None
+
+
+def host_nic(host: Host) -> tuple[str | None, str]:
+    """The NIC lowlat-tune tunes on this host, and how it was chosen (for a check's text)."""
+    if host.profile.nic != AUTO_NIC:
+        return host.profile.nic, host.profile.nic
+    nic = default_route_nic(host.read("proc/net/route"))
+    return nic, f"{nic} (the default route's)" if nic else "the default route's interface"
+
+
 def check_nic_queues(host: Host) -> Check:
-    nic, want = host.profile.nic, host.profile.nic_queues
-    expected = f"{want} combined queue(s) on {nic} (one per housekeeping CPU)"
+    (nic, named), want = host_nic(host), host.profile.nic_queues
+    expected = f"{want} combined queue(s) on {named} (one per housekeeping CPU)"
     base = f"sys/class/net/{nic}"
+    if nic is None:
+        return Check("nic_queues", NA, expected, "", NO_ROUTE)
     if not host.path(base).exists():
         return Check("nic_queues", NA, expected, "", f"no interface {nic} here")
     have = len(host.glob(f"{base}/queues/rx-*"))
@@ -40,8 +67,10 @@ def check_nic_queues(host: Host) -> Check:
 
 
 def check_nic_coalescing(host: Host) -> Check:
-    nic, rx_usecs = host.profile.nic, host.profile.rx_usecs
-    expected = f"rx-usecs {rx_usecs} on {nic}, set by lowlat-tune at this boot"
+    (nic, named), rx_usecs = host_nic(host), host.profile.rx_usecs
+    expected = f"rx-usecs {rx_usecs} on {named}, set by lowlat-tune at this boot"
+    if nic is None:
+        return Check("nic_coalescing", NA, expected, "", NO_ROUTE)
     if not host.path(f"sys/class/net/{nic}").exists():
         return Check("nic_coalescing", NA, expected, "", f"no interface {nic} here")
     record, why = tune_record(host)

@@ -12,6 +12,7 @@ import pytest
 
 from ami import render as r
 from ami.__main__ import main
+from ami.check.network import default_route_nic
 from ami.hostos import host_os
 from contracts.profile import SYSCTLS, TuningProfile
 from tests.support.paths import REPO
@@ -64,7 +65,7 @@ def test_cpu_affinity_irqbalance_sysctls_limits(applied):
 def test_tune_script_and_unit(applied):
     script = at(applied, r.TUNE_SCRIPT).read_text()
     assert "workqueue_mask=1\n" in script  # housekeeping = cpu0
-    assert "queues=1\n" in script and "nic=eth0\n" in script  # one queue per housekeeping CPU
+    assert "queues=1\n" in script and "nic=auto\n" in script  # one queue per housekeeping CPU
     assert 'ethtool -L "$nic" combined "$queues"' in script
     assert "rx_usecs=0\n" in script and 'ethtool -C "$nic" rx-usecs "$rx_usecs"' in script
     assert "swapoff -a" in script
@@ -73,7 +74,14 @@ def test_tune_script_and_unit(applied):
     unit = at(applied, r.TUNE_UNIT).read_text()
     assert "Type=oneshot" in unit and f"ExecStart={r.TUNE_SCRIPT}" in unit
     assert "Before=lowlat-engine.service lowlat-telemetry.service" in unit
-    assert "sys-subsystem-net-devices-eth0.device" in unit
+    # nic=auto: the default route's interface exists once the network is online
+    assert "Wants=network-online.target\nAfter=network-online.target " in unit
+
+
+def test_tune_unit_waits_for_a_named_nic():
+    unit = r.tune_unit(TuningProfile.for_vcpus(4, nic="ens5"))
+    assert "Wants=sys-subsystem-net-devices-ens5.device\n" in unit
+    assert "network-online" not in unit
 
 
 def test_scripts_are_valid_bash(applied):
@@ -230,10 +238,22 @@ def test_apply_kernel_args_script(tmp_path, booted_with_args):
         assert "reboot needed for: isolcpus=managed_irq,domain,1-3 nohz_full=1-3" in out
 
 
+ROUTE_HEADER = "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\n"
+
+
+def route_table(*routes: tuple[str, str, int, str]) -> str:
+    """/proc/net/route's text for (interface, destination, metric, mask) rows."""
+    rows = [f"{i}\t{d}\t0102000A\t0003\t0\t0\t{m}\t{k}\t0\t0\t0\n" for i, d, m, k in routes]
+    return ROUTE_HEADER + "".join(rows)
+
+
 def tuned_tree(root: Path, nic: str = "eth0") -> Path:
-    """The parts of /sys the tune script writes or looks at."""
+    """The parts of /sys and /proc the tune script writes or looks at; ``nic`` has the
+    default route."""
     (root / "sys/devices/virtual/workqueue").mkdir(parents=True)
     (root / "sys/class/net" / nic).mkdir(parents=True)
+    (root / "proc/net").mkdir(parents=True)
+    (root / "proc/net/route").write_text(route_table((nic, "00000000", 100, "00000000")))
     (root / "sys/kernel/mm/transparent_hugepage").mkdir(parents=True)
     for name in ("enabled", "defrag"):
         (root / "sys/kernel/mm/transparent_hugepage" / name).write_text("always\n")
@@ -258,10 +278,36 @@ def test_tune_script_tolerates_a_nic_without_the_feature(tmp_path):
     ]
 
 
+ROUTES = [
+    # a second NIC's default route with a higher metric, a subnet route, a host route
+    (("ens6", "00000000", 200, "00000000"), ("ens5", "00000000", 100, "00000000"),
+     ("ens5", "0000000A", 0, "0000FFFF")),
+    (("enp0s1", "00000000", 1024, "00000000"),),
+    (("ens5", "0000000A", 0, "0000FFFF"), ("ens5", "0202000A", 0, "FFFFFFFF")),  # no default
+    (),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("routes", ROUTES)
+def test_tune_script_and_check_host_pick_the_same_nic(tmp_path, routes):
+    """nic=auto: lowlat-tune's awk and check-host's reader apply one rule to /proc/net/route."""
+    root = tmp_path / "root"
+    (root / "sys/devices/virtual/workqueue").mkdir(parents=True)
+    (root / "proc/net").mkdir(parents=True)
+    (root / "proc/net/route").write_text(route_table(*routes))
+    for name in ("ens5", "ens6", "enp0s1"):
+        (root / "sys/class/net" / name).mkdir(parents=True)
+    chosen = default_route_nic((root / "proc/net/route").read_text())
+    run = rehearse(r.tune_script(TuningProfile.for_vcpus(4)), root, TUNE_COMMANDS)
+    tuned = [call[2] for call in run.calls if call[0] == "ethtool"]
+    assert tuned == ([chosen, chosen] if chosen else [])
+    assert chosen == {0: "ens5", 1: "enp0s1"}.get(ROUTES.index(routes))
+
+
 def test_tune_script_fails_when_swap_stays_on(tmp_path):
     root = tmp_path / "root"
     (root / "sys/devices/virtual/workqueue").mkdir(parents=True)
     run = rehearse(r.tune_script(TuningProfile.for_vcpus(4)), root, TUNE_COMMANDS, swapoff=1)
     assert run.result.returncode == 1
     assert "swapoff -a failed" in run.result.stderr
-    assert "no such network interface" in run.result.stdout  # no /sys/class/net/eth0 here
+    assert "no IPv4 default route: no NIC to tune" in run.result.stdout  # no proc/net/route

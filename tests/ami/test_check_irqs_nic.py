@@ -4,6 +4,7 @@ half-tuned."""
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
@@ -49,7 +50,27 @@ def test_irq_affinity_tolerates_managed_nvme_queues_and_says_so(tuned):
     write(tuned, "proc/irq/50/effective_affinity_list", "2\n")
     c = check(tuned, "irq_affinity")
     assert c.status == "pass"
-    assert "managed NVMe queue IRQs tolerated: 50 (nvme0q3) on 2" in c.detail
+    assert "kernel-managed queue IRQs tolerated: 50 (nvme0q3) on 2" in c.detail
+
+
+@pytest.mark.parametrize(
+    ("action", "debugfs", "managed"),
+    [
+        ("virtio1-req.1", None, True),  # the lab's virtio-blk queue, known by name
+        ("virtio1-req.1", "handler:  handle_fasteoi_irq\ndstate:   0x3040000\n", False),
+        ("eth0-Tx-Rx-1", "dstate:   0x13600200\n            IRQD_AFFINITY_MANAGED\n", True),
+        ("eth0-Tx-Rx-1", None, False),
+    ],
+)
+def test_irq_affinity_reads_managed_from_debugfs_first(tuned, action, debugfs, managed):
+    """debugfs says which interrupts the kernel manages; without it, the queue's name does."""
+    text = (tuned / "proc/interrupts").read_text()
+    write(tuned, "proc/interrupts", text + f" 56:  0 0 9 0  GICv3 78 Edge      {action}\n")
+    write(tuned, "proc/irq/56/effective_affinity_list", "2\n")
+    if debugfs is not None:
+        write(tuned, "sys/kernel/debug/irq/irqs/56", debugfs)
+    c = check(tuned, "irq_affinity")
+    assert c.status == ("pass" if managed else "fail"), c
 
 
 def test_irq_affinity_without_proc_irq_is_not_applicable(tmp_path):
@@ -95,6 +116,21 @@ def test_nic_queues(tuned):
     shutil.rmtree(tuned / "sys/class/net/eth0")
     c = check(tuned, "nic_queues")
     assert c.status == "not_applicable" and c.detail == "no interface eth0 here"
+    (tuned / "proc/net/route").write_text("Iface\tDestination\n")  # no default route
+    c = check(tuned, "nic_queues")
+    assert c.status == "not_applicable" and "no IPv4 default route" in c.detail
+
+
+def test_auto_nic_is_the_default_routes_interface(tuned):
+    """A Debian or Ubuntu c6g names its ENA ens5, the lab's virtio NIC is enp0s1: nic=auto
+    follows the default route, so the checks look at the interface lowlat-tune tuned."""
+    os.rename(tuned / "sys/class/net/eth0", tuned / "sys/class/net/ens5")
+    route = tuned / "proc/net/route"
+    route.write_text(route.read_text().replace("eth0\t", "ens5\t"))
+    c = check(tuned, "nic_queues")
+    assert (c.status, c.expected) == ("pass", "1 combined queue(s) on ens5 (the default "
+                                      "route's) (one per housekeeping CPU)")  # fmt: skip
+    assert check(tuned, "nic_coalescing").status == "pass"
 
 
 def test_nic_queues_follow_the_profile(tuned):

@@ -48,6 +48,11 @@ def stock_host(root: Path, os_name: str) -> Path:
     (root / "proc/cmdline").write_text("BOOT_IMAGE=/vmlinuz root=LABEL=root ro quiet\n")
     (root / "sys/devices/virtual/workqueue").mkdir(parents=True)
     (root / "sys/class/net/eth0").mkdir(parents=True)
+    (root / "proc/net").mkdir()
+    (root / "proc/net/route").write_text(  # eth0 has the default route: nic = "auto" picks it
+        "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\n"
+        "eth0\t00000000\t0102000A\t0003\t0\t0\t100\t00000000\n"
+    )
     thp = root / "sys/kernel/mm/transparent_hugepage"
     thp.mkdir(parents=True)
     for name in ("enabled", "defrag"):

@@ -152,6 +152,12 @@ def tuned_more(root: Path) -> Path:
     # the NIC: one combined queue, coalescing as lowlat-tune recorded it
     for queue in ("rx-0", "tx-0"):
         (root / "sys/class/net/eth0/queues" / queue).mkdir(parents=True, exist_ok=True)
+    write(
+        root,
+        "proc/net/route",
+        "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\n"
+        "eth0\t00000000\t0102000A\t0003\t0\t0\t100\t00000000\t0\t0\t0\n",
+    )  # eth0 has the default route: the NIC of nic = "auto"
     tune_record(root)
     # time: arm64's counter, chronyd on the Amazon Time Sync Service and synchronised
     write(
