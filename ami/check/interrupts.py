@@ -9,9 +9,12 @@ with the isolated CPUs banned (kept on, as ENA's maintainers advise, rather than
 - ``irq_affinity`` reads each /proc/irq/N/effective_affinity_list (smp_affinity_list where the
   kernel has no effective mask). Two kinds may include isolated CPUs by design: per-CPU
   interrupts (GIC PPIs such as ``arch_timer``: hwirq 16-31 or 1056-1119), and the per-CPU queue
-  interrupts of NVMe devices, which the kernel manages (``isolcpus=managed_irq`` keeps them off
-  isolated CPUs whenever a queue also serves a housekeeping CPU; the others fire only for I/O
-  submitted from their own CPU, and the stages submit none). They are named, not failed.
+  interrupts of block devices (NVMe on EBS and instance storage, virtio-blk in the lab), which
+  the kernel manages (``isolcpus=managed_irq`` keeps them off isolated CPUs whenever a queue
+  also serves a housekeeping CPU; the others fire only for I/O submitted from their own CPU, and
+  the stages submit none; nothing, irqbalance included, can move them). They are named, not
+  failed. Managed is read from debugfs (``IRQD_AFFINITY_MANAGED`` in
+  /sys/kernel/debug/irq/irqs/N) where it is mounted, else known from the queue's name.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from ami.check.read import Host, cpus, parse_interrupts
 from ami.hostos import host_os
 from contracts.profile import cpulist, parse_cpulist
 
-NVME_QUEUE = re.compile(r"^nvme\d+q[1-9]\d*$")
+# blk-mq queue interrupts, which the kernel manages: NVMe I/O queues, virtio-blk request queues
+MANAGED_QUEUE = re.compile(r"^(nvme\d+q[1-9]\d*|virtio\d+-req\.\d+)$")
 BAN_FIX = "python -m ami apply --root / writes the ban; then systemctl restart irqbalance"
 
 
@@ -103,8 +107,8 @@ def check_irq_affinity(host: Host) -> Check:
             continue
         action = desc.split()[-1] if desc else "?"
         shown = f"{irq.name} ({action}) on {cpulist(on_isolated)}"
-        (managed if NVME_QUEUE.match(action) else offenders).append(shown)
-    note = f"; managed NVMe queue IRQs tolerated: {', '.join(managed)}" if managed else ""
+        (managed if _managed(host, irq.name, action) else offenders).append(shown)
+    note = f"; kernel-managed queue IRQs tolerated: {', '.join(managed)}" if managed else ""
     if offenders:
         return Check(
             "irq_affinity",
@@ -117,6 +121,14 @@ def check_irq_affinity(host: Host) -> Check:
     return Check(
         "irq_affinity", PASS, expected, f"none of {len(dirs)} IRQs", note.removeprefix("; ")
     )
+
+
+def _managed(host: Host, irq: str, action: str) -> bool:
+    """The kernel manages this interrupt's affinity (a per-CPU queue of a block device)."""
+    state = host.read(f"sys/kernel/debug/irq/irqs/{irq}")
+    if state is not None:
+        return "IRQD_AFFINITY_MANAGED" in state
+    return bool(MANAGED_QUEUE.match(action))
 
 
 def _banned(line: str) -> set[int] | None:
