@@ -7,17 +7,60 @@ The cache directory is chosen before any kernel is decorated: ``NUMBA_CACHE_DIR`
 else ``numba/`` in lowlat's cache directory (``contracts.constants.cache_dir``: systemd's
 ``CACHE_DIRECTORY``, ``$XDG_CACHE_HOME/lowlat`` or ``~/.cache/lowlat``). numba keys its cache
 on the CPU model, so a cache warmed on another instance type is recompiled, not misused.
+
+Inside it, lowlat's kernels are filed by ``SOURCE_DIGEST``, one digest of every source file of
+the ``service`` and ``contracts`` packages, instead of numba's default, the absolute path of each
+source file (``ReleaseCacheLocator``). Every release lives in its own directory, so by path a
+redeploy of the same code, or the lab's second deploy, compiled everything again (minutes on a
+small host); by digest it loads what the last one compiled. One digest for all the files, not
+numba's per-file one, because a kernel inlines kernels of other modules: a change to any of them
+must recompile it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
 
 import numba
+from numba.core.caching import UserProvidedCacheLocator
 
 from contracts.constants import cache_dir
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # holds service/ and contracts/
+DIGESTED_PACKAGES = ("service", "contracts")
+
+
+def source_digest(root: Path = PACKAGE_ROOT) -> str:
+    """One digest of the source files of ``DIGESTED_PACKAGES`` under ``root``."""
+    digest = hashlib.sha256()
+    for package in DIGESTED_PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+            digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+SOURCE_DIGEST = source_digest()
+
+
+class ReleaseCacheLocator(UserProvidedCacheLocator):
+    """numba's cache for lowlat's kernels under ``<cache>/<SOURCE_DIGEST>/<package dir>``: the
+    same for every installation of the same sources, wherever the release directory is."""
+
+    def __init__(self, py_func: Any, py_file: str) -> None:
+        super().__init__(py_func, py_file)
+        relative = Path(py_file).resolve().parent.relative_to(PACKAGE_ROOT)
+        base = numba.config.CACHE_DIR  # type: ignore[attr-defined]  # set below, at import
+        self._cache_path = os.path.join(base, SOURCE_DIGEST, *relative.parts)
+
+    @classmethod
+    def from_function(cls, py_func: Any, py_file: str) -> Any:
+        if not py_func.__module__.startswith(tuple(p + "." for p in DIGESTED_PACKAGES)):
+            return None  # not ours: numba's own locators below
+        return super().from_function(py_func, py_file)
 
 
 def numba_cache_dir() -> Path:
@@ -28,6 +71,11 @@ def numba_cache_dir() -> Path:
 
 
 numba.config.CACHE_DIR = str(numba_cache_dir())  # type: ignore[attr-defined]  # set at run time
+# Ours first, then numba's own, in numba's order (numba.core.caching.CacheImpl).
+numba.config.CACHE_LOCATOR_CLASSES = ",".join(  # type: ignore[attr-defined]
+    (f"{__name__}.ReleaseCacheLocator", "UserProvidedCacheLocator", "InTreeCacheLocator",
+     "UserWideCacheLocator", "IPythonCacheLocator", "ZipCacheLocator")
+)  # fmt: skip
 
 # nogil: stages never hold the GIL. error_model numpy: no Python exception checks on division.
 # _nrt=False: compile without numba's reference-counting runtime. With it, every call from one
