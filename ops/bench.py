@@ -54,6 +54,8 @@ from contracts.release_layout import Layout
 from contracts.slo import default_objectives_us
 from ops import ui
 from ops.bench_doc import (
+    EMULATED_WARNING,
+    EMULATORS,
     BenchDoc,
     Check,
     CheckHostDoc,
@@ -383,6 +385,7 @@ class _Bench:
     effective: Config  # the host's effective service config
     slo: dict[str, float]  # the objectives of its [slo], in microseconds
     instance_id: str
+    virtualization: str  # systemd-detect-virt --vm: "amazon"/"kvm" on Nitro, "qemu" emulated
     as_service: str  # the prefix that runs a command as the service's user ("" as the login)
     runner: str  # the command prefix of the service's runs: user, environment, taskset
 
@@ -409,6 +412,9 @@ def _prepare(conn: Connection, settings: Settings, options: BenchOptions) -> _Be
         raise OpsError(f"`trading-service config` on the host gave no valid TOML: {exc}") from None
     slo = {**default_objectives_us(), **effective.get("slo", {})}
     instance_id = _instance_id(host)
+    virtualization = _virtualization(host)
+    if virtualization in EMULATORS:
+        ui.warn(conn, EMULATED_WARNING)
 
     # Who runs the service's commands: its own user (the segments in shm_dir are its), through
     # sudo when the task may use it; with the unit's warm numba cache when there is one.
@@ -435,6 +441,7 @@ def _prepare(conn: Connection, settings: Settings, options: BenchOptions) -> _Be
         effective=effective,
         slo=slo,
         instance_id=instance_id,
+        virtualization=virtualization,
         as_service=as_service,
         runner=runner,
     )
@@ -607,6 +614,8 @@ def _document(b: _Bench, check: CheckHostDoc, measured: _Measured) -> BenchDoc:
         "schema": 1,
         "host": b.label,
         "instance_id": b.instance_id,
+        "virtualization": b.virtualization,
+        "emulated": b.virtualization in EMULATORS,
         "started_at": b.started.isoformat(timespec="seconds"),
         "duration_s": b.options.duration_s,
         "rates": [{"label": rate_label(r), "offered": r} for r in b.options.rates],
@@ -645,6 +654,14 @@ def _host_result(doc: BenchDoc, out: Path, published: str) -> HostResult:
 
 def _cores_text(cores: Mapping[str, object]) -> str:
     return ", ".join(f"{stage} {cpu}" for stage, cpu in cores.items()) or "(default)"
+
+
+def _virtualization(host: _Host) -> str:
+    """systemd-detect-virt's name for the hypervisor ("none" on bare metal, "unknown" without
+    the tool)."""
+    result = host.run("systemd-detect-virt --vm", warn=True)
+    name = result.stdout.strip()
+    return name if re.fullmatch(r"[a-z0-9_-]{1,32}", name) else "unknown"
 
 
 def _instance_id(host: _Host) -> str:

@@ -175,12 +175,22 @@ class EngineDoc(TypedDict):
     restarted: bool | None  # None: it was not running, so it was not started again
 
 
+# A CPU emulated in software (QEMU's TCG, as in the lab) runs one to two orders of magnitude
+# slower than the real one and with its own jitter: its figures say nothing about a real host.
+EMULATORS = ("qemu",)  # systemd-detect-virt --vm names; KVM, and Nitro ("amazon"), run natively
+EMULATED_WARNING = (
+    "EMULATED HOST (QEMU software emulation): these figures say nothing about a real host"
+)
+
+
 class BenchDoc(TypedDict):
     """Every figure of one ``fab bench`` on one host: the report's ``bench.json``."""
 
     schema: int
     host: str
     instance_id: str
+    virtualization: str  # systemd-detect-virt --vm ("qemu": software emulation)
+    emulated: bool  # the figures come from an emulated CPU and say nothing about a real host
     started_at: str  # ISO 8601, UTC
     duration_s: float
     rates: list[RateLabel]

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from ops.bench_doc import BenchDoc, ObjectiveKey
+from ops.bench_doc import EMULATED_WARNING, BenchDoc, ObjectiveKey
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -212,6 +212,10 @@ def summary_md(doc: BenchDoc) -> str:
     lines = [
         f"# lowlat bench: {doc['host']} ({doc['instance_id']})",
         "",
+    ]
+    if doc.get("emulated"):  # first, before any figure
+        lines = [f"**{EMULATED_WARNING}** ({doc.get('virtualization')})", "", *lines]
+    lines += [
         f"{doc['started_at']} to {doc['finished_at']}, {doc['duration_s']:g} s per offered rate; "
         f"**{verdict}**.",
         "",

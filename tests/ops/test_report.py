@@ -69,6 +69,18 @@ def test_summary_table_holds_the_documents_numbers_and_verdicts(tmp_path):
     assert "stopped for the bench and started again" in text
 
 
+def test_an_emulated_host_is_named_in_the_reports_first_line(tmp_path):
+    doc = bench_doc()
+    render(doc, tmp_path)
+    assert (tmp_path / "summary.md").read_text().startswith("# lowlat bench: h1")
+    render({**doc, "virtualization": "qemu", "emulated": True}, tmp_path)
+    first = (tmp_path / "summary.md").read_text().splitlines()[0]
+    assert (
+        first == "**EMULATED HOST (QEMU software emulation): these figures say nothing about "
+        "a real host** (qemu)"
+    )
+
+
 def test_percentiles_are_the_services_own():
     values = np.random.default_rng(3).integers(100, 5_000_000, 50_000)
     hist = hist_of(values)

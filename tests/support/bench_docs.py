@@ -58,6 +58,8 @@ def bench_doc() -> dict:
         "schema": 1,
         "host": "h1",
         "instance_id": "i-0123456789abcdef0",
+        "virtualization": "amazon",
+        "emulated": False,
         "started_at": "2026-11-22T00:00:00+00:00",
         "finished_at": "2026-11-22T00:02:10+00:00",
         "duration_s": 60.0,
