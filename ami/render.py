@@ -24,6 +24,7 @@ SYSCTL_CONF = "/etc/sysctl.d/90-lowlat.conf"
 KERNEL_ARGS = "/etc/lowlat/kernel-args"
 APPLY_KERNEL_ARGS = "/usr/local/sbin/lowlat-apply-kernel-args"
 CPU_AFFINITY_CONF = "/etc/systemd/system.conf.d/50-lowlat-cpuaffinity.conf"
+IRQBALANCE_DROPIN = "/etc/systemd/system/irqbalance.service.d/50-lowlat.conf"
 TUNE_SCRIPT = "/usr/local/sbin/lowlat-tune"
 TUNE_UNIT = f"/etc/systemd/system/{units.TUNE_UNIT}"
 LIMITS_CONF = "/etc/security/limits.d/90-lowlat.conf"
@@ -59,6 +60,7 @@ def render(profile: TuningProfile) -> dict[str, str]:
         APPLY_KERNEL_ARGS: apply_kernel_args_script(profile),
         CPU_AFFINITY_CONF: cpu_affinity_conf(profile),
         system.irqbalance_conf: irqbalance_conf(profile),
+        IRQBALANCE_DROPIN: irqbalance_dropin(),
         TUNE_SCRIPT: tune_script(profile),
         TUNE_UNIT: tune_unit(profile),
         LIMITS_CONF: limits_conf(profile),
@@ -224,6 +226,22 @@ def irqbalance_conf(profile: TuningProfile) -> str:
 # reads IRQBALANCE_BANNED_CPULIST; it also skips isolcpus/nohz_full CPUs on its own).
 IRQBALANCE_BANNED_CPULIST={cpulist(profile.isolated)}
 IRQBALANCE_ARGS=""
+"""
+
+
+def irqbalance_dropin() -> str:
+    # Found by booting a tuned host (the lab): every packaged irqbalance.service (Debian, Ubuntu,
+    # Fedora-based AL2023) has ConditionCPUs=>1, and systemd counts the CPUs of its own
+    # CPUAffinity= (CPU_AFFINITY_CONF: the housekeeping CPUs). With one housekeeping CPU, as on a
+    # c6g.large or c6g.xlarge, irqbalance was skipped at every boot and interrupts stayed where
+    # they were first put, isolated CPUs included.
+    return f"""# {HEADER}
+# systemd counts the CPUs of its CPUAffinity= (the housekeeping CPUs) for ConditionCPUs=, so the
+# packaged ConditionCPUs=>1 skips irqbalance on a host with one housekeeping CPU: the empty
+# assignment resets the unit's conditions, and the container one is set again.
+[Unit]
+ConditionCPUs=
+ConditionVirtualization=!container
 """
 
 

@@ -311,3 +311,13 @@ def test_tune_script_fails_when_swap_stays_on(tmp_path):
     assert run.result.returncode == 1
     assert "swapoff -a failed" in run.result.stderr
     assert "no IPv4 default route: no NIC to tune" in run.result.stdout  # no proc/net/route
+
+
+def test_irqbalance_runs_with_one_housekeeping_cpu(applied):
+    """The packaged unit's ConditionCPUs=>1 counts systemd's CPUAffinity (the housekeeping CPUs):
+    the drop-in resets the conditions first (an empty assignment resets all of them), then sets
+    the container one again."""
+    assert r.IRQBALANCE_DROPIN in r.render(TuningProfile.for_vcpus(2))
+    dropin = at(applied, r.IRQBALANCE_DROPIN).read_text()
+    lines = [line for line in dropin.splitlines() if line and not line.startswith("#")]
+    assert lines == ["[Unit]", "ConditionCPUs=", "ConditionVirtualization=!container"]
