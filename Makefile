@@ -9,6 +9,7 @@
 #   make synth  the CDK app's CloudFormation templates into cdk.out/ (offline, no AWS credentials)
 #   make lab    boot a real arm64 lowlat host under QEMU and run the product against it
 #               (docs/lab.md; lab-results/summary.json)
+#   make lab-ci the lab's steps CI runs after the unit tests (LAB_CI_STEPS)
 
 VENV ?= .venv
 DURATION ?= 10
@@ -18,7 +19,7 @@ STAMP := $(VENV)/.installed-stamp
 CDK_CLI_VERSION := 2.1148.1
 CDK_CLI := tools/cdk-cli/node_modules/.bin/cdk
 
-.PHONY: run test bench lint fmt typecheck setup synth cdk-cli lab
+.PHONY: run test bench lint fmt typecheck setup synth cdk-cli lab lab-ci
 
 setup: $(STAMP)
 
@@ -44,6 +45,11 @@ lab: $(STAMP)
 	scripts/lab-deps
 	$(MAKE) --no-print-directory cdk-cli
 	flock /tmp/lowlat-spin.lock $(VENV)/bin/python -m lab $(LAB_ARGS)
+
+# What CI runs of the lab after the unit tests (the whole lab would pass CI's hour).
+LAB_CI_STEPS = image,boot,deploy,check_host,prometheus,rollback
+lab-ci:
+	$(MAKE) --no-print-directory lab LAB_ARGS="--steps $(LAB_CI_STEPS)"
 
 bench: $(STAMP)
 	$(VENV)/bin/trading-service bench --quick

@@ -201,9 +201,12 @@ class Lab:
         after = self.remote.ssh("readlink /opt/lowlat/current").stdout.strip()
         code = steps.ready(self.remote)
         text = " ".join(bad["output"])
+        # the operator is told why: systemd's own line naming the missing directory
+        why = [line for line in bad["output"] if "/nonexistent/lowlat" in line]
         ok = not bad["ok"] and "rolled back to" in text and after == before and code == 200
-        return {"ok": ok, "deploy_exit": bad["exit"], "current_before": before,
-                "current_after": after, "ready": code, "output": bad["output"]}  # fmt: skip
+        return {"ok": ok and bool(why), "deploy_exit": bad["exit"], "current_before": before,
+                "current_after": after, "ready": code, "reason_shown": why,
+                "output": bad["output"]}  # fmt: skip
 
     def step_ops(self) -> dict[str, Any]:
         status = self._fab("status")
@@ -228,7 +231,21 @@ class Lab:
         return steps.ring_stress(self.remote, READY_TIMEOUT_S)
 
     def step_bench(self) -> dict[str, Any]:
-        raise steps.StepError("not built yet")
+        """``fab bench --duration 5 --rates 10k``: the report lands in ``<results>/bench/``."""
+        out = self.results / "bench"
+        shutil.rmtree(out, ignore_errors=True)
+        fab = self._fab("bench", "--duration", "5", "--rates", "10k", "--out", str(out))
+        report = None
+        found = sorted(out.glob("*/bench.json"))
+        if found:
+            summary = found[0].parent / "summary.md"
+            report = {
+                "doc": json.loads(found[0].read_text()),
+                "first_line": summary.read_text().splitlines()[0] if summary.exists() else "",
+            }
+        result = steps.bench(report, fab["exit"], fab["output"])
+        result["report"] = str(found[0].parent) if found else None
+        return result
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:

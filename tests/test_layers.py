@@ -30,6 +30,8 @@ LIGHT = {
     "ops.inspect": JIT + WEB,
     "ops.bench": JIT + WEB,
     "ops.bench_doc": JIT + WEB,
+    "lab.__main__": JIT + WEB,
+    "lab.run": JIT + WEB,
     "ami.cloudwatch": JIT + WEB,
     "ami.imagebuilder": JIT + WEB,
     "infra.config": JIT,
