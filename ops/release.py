@@ -53,6 +53,7 @@ from ops.remote import (
     engine_log_size,
     engine_log_tail,
     existing_releases,
+    host_clock,
     host_facts,
     must,
     probe_ready,
@@ -61,6 +62,7 @@ from ops.remote import (
     run,
     sudo,
     systemctl,
+    unit_failures,
     unit_states,
 )
 from ops.ui import say, warn
@@ -297,6 +299,7 @@ class _Progress:
     snapshot: str | None = None  # the config saved before rendering the new one
     swapped: bool = False  # ``current`` points at the new release
     log_start: int = 0  # where the new release's engine log lines begin
+    restarted_at: int = 0  # the host's clock when the units were restarted (epoch s)
 
 
 def deploy(conn: Connection, settings: Settings, ref: str = "HEAD") -> HostResult:
@@ -353,6 +356,7 @@ def _install_and_go_live(attempt: Attempt, b: Build, progress: _Progress) -> Non
     progress.swapped = True
     say(conn, f"restarting {' '.join(UNITS)}; waiting for /ready")
     progress.log_start = engine_log_size(conn, t.settings)
+    progress.restarted_at = host_clock(conn)
     go_live(t, progress.log_start)
 
 
@@ -370,6 +374,11 @@ def _undo(attempt: Attempt, progress: _Progress, failure: OpsError) -> OpsError:
     if tail:
         warn(t.conn, escape(f"{attempt.name} failed; the engine's last lines:"))
         for line in tail:
+            say(t.conn, f"  | {line}")
+    systemd = unit_failures(t.conn, t.settings, ami_units.ENGINE_UNIT, progress.restarted_at)
+    if systemd:  # found by the lab: a unit that fails in its namespace logs nothing of its own
+        warn(t.conn, escape(f"{attempt.name} failed; systemd says:"))
+        for line in systemd:
             say(t.conn, f"  | {line}")
     if progress.snapshot:
         restore_config(t, progress.snapshot)

@@ -272,6 +272,27 @@ def engine_log_size(conn: Connection, settings: Settings) -> int:
     return int(result.stdout.strip()) if result.ok and result.stdout.strip().isdigit() else 0
 
 
+def host_clock(conn: Connection) -> int:
+    """The host's clock, in seconds since the epoch (0 when it cannot be read)."""
+    result = run(conn, "date +%s")
+    return int(result.stdout.strip()) if result.ok and result.stdout.strip().isdigit() else 0
+
+
+def unit_failures(
+    conn: Connection, settings: Settings, unit: str, since: int, lines: int = 3
+) -> list[str]:
+    """systemd's own lines about ``unit`` since ``since`` (epoch s) that say it failed: a start
+    that fails before the program runs (a namespace, a path, a user) is only in the journal,
+    never in the unit's log file. Empty without a journal."""
+    if not since:
+        return []
+    result = sudo(
+        conn, settings, f"{settings.journalctl} -u {unit} --since @{since} --no-pager -o cat"
+    )
+    failed = [line for line in result.stdout.splitlines() if "Failed" in line] if result.ok else []
+    return failed[-lines:]
+
+
 def engine_log_tail(
     conn: Connection, settings: Settings, lines: int = LOG_TAIL_LINES, since_byte: int = 0
 ) -> list[str]:
