@@ -112,6 +112,12 @@ def test_first_deploy_reaches_ready(host, first):
     assert f"deploy: ok  {name} is live and ready" in out
     calls = (host.root / "run/lowlat-test-supervisor/calls.log").read_text()
     assert "daemon-reload" in calls and "restart " + " ".join(UNITS) in calls
+    # enabled, so that a reboot brings the release back (the lab's reboot step found them not)
+    assert "enable " + " ".join(UNITS) in calls
+    for unit in UNITS:
+        assert (host.root / f"run/lowlat-test-supervisor/{unit}.enabled").exists()
+    # the venv's modules are byte-compiled at deploy time: the units' venv is read-only to them
+    assert list((release / "venv/lib").glob("python3*/site-packages/numba/__pycache__/*.pyc"))
 
 
 def test_status_shows_units_release_and_ready(host, first):

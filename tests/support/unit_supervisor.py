@@ -10,6 +10,7 @@ path: the real units rendered by
     unit_supervisor.py --root ROOT daemon-reload
     unit_supervisor.py --root ROOT start|stop|restart UNIT...
     unit_supervisor.py --root ROOT is-active|status UNIT...
+    unit_supervisor.py --root ROOT enable|disable [--now] UNIT...; is-enabled UNIT...
 
 ``start`` reads the INSTALLED unit file ``ROOT/etc/systemd/system/UNIT`` and takes from it:
 
@@ -43,6 +44,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REBASED_PREFIXES = ("/opt/", "/etc/", "/var/")
@@ -270,6 +272,31 @@ def _states(sup: Supervisor, units: list[str], verbose: bool) -> int:
     return 0 if all(s == "active" for s in states) else 3
 
 
+def _enable(enable: bool) -> Callable[[Supervisor, list[str]], int]:
+    """``enable``/``disable [--now]``: UNIT.enabled records what a boot would start (nothing
+    boots here); ``--now`` starts or stops as well, as systemctl does."""
+
+    def run(sup: Supervisor, units: list[str]) -> int:
+        now = "--now" in units
+        for unit in (u for u in units if u != "--now"):
+            marker = sup.state_dir / f"{unit}.enabled"
+            if enable:
+                marker.write_text("enabled\n")
+            else:
+                marker.unlink(missing_ok=True)
+            if now:
+                (sup.start if enable else sup.stop)(unit)
+        return 0
+
+    return run
+
+
+def _is_enabled(sup: Supervisor, units: list[str]) -> int:
+    states = ["enabled" if (sup.state_dir / f"{u}.enabled").exists() else "disabled" for u in units]
+    print("\n".join(states))
+    return 0 if all(s == "enabled" for s in states) else 1
+
+
 COMMANDS = {
     "daemon-reload": lambda sup, units: 0,  # unit files are read at every start
     "_keep": lambda sup, units: sup.keep(units[0]),
@@ -278,6 +305,9 @@ COMMANDS = {
     "restart": _restart,
     "is-active": lambda sup, units: _states(sup, units, verbose=False),
     "status": lambda sup, units: _states(sup, units, verbose=True),
+    "enable": _enable(True),
+    "disable": _enable(False),
+    "is-enabled": _is_enabled,
 }
 
 
@@ -289,7 +319,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command")
     parser.add_argument("units", nargs="*")
     parser.add_argument("--no-pager", action="store_true")
+    parser.add_argument("--now", action="store_true", help="enable/disable: start/stop too")
     args = parser.parse_args(argv)
+    if args.now:
+        args.units.append("--now")
     sup = Supervisor(args.root.resolve())
     if args.command != "_keep":
         sup.record(args.command, *args.units)
