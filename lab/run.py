@@ -111,6 +111,8 @@ class Lab:
                 extra = entry.get("error") or ""
                 lines.append(f"  {name:12} {'ok' if entry['ok'] else 'FAILED':7}"
                              f"{entry.get('seconds', 0):8.0f} s  {extra}")  # fmt: skip
+        for name, why in self.summary.get("check_host", {}).get("cannot_pass_here", {}).items():
+            lines.append(f"  check-host {name} cannot pass here: {why}")
         for stand_in in self.summary["stand_ins"]:
             lines.append(f"  stand-in: {stand_in['name']}: {stand_in['why']}")
         (self.results / "summary.txt").write_text("\n".join(lines) + "\n")
@@ -172,7 +174,7 @@ class Lab:
         assert self.remote is not None
         fab = self._fab("check-host")
         counts = steps.check_host_counts(self.remote)
-        return {"ok": not counts["failed_names"], "fab_exit": fab["exit"], **counts}
+        return {"ok": not counts["unexpected_failures"], "fab_exit": fab["exit"], **counts}
 
     def step_prometheus(self) -> dict[str, Any]:
         assert self.machine is not None
@@ -223,7 +225,7 @@ class Lab:
         boot = steps.check_boot(tuned, profile)
         ready = steps.wait_ready(self.remote, READY_TIMEOUT_S)
         counts = steps.check_host_counts(self.remote)
-        ok = boot["ok"] and ready["ok"] and not counts["failed_names"]
+        ok = boot["ok"] and ready["ok"] and not counts["unexpected_failures"]
         return {"ok": ok, "boot": boot, "ready": ready, "check_host": counts}
 
     def step_ring_stress(self) -> dict[str, Any]:
