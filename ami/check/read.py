@@ -17,6 +17,7 @@ from pathlib import Path
 from contracts.profile import TuningProfile, parse_cpulist
 
 PF_KTHREAD = 0x00200000
+PF_NO_SETAFFINITY = 0x04000000  # the kernel binds the thread's CPUs itself; nobody can move it
 
 
 def read_text(root: Path, rel: str) -> str | None:
@@ -115,6 +116,11 @@ class Proc:
     @property
     def kthread(self) -> bool:
         return not self.cmdline and bool(self.flags & PF_KTHREAD)
+
+    @property
+    def kernel_bound(self) -> bool:
+        """A kernel thread whose CPUs only the kernel sets (kthread_bind: PF_NO_SETAFFINITY)."""
+        return self.kthread and bool(self.flags & PF_NO_SETAFFINITY)
 
     def field(self, key: str) -> str | None:
         """A line of /proc/<pid>/status ("Cpus_allowed_list", "PPid"), without its key."""

@@ -152,3 +152,26 @@ def test_pid1_affinity_tuned_untuned_hidden(tuned):
     assert "/etc/systemd/system.conf.d/50-lowlat-cpuaffinity.conf" in c.detail
     shutil.rmtree(tuned / "proc/1")
     assert check(tuned, "pid1_affinity").status == "not_applicable"
+
+
+# ----------------------------------------------------------------------------- kthreads
+
+PF_KERNEL_BOUND = 0x00208040 | 0x04000000  # PF_KTHREAD ... | PF_NO_SETAFFINITY
+
+
+@pytest.mark.parametrize(
+    ("comm", "flags", "status"),
+    [
+        ("kcompactd0", 0x00208040, "fail"),  # movable, and moved there: fail
+        ("mm_percpu_wq", PF_KERNEL_BOUND, "pass"),  # a per-CPU workqueue's rescuer (the lab)
+        ("kworker/u4:2", PF_KERNEL_BOUND, "fail"),  # unbound kworkers follow the workqueue mask
+    ],
+)
+def test_kthreads_the_kernel_binds_are_named_not_failed(tuned, comm, flags, status):
+    process(tuned, 70, comm, "2", kthread=True, flags=flags)
+    c = check(tuned, "kthreads_on_isolated")
+    assert c.status == status, c
+    if status == "pass":
+        assert f"bound there by the kernel, tolerated: {comm}[70] on 2" in c.detail
+    else:
+        assert f"{comm}[70] on 2" in c.observed

@@ -53,12 +53,15 @@ def write(root: Path, rel: str, text: str | bytes) -> None:
         path.write_text(text)
 
 
-def process(root: Path, pid: int, comm: str, allowed: str, kthread: bool) -> None:
-    """/proc/<pid>/{stat,cmdline,status}: a kernel thread, or a user process running systemd."""
+def process(
+    root: Path, pid: int, comm: str, allowed: str, kthread: bool, flags: int = 0x00208040
+) -> None:
+    """/proc/<pid>/{stat,cmdline,status}: a kernel thread (``flags``: PF_KTHREAD and others), or
+    a user process running systemd."""
     if not kthread:
         program(root, pid, comm, allowed, b"/usr/lib/systemd/systemd\0")
         return
-    _proc(root, pid, comm, 0x00208040, f"Name:\t{comm}\nPPid:\t2\nCpus_allowed_list:\t{allowed}\n")
+    _proc(root, pid, comm, flags, f"Name:\t{comm}\nPPid:\t2\nCpus_allowed_list:\t{allowed}\n")
     write(root, f"proc/{pid}/cmdline", b"")
 
 
