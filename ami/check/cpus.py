@@ -72,7 +72,8 @@ def check_kthreads(host: Host) -> Check:
             "no kernel threads visible under /proc here (a sandbox with ProtectProc=invisible "
             "hides them); the root timer's report (lowlat-check-host.timer) sees them",
         )
-    offenders, bound = [], []
+    offenders: list[str] = []
+    bound: list[str] = []
     for proc in host.processes:
         if not proc.kthread:
             continue
@@ -92,8 +93,7 @@ def check_kthreads(host: Host) -> Check:
             expected,
             shown,
             f"{len(offenders)} kernel thread(s) confined to isolated CPUs: the workqueue mask "
-            f"(workqueue_cpumask) or a driver pinned them; {RESTART_TUNE} rewrites the mask"
-            + note,
+            f"(workqueue_cpumask) or a driver pinned them; {RESTART_TUNE} rewrites the mask" + note,
         )
     return Check(
         "kthreads_on_isolated",
