@@ -40,6 +40,7 @@ CHECK_HOST_TIMER = f"/etc/systemd/system/{units.CHECK_HOST_TIMER_UNIT}"
 SCRIPTS = frozenset({APPLY_KERNEL_ARGS, TUNE_SCRIPT, CHECK_HOST_SCRIPT, *security.SCRIPTS})
 
 WORKQUEUE_CPUMASK = "/sys/devices/virtual/workqueue/cpumask"
+ROUTE_WAIT_S = 30  # nic = "auto": how long lowlat-tune waits for the default route at boot
 
 HEADER = (
     "Rendered by ami/render.py from the lowlat tuning profile; edit the profile, not this file."
@@ -236,9 +237,7 @@ def irqbalance_dropin() -> str:
     # c6g.large or c6g.xlarge, irqbalance was skipped at every boot and interrupts stayed where
     # they were first put, isolated CPUs included.
     return f"""# {HEADER}
-# systemd counts the CPUs of its CPUAffinity= (the housekeeping CPUs) for ConditionCPUs=, so the
-# packaged ConditionCPUs=>1 skips irqbalance on a host with one housekeeping CPU: the empty
-# assignment resets the unit's conditions, and the container one is set again.
+# ConditionCPUs= counts systemd's CPUAffinity (the housekeeping CPUs): reset, container kept.
 [Unit]
 ConditionCPUs=
 ConditionVirtualization=!container
@@ -281,16 +280,21 @@ fi
 # nic=auto is the IPv4 default route's interface (lowest metric), the rule check-host applies
 # (ami.check.network.default_route_nic): ens5 on a c6g whichever OS names it.
 if [[ $nic == {AUTO_NIC} ]]; then
-    nic=""
-    {{
-        read -r _  # the header; then Iface Destination Gateway Flags RefCnt Use Metric Mask ...
-        while read -r iface destination _ _ _ _ metric mask _; do
-            if [[ $destination == 00000000 && $mask == 00000000 ]] &&
-                {{ [[ -z $nic ]] || (( metric < best )); }}; then
-                nic=$iface best=$metric
-            fi
-        done
-    }} 2>/dev/null < "$root/proc/net/route"
+    # the default route may come after network-online.target: wait up to {ROUTE_WAIT_S} s
+    for ((waited = 0; waited <= {ROUTE_WAIT_S}; waited++)); do
+        nic=""
+        {{
+            read -r _  # header: Iface Destination Gateway Flags RefCnt Use Metric Mask ...
+            while read -r iface destination _ _ _ _ metric mask _; do
+                if [[ $destination == 00000000 && $mask == 00000000 ]] &&
+                    {{ [[ -z $nic ]] || (( metric < best )); }}; then
+                    nic=$iface best=$metric
+                fi
+            done
+        }} 2>/dev/null < "$root/proc/net/route"
+        if [[ -n $nic || $waited -eq {ROUTE_WAIT_S} ]]; then break; fi
+        sleep 1
+    done
 fi
 if [[ -z $nic ]]; then
     say "no IPv4 default route: no NIC to tune (nic={AUTO_NIC}; skipped)"

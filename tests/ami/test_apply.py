@@ -215,7 +215,7 @@ def test_bad_profile_is_one_line_exit_2(tmp_path, text, message):
     assert not root.exists()
 
 
-TUNE_COMMANDS = ("ethtool", "swapoff", "install")
+TUNE_COMMANDS = ("ethtool", "swapoff", "install", "sleep")
 
 
 @pytest.mark.parametrize("booted_with_args", [False, True])
@@ -301,6 +301,7 @@ def test_tune_script_and_check_host_pick_the_same_nic(tmp_path, routes):
     run = rehearse(r.tune_script(TuningProfile.for_vcpus(4)), root, TUNE_COMMANDS)
     tuned = [call[2] for call in run.calls if call[0] == "ethtool"]
     assert tuned == ([chosen, chosen] if chosen else [])
+    assert len(run.called("sleep")) == (0 if chosen else r.ROUTE_WAIT_S)
     assert chosen == {0: "ens5", 1: "enp0s1"}.get(ROUTES.index(routes))
 
 
@@ -311,6 +312,7 @@ def test_tune_script_fails_when_swap_stays_on(tmp_path):
     assert run.result.returncode == 1
     assert "swapoff -a failed" in run.result.stderr
     assert "no IPv4 default route: no NIC to tune" in run.result.stdout  # no proc/net/route
+    assert len(run.called("sleep")) == r.ROUTE_WAIT_S  # it waited for one, then went on
 
 
 def test_irqbalance_runs_with_one_housekeeping_cpu(applied):
