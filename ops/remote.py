@@ -279,18 +279,19 @@ def host_clock(conn: Connection) -> int:
 
 
 def unit_failures(
-    conn: Connection, settings: Settings, unit: str, since: int, lines: int = 3
+    conn: Connection, settings: Settings, unit: str, since: int, lines: int = 4
 ) -> list[str]:
-    """systemd's own lines about ``unit`` since ``since`` (epoch s) that say it failed: a start
-    that fails before the program runs (a namespace, a path, a user) is only in the journal,
-    never in the unit's log file. Empty without a journal."""
+    """systemd's first lines about ``unit`` since ``since`` (epoch s) that say it failed: a
+    start that fails before the program runs (a namespace, a path, a user) is only in the
+    journal, never in the unit's log file. The first, because the cause comes first ("Failed to
+    set up mount namespacing: <path>"), then what followed. Empty without a journal."""
     if not since:
         return []
     result = sudo(
         conn, settings, f"{settings.journalctl} -u {unit} --since @{since} --no-pager -o cat"
     )
     failed = [line for line in result.stdout.splitlines() if "Failed" in line] if result.ok else []
-    return failed[-lines:]
+    return failed[:lines]
 
 
 def engine_log_tail(
