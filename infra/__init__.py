@@ -8,6 +8,7 @@
 - ``monitoring``: the dashboard and one alarm per ``contracts.alarms`` entry and host.
 - ``stacks``: ``TunedAmiStack`` and ``TradingHostStack``, which only compose the above.
 - ``nag``: cdk-nag's AwsSolutions pack and every acknowledged finding with its reason.
+- ``checkov``: every checkov check skipped, on which resources, with its reason.
 
 Nothing here imports the service or numba: ``cdk synth`` reads ``contracts`` and ``ami`` only
 (``lint-imports`` checks it).

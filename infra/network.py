@@ -6,6 +6,9 @@ both, and no NAT gateway means no hourly charge for a path nothing uses. An exis
 imported from ids given in context (``Vpc.from_vpc_attributes``): ``Vpc.from_lookup`` would need
 AWS credentials at synth time.
 
+The flow-log group is encrypted with a rotating KMS key of its own, whose policy lets this
+region's CloudWatch Logs use it for log groups of this account and region only.
+
 The security group is here too: it admits SSH and the telemetry port from ``allowedCidrs`` and
 nothing else (no ingress at all when the list is empty: people come in through SSM Session
 Manager).
@@ -15,8 +18,10 @@ from __future__ import annotations
 
 import ipaddress
 
-from aws_cdk import CfnResource, RemovalPolicy, Stack
+from aws_cdk import Aws, CfnResource, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
@@ -27,8 +32,8 @@ class Network(Construct):
     """The VPC, the subnet the hosts go in, and their security group.
 
     Attributes: ``vpc``, ``subnets`` (a SubnetSelection of the one subnet every host uses, so
-    a cluster placement group can hold them), ``security_group``, ``flow_log`` (None for an
-    imported VPC, whose owner decides about flow logs).
+    a cluster placement group can hold them), ``security_group``, ``flow_log`` and
+    ``flow_log_key`` (None for an imported VPC, whose owner decides about flow logs).
     """
 
     def __init__(  # noqa: PLR0913 -- CDK props: one keyword-only argument each
@@ -44,6 +49,7 @@ class Network(Construct):
     ) -> None:
         super().__init__(scope, id_)
         self.flow_log: ec2.FlowLog | None = None
+        self.flow_log_key: kms.Key | None = None
         if vpc_id:
             self.vpc = ec2.Vpc.from_vpc_attributes(
                 self,
@@ -70,10 +76,12 @@ class Network(Construct):
                 restrict_default_security_group=True,
             )
             _drop_redundant_depends_on(Stack.of(self))
+            self.flow_log_key = flow_log_key(self, "FlowLogKey")
             log_group = logs.LogGroup(
                 self,
                 "FlowLogGroup",
                 retention=logs.RetentionDays.ONE_MONTH,
+                encryption_key=self.flow_log_key,
                 removal_policy=RemovalPolicy.DESTROY,
             )
             self.flow_log = ec2.FlowLog(
@@ -102,6 +110,45 @@ class Network(Construct):
             self.security_group.add_ingress_rule(
                 peer, ec2.Port.tcp(telemetry_port), f"telemetry API from allowedCidrs {cidr}"
             )
+
+
+def flow_log_key(scope: Construct, id_: str) -> kms.Key:
+    """A rotating KMS key for the flow-log group. CloudWatch Logs encrypts with it as the
+    regional service principal, so the key policy must let ``logs.<region>.amazonaws.com`` use it
+    (or creating the log group fails), for log groups of this account and region only (the
+    encryption context CloudWatch Logs sends names the log group; the group's own ARN would be
+    a circular reference)."""
+    key = kms.Key(
+        scope,
+        id_,
+        description=f"{Stack.of(scope).stack_name}: encrypts the VPC flow-log group",
+        enable_key_rotation=True,
+        # it encrypts only the flow logs, which go with the stack (RemovalPolicy.DESTROY)
+        removal_policy=RemovalPolicy.DESTROY,
+        pending_window=Duration.days(7),
+    )
+    key.add_to_resource_policy(
+        iam.PolicyStatement(
+            sid="CloudWatchLogsEncryptFlowLogs",
+            principals=[iam.ServicePrincipal(f"logs.{Aws.REGION}.amazonaws.com")],
+            actions=[
+                "kms:Encrypt*",
+                "kms:Decrypt*",
+                "kms:ReEncrypt*",
+                "kms:GenerateDataKey*",
+                "kms:Describe*",
+            ],
+            resources=["*"],  # in a key policy, "*" is this key
+            conditions={
+                "ArnLike": {
+                    "kms:EncryptionContext:aws:logs:arn": (
+                        f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:*"
+                    )
+                }
+            },
+        )
+    )
+    return key
 
 
 RESTRICT_SG_PROVIDER = "Custom::VpcRestrictDefaultSGCustomResourceProvider"

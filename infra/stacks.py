@@ -21,6 +21,7 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
 from ami.hostos import BAKEABLE
+from infra.checkov import apply_skips
 from infra.config import DeploymentConfig
 from infra.host import TradingHosts
 from infra.image_pipeline import TunedImagePipeline
@@ -226,7 +227,8 @@ def build_app(
     app, config: DeploymentConfig, *, nag: bool = True
 ) -> tuple[TunedAmiStack | None, TradingHostStack]:
     """The stacks on ``app`` (a ``cdk.App`` or a test's ``App``) for ``config``, with the
-    cdk-nag pack and lowlat's acknowledgements unless ``nag`` is false. TunedAmiStack only for
+    cdk-nag pack and lowlat's acknowledgements unless ``nag`` is false, and always with the
+    checkov skips (``infra.checkov``: template metadata, not a check). TunedAmiStack only for
     an OS that EC2 Image Builder can build (``ami.hostos.BAKEABLE``): a Debian 12 deployment
     is user data only, and has none."""
     ami_name, hosts_name = stack_names(config)
@@ -251,6 +253,7 @@ def build_app(
     if ami and config.ami_mode == "bake" and not config.ami_id:
         # the hosts boot the image whose id the pipeline's first build writes to SSM
         hosts.add_dependency(ami, "hosts boot the tuned image (amiMode=bake)")
+    apply_skips(app)
     if nag:
         if ami:
             acknowledge_ami_stack(ami)
