@@ -43,12 +43,17 @@ ENGINE_FAMILIES = (
     FamilySpec(
         f"{PREFIX}up",
         "gauge",
-        "1 while the engine runs and every stage is in state running, else 0",
+        "1 while the engine runs and every stage is running with a fresh heartbeat, else 0",
     ),
     FamilySpec(
         f"{PREFIX}build_info", "gauge", "Version of the lowlat service; always 1", ("version",)
     ),
-    FamilySpec(f"{PREFIX}stage_up", "gauge", "1 while the stage is in state running", ("stage",)),
+    FamilySpec(
+        f"{PREFIX}stage_up",
+        "gauge",
+        "1 while the stage is running with a heartbeat within the readiness bound",
+        ("stage",),
+    ),
     FamilySpec(
         f"{PREFIX}stage_heartbeat_age_seconds",
         "gauge",

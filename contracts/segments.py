@@ -1,8 +1,8 @@
 """The shared-memory segments every process agrees on: header size, kinds, control words.
 
 A segment is a file mapped ``MAP_SHARED`` (``service.runtime.shm``). It starts with a header of
-``HEADER_BYTES`` (magic, layout version, kind, owner, size, creation time and a few
-kind-specific parameters); what follows depends on its kind:
+``HEADER_BYTES`` (magic, header version, kind, owner, size, creation time, the hash of its
+layout and a few kind-specific parameters); what follows depends on its kind:
 
 - ``RING``: head and tail on lines of their own, then the records (``service.kernels.ring``);
 - ``STATS``: the stats block, ``contracts.stats_layout.STATS_WORDS`` int64 words;
@@ -20,6 +20,10 @@ engine rejects every order.
 
 from __future__ import annotations
 
+import hashlib
+from types import ModuleType
+
+from contracts import stats_layout
 from contracts.constants import LINE_WORDS
 
 HEADER_BYTES = 128  # every segment's header; its data starts here
@@ -35,3 +39,29 @@ KIND_JITTER = 10
 GO, STOP, KILL_SWITCH, FEED_DONE, ENGINE_DONE, GATEWAY_DONE = (i * LINE_WORDS for i in range(6))
 DONE = (FEED_DONE, ENGINE_DONE, GATEWAY_DONE)  # indexed like contracts.stages.STAGES
 CONTROL_WORDS = 6 * LINE_WORDS
+
+
+def layout_hash(*facts: object) -> int:
+    """A signed 64-bit hash of a layout's defining facts (offsets, sizes, record types), as
+    written in every segment's header: a reader built from another layout refuses the segment
+    instead of serving its words as numbers."""
+    digest = hashlib.blake2b(repr(facts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little", signed=True)
+
+
+def module_facts(module: ModuleType) -> tuple[tuple[str, object], ...]:
+    """Every upper-case constant of ``module`` by name: its layout as the code defines it."""
+    return tuple(sorted((name, value) for name, value in vars(module).items() if name.isupper()))
+
+
+# The layout hash of each block kind, derived from the definitions above and in stats_layout
+# (a ring's comes from its record type: ``service.runtime.segments.ring_layout``).
+KIND_LAYOUTS = {
+    KIND_STATS: layout_hash("stats", module_facts(stats_layout)),
+    KIND_CONTROL: layout_hash("control", GO, STOP, KILL_SWITCH, DONE, CONTROL_WORDS),
+}
+
+
+def kind_layout(kind: int) -> int:
+    """The layout hash of a segment ``kind`` that has one fixed layout."""
+    return KIND_LAYOUTS.get(kind) or layout_hash("kind", kind)

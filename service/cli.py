@@ -1,8 +1,10 @@
 """``trading-service``: run the pipeline, record market data, benchmark, inspect the config.
 
 User mistakes (a bad config, a bad recording, a segment in use) print one line saying what is
-wrong and exit 2 (usage) or 1 (cannot run now), never a traceback. Heavy modules (numba
-kernels) are imported inside the commands, so ``--help`` is instant.
+wrong and exit 2 (usage) or 1 (cannot run now), never a traceback: every layer raises a
+``contracts.errors.LowlatError`` and ``main`` is the one place that prints it. Outputs are
+checked before the work that fills them. Heavy modules (numba kernels) are imported inside the
+commands, so ``--help`` is instant.
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ from ami.check import check_host, count_cpus, default_profile
 from contracts import log_lines
 from contracts.constants import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from contracts.documents import finite_or_none
-from contracts.profile import ProfileError, cpulist, load_profile, parse_cpulist
+from contracts.errors import LowlatError
+from contracts.outputs import check_output
+from contracts.profile import cpulist, load_profile, parse_cpulist
 from contracts.segments import KILL_SWITCH
 from service import __version__
-from service.config import ConfigError, check_runtime, load, to_toml
+from service.config import check_runtime, load, to_toml
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +39,7 @@ examples:
   trading-service record --out day.lmd --messages 1000000
   trading-service bench --quick --json bench.json
   trading-service kill-switch on                every new order is rejected until 'off'
+  trading-service clean --dry-run               segments a crashed run left behind
   trading-service telemetry                     the API: /ready /latest /metrics /docs on :8000
   trading-service top                           live view of the running engine (q quits)
   trading-service check-host --json             does this host match its tuning profile?
@@ -42,12 +47,12 @@ examples:
 """
 
 
-class UserError(Exception):
-    """A mistake the user can fix; printed as one line."""
+class UserError(LowlatError):
+    """A mistake found by the CLI itself; printed as one line."""
 
     def __init__(self, message: str, code: int = EXIT_USAGE):
         super().__init__(message)
-        self.code = code
+        self.exit_code = code
 
 
 def _number(kind, what: str, *, low, high=None, low_allowed: bool = True):
@@ -195,6 +200,20 @@ def build_parser() -> argparse.ArgumentParser:
     kill.add_argument("action", choices=("on", "off", "status"))
     kill.add_argument("--config", type=Path, help="config naming the instance (shm_prefix)")
 
+    clean = add(
+        "clean",
+        "remove the shared-memory segments dead runs left behind",
+        "List this instance's segments in [service] shm_dir (its prefix, warm-up shadows "
+        "included) and remove those whose owner no longer runs. Segments of a running "
+        "instance are never removed: they are listed as refused and the exit status is 1. "
+        "`run` does the same cleanup when it starts.\n\nexamples:\n"
+        "  trading-service clean --dry-run       what would be removed\n"
+        "  trading-service clean --config my.toml --json",
+    )
+    clean.add_argument("--config", type=Path, help="config naming the instance (shm_prefix)")
+    clean.add_argument("--dry-run", action="store_true", help="list only; remove nothing")
+    clean.add_argument("--json", action="store_true", help="print what was found as JSON")
+
     chk = add(
         "check-host",
         "check this host's tuning against its profile (read-only)",
@@ -253,31 +272,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The one handler: a LowlatError (or the OS refusing a file) is one line and its exit
+    status; anything else is a bug and keeps its traceback."""
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except UserError as exc:
-        print(f"trading-service {args.command}: {exc}", file=sys.stderr)
-        return exc.code
+    except LowlatError as exc:
+        _one_line(args.command, exc)
+        return exc.exit_code
+    except OSError as exc:  # the machine refused something (permissions, space, a device)
+        where = f"{exc.filename}: " if exc.filename else ""
+        _one_line(args.command, f"{where}{exc.strerror or exc}")
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
 
 
-def _load_config(path: Path | None):
-    try:
-        return load(path)
-    except ConfigError as exc:
-        raise UserError(str(exc)) from None
+def _one_line(command: str, message: object) -> None:
+    text = " ".join(str(message).split())  # a message never spans lines
+    print(f"trading-service {command}: {text}", file=sys.stderr)
 
 
 def cmd_run(args) -> int:
-    from service.runtime.model import ModelError
     from service.runtime.pipeline import run_pipeline
-    from service.runtime.recording import RecordingError
-    from service.runtime.shm import SegmentError
     from service.telemetry.report import print_run_report, run_figures
 
-    config = _load_config(args.config)
+    config = load(args.config)
+    if args.json:
+        check_output(args.json, "--json")
+    if args.telemetry:
+        _check_port(config.telemetry.host, config.telemetry.port)
     log_lines.setup()
     api = None
     try:
@@ -285,10 +309,6 @@ def cmd_run(args) -> int:
         if args.telemetry:
             api = start_telemetry_process(config)
         result = run_pipeline(config, args.duration)
-    except (ConfigError, RecordingError, ModelError) as exc:
-        raise UserError(str(exc)) from None
-    except SegmentError as exc:
-        raise UserError(str(exc), EXIT_FAILED) from None
     finally:
         if api is not None:
             api.terminate()
@@ -302,10 +322,27 @@ def cmd_run(args) -> int:
     return result.exit_code
 
 
+def _check_port(host: str, port: int) -> None:
+    """Refuse before the run when the telemetry API could not listen on ``host:port``."""
+    import socket
+
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind((host, port))
+    except OSError as exc:
+        raise UserError(
+            f"[telemetry] {host}:{port}: cannot listen there ({exc.strerror}); stop what "
+            "uses the port or set [telemetry] port",
+            EXIT_FAILED,
+        ) from None
+
+
 def cmd_telemetry(args) -> int:
     from service.telemetry.api import serve
 
-    config = _load_config(args.config)
+    config = load(args.config)
     host = args.host or config.telemetry.host
     port = args.port or config.telemetry.port
     log_lines.setup()
@@ -320,7 +357,7 @@ def cmd_telemetry(args) -> int:
 def cmd_top(args) -> int:
     from service.telemetry.top import main_top
 
-    return main_top(_load_config(args.config), args.interval, args.once)
+    return main_top(load(args.config), args.interval, args.once)
 
 
 def start_telemetry_process(config):
@@ -341,32 +378,31 @@ def start_telemetry_process(config):
 
 
 def cmd_config(args) -> int:
-    sys.stdout.write(to_toml(_load_config(args.config)))
+    sys.stdout.write(to_toml(load(args.config)))
     return EXIT_OK
 
 
 def cmd_record(args) -> int:
-    from service.runtime.recording import RecordingError, record_simulated
+    from service.runtime.recording import HEADER_SIZE, RECORD_SIZE, record_simulated
 
-    config = _load_config(args.config)
+    config = load(args.config)
+    check_output(args.out, "--out", HEADER_SIZE + args.messages * RECORD_SIZE)
     try:
         record_simulated(args.out, config.feed, args.messages, progress=sys.stderr.isatty())
-    except (RecordingError, OSError) as exc:
-        raise UserError(f"{args.out}: {exc}", EXIT_FAILED) from None
+    except OSError as exc:  # the disk filled meanwhile: the temporary file is gone already
+        raise UserError(f"--out {args.out}: {exc.strerror}", EXIT_FAILED) from None
     print(f"wrote {args.messages} messages for {config.feed.instruments} instruments to {args.out}")
     return EXIT_OK
 
 
 def cmd_bench(args) -> int:
-    from service.bench import BenchError
     from service.bench.report import print_bench_report
     from service.bench.run import parse_cpus, run_bench
 
-    try:
-        cpus = parse_cpus(args.cpus)
-        figures = run_bench(quick=args.quick, cpus=cpus)
-    except BenchError as exc:
-        raise UserError(str(exc), EXIT_FAILED) from None
+    if args.json:
+        check_output(args.json, "--json")
+    cpus = parse_cpus(args.cpus)
+    figures = run_bench(quick=args.quick, cpus=cpus)
     print_bench_report(figures)
     if args.json:
         _write_json(args.json, figures)
@@ -376,13 +412,9 @@ def cmd_bench(args) -> int:
 def cmd_kill_switch(args) -> int:
     from service.kernels.control import get_word, set_word
     from service.runtime.segments import attach_control
-    from service.runtime.shm import SegmentError
 
-    config = _load_config(args.config)
-    try:
-        _, control = attach_control(Path(config.service.shm_dir), config.segment_name("control"))
-    except SegmentError as exc:
-        raise UserError(str(exc), EXIT_FAILED) from None
+    config = load(args.config)
+    _, control = attach_control(Path(config.service.shm_dir), config.segment_name("control"))
     if args.action != "status":
         set_word(control, KILL_SWITCH, 1 if args.action == "on" else 0)
     state = "on" if get_word(control, KILL_SWITCH) else "off"
@@ -390,15 +422,50 @@ def cmd_kill_switch(args) -> int:
     return EXIT_OK
 
 
+def cmd_clean(args) -> int:
+    from service.runtime.shm import prefix_segments, segment_owner
+
+    config = load(args.config)
+    shm_dir = Path(config.service.shm_dir)
+    if not shm_dir.is_dir():
+        raise UserError(f"[service] shm_dir = {str(shm_dir)!r} is not a directory")
+    found = []
+    for path in prefix_segments(shm_dir, config.service.shm_prefix):
+        owner = segment_owner(path)
+        entry: dict[str, object] = {
+            "path": str(path),
+            "bytes": path.stat().st_size,
+            "owner_pid": owner,
+        }
+        if owner is not None:
+            entry["action"] = "refused: in use" if owner else "refused: being created"
+        elif args.dry_run:
+            entry["action"] = "would remove"
+        else:
+            path.unlink(missing_ok=True)
+            entry["action"] = "removed"
+        found.append(entry)
+    refused = [e for e in found if e["owner_pid"] is not None]
+    if args.json:
+        print(json.dumps({"shm_dir": str(shm_dir), "segments": found}, indent=2))
+    else:
+        for e in found:
+            shown = f" (pid {e['owner_pid']})" if e["owner_pid"] else ""
+            print(f"{e['action']}{shown}: {e['path']} ({e['bytes']:,} bytes)")
+        stale = len(found) - len(refused)
+        verb = "stale, would remove" if args.dry_run else "stale, removed"
+        print(
+            f"{config.service.shm_prefix} in {shm_dir}: {stale} {verb}; {len(refused)} in use, kept"
+        )
+    return EXIT_FAILED if refused else EXIT_OK
+
+
 def cmd_check_host(args) -> int:
     if not args.root.is_dir():
         raise UserError(f"--root {args.root}: not a directory")
     profile = default_profile(args.root)
     if args.profile is not None:
-        try:
-            profile = load_profile(args.profile, max(2, count_cpus(args.root)))
-        except ProfileError as exc:
-            raise UserError(str(exc)) from None
+        profile = load_profile(args.profile, max(2, count_cpus(args.root)))
     report = check_host(args.root, profile, irq_window_s=args.irq_window)
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
@@ -500,6 +567,7 @@ COMMANDS = {
     "record": cmd_record,
     "bench": cmd_bench,
     "kill-switch": cmd_kill_switch,
+    "clean": cmd_clean,
     "check-host": cmd_check_host,
     "jitter": cmd_jitter,
 }

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import Any, ClassVar
 
 from contracts import slo
 from contracts.documents import toml_value
+from contracts.errors import LowlatError
 from contracts.profile import parse_cpulist
 from contracts.stages import STAGES, stage_cores
 from contracts.stats_layout import MAX_INSTRUMENTS
@@ -30,7 +32,7 @@ from contracts.stats_layout import MAX_INSTRUMENTS
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
-class ConfigError(ValueError):
+class ConfigError(LowlatError, ValueError):
     """A config value is wrong; the message is one line for a person."""
 
 
@@ -43,6 +45,7 @@ def _opt(  # noqa: PLR0913 -- a key's whole schema, keyword-only
     below=None,
     choices=None,
     power_of_two=False,
+    pattern=None,
 ):
     """A config key: its default, its help line and what values it allows (``below`` is an
     exclusive upper bound)."""
@@ -53,6 +56,7 @@ def _opt(  # noqa: PLR0913 -- a key's whole schema, keyword-only
         "below": below,
         "choices": choices,
         "pow2": power_of_two,
+        "pattern": pattern,
     }
     return field(default=default, metadata=meta)
 
@@ -83,7 +87,11 @@ class ServiceConfig(_Section):
     shm_dir: str = _opt(
         "/dev/shm", "directory for shared-memory segments (a hugetlbfs mount on a tuned host)"
     )
-    shm_prefix: str = _opt("lowlat", "name prefix of this instance's segments")
+    shm_prefix: str = _opt(
+        "lowlat",
+        "name prefix of this instance's segments",
+        pattern=(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", "1-64 letters, digits, - or _"),
+    )
     stats_interval_us: int = _opt(
         500, "how often stages publish their counters, microseconds", min=10, max=1_000_000
     )
@@ -298,6 +306,8 @@ def _allowed(f: dataclasses.Field) -> str:
         type(f.default)
     ]
     parts = [kind]
+    if m["pattern"]:
+        parts.append(m["pattern"][1])
     if m["pow2"]:
         parts.append("a power of two")
     if m["min"] is not None and m["max"] is not None:
@@ -332,9 +342,17 @@ def _check_value(where: str, f: dataclasses.Field, value: Any) -> Any:
         ok = False
     if ok and m["pow2"] and value & (value - 1):
         ok = False
+    if ok and m["pattern"] and not re.fullmatch(m["pattern"][0], value):
+        ok = False
     if not ok:
         raise ConfigError(f"{where} = {value!r} is not allowed: use {_allowed(f)} ({m['help']})")
     return value
+
+
+def _shown(key: str) -> str:
+    """A key as the message shows it: bare when it is a plain name, quoted when not (a key
+    with a newline must not break the one-line message)."""
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else repr(key)
 
 
 def _build_section(source: str, name: str, table: Any):
@@ -345,7 +363,7 @@ def _build_section(source: str, name: str, table: Any):
     for key in table:
         if key not in fields:
             raise ConfigError(
-                f"{source}: unknown key [{name}] {key}; known keys: {', '.join(fields)}"
+                f"{source}: unknown key [{name}] {_shown(key)}; known keys: {', '.join(fields)}"
             )
     try:
         return cls(**table)
@@ -360,7 +378,7 @@ def _build_cores(source: str, table: Any) -> dict[str, int]:
     for key, value in table.items():
         if key not in STAGES:
             raise ConfigError(
-                f"{source}: unknown key [cores] {key}; known keys: {', '.join(STAGES)}"
+                f"{source}: unknown key [cores] {_shown(key)}; known keys: {', '.join(STAGES)}"
             )
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise ConfigError(
@@ -380,7 +398,9 @@ def from_dict(data: dict, source: str = "<dict>") -> Config:
             sections[name] = _build_section(source, name, table)
         else:
             known = ", ".join(["cores", *_SECTION_TYPES])
-            raise ConfigError(f"{source}: unknown section [{name}]; known sections: {known}")
+            raise ConfigError(
+                f"{source}: unknown section [{_shown(name)}]; known sections: {known}"
+            )
     config = Config(**sections, source=source)
     if config.feed.source == "replay" and not config.feed.replay_file:
         raise ConfigError(f'{source}: [feed] source = "replay" needs [feed] replay_file = "<path>"')

@@ -6,6 +6,8 @@ to end (with ``http_load`` beside it), ``figures`` the shape of the document, ``
 ratios and tables; ``jitter`` is the hiccup probe and ``baseline`` the C++ ring.
 """
 
+from contracts.errors import CannotRunNow
 
-class BenchError(RuntimeError):
+
+class BenchError(CannotRunNow, RuntimeError):
     """The benchmark cannot run here as asked (the message says why)."""

@@ -20,6 +20,7 @@ must recompile it.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,25 @@ def numba_cache_dir() -> Path:
     return cache_dir("numba")
 
 
-numba.config.CACHE_DIR = str(numba_cache_dir())  # type: ignore[attr-defined]  # set at run time
+def _writable(directory: Path) -> bool:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(directory, os.W_OK | os.X_OK)
+
+
+CACHE_DIR = numba_cache_dir()
+# numba refuses to decorate a cached function it has nowhere to cache ("no locator available"),
+# which would stop `run`, `top` and `kill-switch` alike: compile in memory instead, and say so.
+CACHING = _writable(CACHE_DIR)
+if not CACHING:
+    logging.getLogger(__name__).warning(
+        "numba cache %s is not writable by this user: compiling every kernel anew at each "
+        "start (set NUMBA_CACHE_DIR or CACHE_DIRECTORY to a writable directory)",
+        CACHE_DIR,
+    )
+numba.config.CACHE_DIR = str(CACHE_DIR)  # type: ignore[attr-defined]  # set at run time
 # Ours first, then numba's own, in numba's order (numba.core.caching.CacheImpl).
 numba.config.CACHE_LOCATOR_CLASSES = ",".join(  # type: ignore[attr-defined]
     (f"{__name__}.ReleaseCacheLocator", "UserProvidedCacheLocator", "InTreeCacheLocator",
@@ -87,7 +106,7 @@ numba.config.CACHE_LOCATOR_CLASSES = ",".join(  # type: ignore[attr-defined]
 # numba that ignores it.
 KERNEL_OPTIONS: dict[str, Any] = {  # Any: _nrt is not in numba's typed signature
     "nogil": True,
-    "cache": True,
+    "cache": CACHING,
     "error_model": "numpy",
     "boundscheck": False,
     "_nrt": False,

@@ -26,7 +26,6 @@ Two ways to move records, both allocation-free:
 
 from __future__ import annotations
 
-import zlib
 from collections import namedtuple
 
 import numpy as np
@@ -49,11 +48,6 @@ LOCAL_WORDS = 4
 
 Ring = namedtuple("Ring", "ctrl data local mask")
 Ring.__doc__ = "One process's handle on a ring: shared control words and records, private indices."
-
-
-def dtype_hash(dtype: np.dtype) -> int:
-    """What a ring's header records of its record type, so an attacher can refuse another."""
-    return zlib.crc32(str(np.dtype(dtype).descr).encode())
 
 
 def new_local(ctrl: np.ndarray) -> np.ndarray:

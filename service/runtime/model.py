@@ -14,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from contracts.errors import LowlatError
 from service.kernels.signals import FEATURE_NAMES, MODEL_KINDS, N_FEATURES, Model
 
 
-class ModelError(ValueError):
+class ModelError(LowlatError, ValueError):
     """A model file that cannot be used, with the file, the key and what would be allowed."""
 
 
@@ -51,6 +52,11 @@ def load_model(path) -> Model:
         raise ModelError(f"{path}: cannot read model file: {exc.strerror or exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ModelError(f"{path}: not valid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ModelError(
+            f"{path}: not UTF-8 text (byte {exc.start}): a model file is TOML, see "
+            "service/runtime/default_model.toml"
+        ) from None
 
     allowed = ("kind", "bias", "weights")
     for key in data:

@@ -58,8 +58,8 @@ from service.kernels.control import set_word, wait_for_go
 from service.kernels.seqlock import set_state
 from service.runtime.model import load_model
 from service.runtime.recording import RecordingError, open_recording
-from service.runtime.segments import attach_segments, create_segments
-from service.runtime.shm import stale_segments
+from service.runtime.segments import attach_segments, create_segments, prepare_shm_dir
+from service.runtime.shm import remove_stale
 from service.runtime.state import new_engine_state, new_feed_state, new_gateway_state
 from service.runtime.stats import snapshot
 
@@ -276,35 +276,44 @@ def _supervise(
     if config.engine.model_file:
         load_model(config.engine.model_file)
     n_instruments = _instrument_count(config, replay)
-    for path in stale_segments(Path(config.service.shm_dir), config.service.shm_prefix):
-        log(f"replacing stale segment {path} left by a run that no longer exists")
-    segments = create_segments(config)
-    processes: list[StageProcess] = []
-    problems: list[str] = []
-    started = time.monotonic()
-    try:
-        with _Signals() as signals:
-            processes = _start_stages(config)
-            groups = ", ".join(f"{p.label} on cpu{p.core}" for p in processes)
-            here = cpulist(os.sched_getaffinity(0))
-            log(f"starting {groups}; supervisor on cpu{here}; warming up kernels")
-            if _wait_warm(processes, segments.stats, config, signals, problems):
+    # signals are ours from before the first segment exists: a SIGTERM at any moment from here
+    # ends in the cleanup below, never in segments left behind
+    with _Signals() as signals:
+        for path, _ in prepare_shm_dir(config, shadows=len(config.process_groups())):
+            log(f"removed stale segment {path} left by a run that no longer exists")
+        segments = create_segments(config)
+        processes: list[StageProcess] = []
+        problems: list[str] = []
+        started = time.monotonic()
+        warm = False
+        try:
+            snapshot(segments.stats)  # compiled (or loaded) now, not on the way out after a death
+            if not signals.received:
+                processes = _start_stages(config)
+                groups = ", ".join(f"{p.label} on cpu{p.core}" for p in processes)
+                here = cpulist(os.sched_getaffinity(0))
+                log(f"starting {groups}; supervisor on cpu{here}; warming up kernels")
+                warm = _wait_warm(processes, segments.stats, config, signals, problems)
+            if warm:
                 set_word(segments.control, C.GO, 1)
                 started = time.monotonic()
                 log("ready: all stages running")
                 _wait_running(processes, duration_s, signals, problems, stop)
             elapsed = time.monotonic() - started
             if signals.received:
-                log(f"received {signal.Signals(signals.received).name}: draining")
+                what = "draining" if warm else "stopping the warm-up"
+                log(f"received {signal.Signals(signals.received).name}: {what}")
             set_word(segments.control, C.STOP, 1)
-            _drain(processes, config.service.drain_timeout_s, problems)
-        stats = snapshot(segments.stats)
-    finally:
-        for p in processes:
-            if p.process.is_alive():
-                p.process.kill()
-                p.process.join()
-        segments.unlink()
+            if not warm:  # still compiling: no message has moved, nothing to drain
+                _stop_now(processes)
+            elif not problems:  # a dead stage drains nothing: the others would wait for it
+                _drain(processes, config.service.drain_timeout_s, problems)
+            stats = snapshot(segments.stats)
+        finally:
+            _stop_now(processes)
+            segments.unlink()
+            # what a stage killed mid-warm-up could not remove: its shadow segments
+            remove_stale(Path(config.service.shm_dir), config.service.shm_prefix)
     return RunResult(EXIT_FAILED if problems else EXIT_OK, stats, elapsed, problems, n_instruments)
 
 
@@ -378,6 +387,14 @@ def _check_alive(
         message = f"stage process {p.label} (cpu{p.core}, pid {p.process.pid}) ended with {what}"
         if message not in problems:
             problems.append(message)
+
+
+def _stop_now(processes: list[StageProcess]) -> None:
+    for p in processes:
+        if p.process.is_alive():
+            p.process.kill()
+    for p in processes:
+        p.process.join()
 
 
 def _drain(processes: list[StageProcess], timeout_s: float, problems: list[str]) -> None:

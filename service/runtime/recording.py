@@ -32,6 +32,7 @@ from typing import IO
 
 import numpy as np
 
+from contracts.errors import LowlatError
 from contracts.records import LEVEL, MARKET_DATA, SNAPSHOT_BEGIN, SNAPSHOT_END, TRADE
 from service.config import FeedConfig
 
@@ -64,7 +65,7 @@ _WRITE_CHUNK = 1 << 16  # records generated per step by record_simulated
 _PROGRESS_MIN_MESSAGES = 1_000_000  # below this a recording takes well under a second
 
 
-class RecordingError(ValueError):
+class RecordingError(LowlatError, ValueError):
     """A recording (or records about to be written) that a replay must not use."""
 
 
@@ -113,6 +114,11 @@ def open_recording(path: str | os.PathLike[str]) -> Recording:
         raise RecordingError(f"{path}: no such file; expected a lowlat recording") from None
     except IsADirectoryError:
         raise RecordingError(f"{path}: is a directory; expected a lowlat recording") from None
+    except OSError as exc:
+        raise RecordingError(
+            f"{path}: cannot read the recording: {exc.strerror} (the service user needs read "
+            "access)"
+        ) from None
     if len(raw) < HEADER_SIZE:
         raise RecordingError(
             f"{path}: too short for a header: {size} bytes; a recording starts with a "

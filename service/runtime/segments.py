@@ -18,8 +18,9 @@ from contracts import segments as S
 from contracts import stats_layout as L
 from contracts.records import FILL, MARKET_DATA, ORDER
 from service.config import Config
-from service.kernels.ring import CONTROL_WORDS, DATA_OFFSET, Ring, dtype_hash, new_local
-from service.runtime.shm import Segment, SegmentError
+from service.kernels import ring as R
+from service.kernels.ring import CONTROL_WORDS, DATA_OFFSET, Ring, new_local
+from service.runtime.shm import Segment, SegmentError, check_space, remove_stale
 from service.runtime.state import slo_thresholds
 
 RING_SPECS = (  # name, record type, [rings] capacity key
@@ -32,27 +33,39 @@ RING_SPECS = (  # name, record type, [rings] capacity key
 # ------------------------------------------------------------------------------------- rings
 
 
+def ring_layout(dtype) -> int:
+    """A ring's layout hash: its control words and its record type (``contracts.segments``)."""
+    return S.layout_hash("ring", S.module_facts(R), np.dtype(dtype).descr)
+
+
+def ring_bytes(dtype, capacity: int) -> int:
+    return DATA_OFFSET + capacity * np.dtype(dtype).itemsize
+
+
 def create_ring(shm_dir: Path, name: str, dtype, capacity: int) -> tuple[Segment, Ring]:
     """Create the segment of a ring (replacing a stale one) and return it with a handle."""
     if capacity < 2 or capacity & (capacity - 1):
         raise ValueError(f"ring capacity must be a power of two >= 2, got {capacity}")
     dtype = np.dtype(dtype)
-    size = DATA_OFFSET + capacity * dtype.itemsize
-    params = (capacity, dtype.itemsize, dtype_hash(dtype))
-    segment = Segment.create(shm_dir, name, size, S.KIND_RING, params)
+    params = (capacity, dtype.itemsize)
+    segment = Segment.create(
+        shm_dir, name, ring_bytes(dtype, capacity), S.KIND_RING, params, ring_layout(dtype)
+    )
     return segment, _ring_handle(segment, dtype, capacity)
 
 
 def attach_ring(shm_dir: Path, name: str, dtype, writable: bool = True) -> tuple[Segment, Ring]:
-    """Attach to a ring created by another process; its record type must match ``dtype``."""
+    """Attach to a ring created by another process; its layout and record type must be this
+    build's ``dtype``, its size what its capacity needs."""
     dtype = np.dtype(dtype)
-    segment = Segment.attach(shm_dir, name, S.KIND_RING, writable)
-    capacity, itemsize, dhash = segment.param(0), segment.param(1), segment.param(2)
-    if itemsize != dtype.itemsize or dhash != dtype_hash(dtype):
+    segment = Segment.attach(shm_dir, name, S.KIND_RING, writable, ring_layout(dtype))
+    capacity, itemsize = segment.param(0), segment.param(1)
+    fits = capacity >= 2 and not capacity & (capacity - 1) and itemsize == dtype.itemsize
+    if not fits or ring_bytes(dtype, capacity) > segment.size:
         segment.close()
         raise SegmentError(
-            f"{segment.path} holds {itemsize}-byte records of another type; "
-            f"expected {dtype.itemsize}-byte {dtype}"
+            f"{segment.path} claims {capacity} records of {itemsize} bytes in "
+            f"{segment.size} bytes: not a whole ring of {dtype.itemsize}-byte records"
         )
     return segment, _ring_handle(segment, dtype, capacity)
 
@@ -106,6 +119,23 @@ class Segments:
     def unlink(self) -> None:
         for segment in self.owned:
             segment.unlink()
+
+
+def segment_sizes(config: Config) -> list[int]:
+    """The bytes of each segment of one pipeline, before rounding to the directory's blocks."""
+    sizes = [S.HEADER_BYTES + S.CONTROL_WORDS * 8, S.HEADER_BYTES + L.STATS_WORDS * 8]
+    sizes += [ring_bytes(dtype, getattr(config.rings, key)) for _, dtype, key in RING_SPECS]
+    return sizes
+
+
+def prepare_shm_dir(config: Config, shadows: int) -> list[tuple[Path, int]]:
+    """Before a run starts: remove what dead runs of this prefix left (their warm-up shadows
+    too), then refuse unless ``shm_dir`` holds the live segments and ``shadows`` warm-up copies
+    at once (each stage process warms up on its own copy). The stale segments removed."""
+    shm_dir = Path(config.service.shm_dir)
+    removed = remove_stale(shm_dir, config.service.shm_prefix)
+    check_space(shm_dir, segment_sizes(config) * (1 + shadows))
+    return removed
 
 
 def create_segments(config: Config, prefix: str | None = None) -> Segments:

@@ -318,7 +318,7 @@ class HostReport(BaseModel):
 def ready_reasons(sample: Sample, config: Config) -> list[str]:
     """Why the engine cannot do its job now (empty when it can)."""
     if not sample.running:
-        return ["engine not running"]
+        return [sample.problem or "engine not running"]
     reasons = []
     bound = config.telemetry.ready_heartbeat_s
     for stage, name in enumerate(STAGES):

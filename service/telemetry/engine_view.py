@@ -6,7 +6,10 @@ and follows the engine across restarts. Each run creates its segments anew under
 names, so every ``sample()`` checks that the file it holds is still the one under that name
 (same inode) and that its owner still runs. If not, it lets go and attaches to whatever is
 there now. When nothing is there, the engine is not running and ``sample()`` says so; it never
-raises for that.
+raises for that. A segment that is there but not this build's (another layout, truncated,
+foreign) or a block holding impossible values (a negative counter, a stage state no stage
+writes) is not served as numbers: the sample says the engine is not running and why
+(``problem``), which ``/ready`` shows and which makes ``trading_up`` 0.
 
 A sample is a lock-free copy (``service.runtime.stats.snapshot``): reading never stalls a stage.
 """
@@ -42,6 +45,7 @@ class Sample:
     kill_switch: bool
     owner_pid: int
     started_ns: int  # when the run's segments were created (monotonic), 0 when unknown
+    problem: str | None = None  # why segments that are there are not served, if they are not
 
     @property
     def stats(self) -> np.ndarray:
@@ -54,6 +58,11 @@ class Sample:
         if self.block is None:
             return "absent"
         return STATE_NAMES[int(self.block[L.SECTION_START[stage] + L.STATE])]
+
+    def stage_live(self, stage: int, bound_s: float) -> bool:
+        """Running, with a heartbeat no older than ``bound_s``."""
+        age = self.heartbeat_age_s(stage)
+        return self.stage_state(stage) == "running" and age is not None and age <= bound_s
 
     def heartbeat_age_s(self, stage: int) -> float | None:
         if self.block is None:
@@ -90,14 +99,20 @@ class EngineView:
         self._shm_dir = Path(config.service.shm_dir)
         self._prefix = config.service.shm_prefix
         self._attached: _Attached | None = None
+        self.problem: str | None = None  # why the segments there are refused, if they are
 
     def _attach(self) -> _Attached | None:
         if self._attached is not None and self._attached.current():
             return self._attached
         self._attached = None  # dropped: its mapping goes once no view of it is left
+        self.problem = None
         try:
             attached = _Attached(self._shm_dir, self._prefix)
-        except (SegmentError, FileNotFoundError):
+        except FileNotFoundError:
+            return None
+        except SegmentError as exc:
+            if "no such segment" not in str(exc):
+                self.problem = str(exc)
             return None
         if not attached.stats_seg.owner_alive():
             return None  # segments a crashed run left: not an engine
@@ -108,8 +123,11 @@ class EngineView:
         now = time.monotonic_ns()
         attached = self._attach()
         if attached is None:
-            return Sample(now, False, None, False, 0, 0)
+            return Sample(now, False, None, False, 0, 0, self.problem)
         block = snapshot(attached.stats)
+        problem = implausible(block)
+        if problem:
+            return Sample(now, False, None, False, 0, 0, f"{attached.stats_path} {problem}")
         return Sample(
             taken_ns=now,
             running=True,
@@ -118,6 +136,22 @@ class EngineView:
             owner_pid=attached.stats_seg.owner_pid,
             started_ns=attached.stats_seg.created_ns,
         )
+
+
+_COUNTERS = [m for m in L.CATALOG if m.kind == "counter"]
+
+
+def implausible(block: np.ndarray) -> str | None:
+    """What in a stats block no stage of this build could have written, else None."""
+    for m in _COUNTERS:
+        words = block[m.offset : m.offset + m.words]
+        if (words < 0).any():
+            return f"holds a negative counter ({m.name}): foreign or corrupt, not served"
+    for stage, start in enumerate(L.SECTION_START):
+        state = int(block[start + L.STATE])
+        if not 0 <= state < len(STATE_NAMES):
+            return f"holds stage state {state} for stage {stage}: foreign or corrupt, not served"
+    return None
 
 
 class Interval:

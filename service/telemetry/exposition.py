@@ -180,12 +180,14 @@ class TradingCollector:
         yield from (family for family in families.values() if family.samples)
 
     def _engine(self, sample: Sample, families: Families) -> None:
-        states = [sample.stage_state(i) for i in range(len(STAGES))]
-        up = sample.running and all(state == "running" for state in states)
+        # up: running with a fresh heartbeat (the bound /ready uses), not merely "running"
+        bound = self._config.telemetry.ready_heartbeat_s
+        live = [sample.stage_live(i, bound) for i in range(len(STAGES))]
+        up = sample.running and all(live)
         families[f"{PREFIX}up"].add_metric([], 1.0 if up else 0.0)
         families[f"{PREFIX}build_info"].add_metric([service.__version__], 1.0)
         for i, stage in enumerate(STAGES):
-            families[f"{PREFIX}stage_up"].add_metric([stage], float(states[i] == "running"))
+            families[f"{PREFIX}stage_up"].add_metric([stage], float(live[i]))
             age = sample.heartbeat_age_s(i)
             if age is not None:
                 families[f"{PREFIX}stage_heartbeat_age_seconds"].add_metric([stage], age)

@@ -115,6 +115,8 @@ def render_frame(previous: Sample | None, current: Sample, config: Config) -> Re
                 f"looking for {config.service.shm_dir}/{config.service.shm_prefix}.stats",
                 style="dim",
             ),
+            # segments that are there but refused: say why, never show their numbers
+            Text(f"refused: {current.problem}", style="bold red") if current.problem else Text(""),
         )
     rates = Interval(previous, current)
     return Group(

@@ -46,7 +46,7 @@ def test_kill_switch_without_a_running_service_says_so(tmp_path):
 def test_record_into_a_missing_directory_fails_cleanly(tmp_path):
     target = tmp_path / "no" / "such" / "dir" / "md.lmd"
     result = run("record", "--out", target, "--messages", "10")
-    assert result.returncode == 1
+    assert result.returncode == 2  # input: the directory to write to
     assert str(target) in result.stderr and "Traceback" not in result.stderr
     assert not target.exists()
 

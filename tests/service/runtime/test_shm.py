@@ -22,6 +22,7 @@ from contracts.segments import (
     KILL_SWITCH,
     KIND_CONTROL,
     KIND_STATS,
+    kind_layout,
 )
 from service.kernels.control import get_word, set_word
 from service.runtime.segments import attach_control, attach_stats, create_control
@@ -31,17 +32,23 @@ from service.runtime.shm import (
     Segment,
     SegmentError,
     SegmentInUse,
+    SpaceError,
+    check_space,
     process_start_time,
+    remove_stale,
     stale_segments,
 )
 
 KIND = 41
 # int64 words of the header (service.runtime.shm's layout, restated: a change there must show here)
-H_MAGIC, H_VERSION, H_KIND, H_PID, H_PID_START, H_SIZE, H_PARAM0 = range(7)
+H_MAGIC, H_VERSION, H_KIND, H_PID, H_PID_START, H_SIZE, H_CREATED, H_LAYOUT, H_PARAM0 = range(9)
 
 
 def _write_header(path: Path, words: dict[int, int], size: int = 4096) -> None:
+    """A segment file of ``size`` bytes whose header is whole (size and layout of ``KIND``)
+    but for ``words``."""
     raw = np.zeros(size // 8, dtype=np.int64)
+    raw[H_SIZE], raw[H_LAYOUT] = size, kind_layout(KIND)
     for index, value in words.items():
         raw[index] = value
     path.write_bytes(raw.tobytes())
@@ -139,8 +146,36 @@ def test_attach_file_of_random_bytes_is_refused(tmp_path):
 
 def test_attach_segment_of_another_layout_version(tmp_path):
     _write_header(tmp_path / "old", {H_MAGIC: MAGIC, H_VERSION: LAYOUT_VERSION + 1, H_KIND: KIND})
-    with pytest.raises(SegmentError, match=f"layout version {LAYOUT_VERSION + 1}"):
+    with pytest.raises(SegmentError, match=f"header version {LAYOUT_VERSION + 1}"):
         Segment.attach(tmp_path, "old", KIND)
+
+
+def test_attach_segment_of_another_layout_is_refused(tmp_path):
+    """Same magic, version, kind and size, but laid out by another build: refused, by hash."""
+    whole = {H_MAGIC: MAGIC, H_VERSION: LAYOUT_VERSION, H_KIND: KIND}
+    _write_header(tmp_path / "other", {**whole, H_LAYOUT: kind_layout(KIND) ^ 1})
+    with pytest.raises(SegmentError, match="another build of lowlat"):
+        Segment.attach(tmp_path, "other", KIND)
+    _write_header(tmp_path / "same", whole)
+    assert Segment.attach(tmp_path, "same", KIND).layout == kind_layout(KIND)
+
+
+def test_attach_segment_whose_size_disagrees_with_its_header(tmp_path):
+    """A truncated (or grown) file: the header's size is not the file's."""
+    created = Segment.create(tmp_path, "seg", 8192, KIND)
+    os.truncate(tmp_path / "seg", created.size // 2)
+    with pytest.raises(SegmentError, match="truncated or foreign"):
+        Segment.attach(tmp_path, "seg", KIND)
+
+
+def test_layouts_are_derived_from_the_definitions():
+    """Each block kind has its own hash, and the ring's follows its record type."""
+    from contracts.records import FILL, MARKET_DATA
+    from service.runtime.segments import ring_layout
+
+    assert kind_layout(KIND_STATS) != kind_layout(KIND_CONTROL) != kind_layout(KIND)
+    assert ring_layout(MARKET_DATA) != ring_layout(FILL)
+    assert ring_layout(MARKET_DATA) == ring_layout(np.dtype(MARKET_DATA.descr))
 
 
 @pytest.mark.parametrize("size", [0, 1, HEADER_BYTES - 1])
@@ -176,13 +211,16 @@ def test_segment_of_an_exited_process_is_stale_and_replaced(tmp_path):
     assert _header(path)[H_PID] == child.pid
     (tmp_path / "other.md").write_bytes(b"")  # another prefix: never listed
     Segment.create(tmp_path, "lltest.live", 4096, KIND)  # ours, alive: not stale
-    (tmp_path / "lltest.short").write_bytes(b"x" * 10)  # too short to name an owner: stale
+    short = tmp_path / "lltest.short"
+    short.write_bytes(b"x" * 10)  # too short to name an owner: stale once it is not new
+    (tmp_path / "lltest.new").write_bytes(b"")  # no header yet: perhaps being created now
+    os.utime(short, (1, 1))
 
-    assert stale_segments(tmp_path, "lltest") == [path, tmp_path / "lltest.short"]
+    assert stale_segments(tmp_path, "lltest") == [path, short]
 
     seg = Segment.create(tmp_path, "lltest.md", 4096, KIND)
     assert seg.owner_pid == os.getpid() and seg.param(0) == 0
-    assert stale_segments(tmp_path, "lltest") == [tmp_path / "lltest.short"]
+    assert stale_segments(tmp_path, "lltest") == [short]
 
 
 def test_segment_of_a_live_process_is_in_use(tmp_path):
@@ -285,3 +323,47 @@ def test_process_start_time_survives_parentheses_and_spaces_in_the_name():
     finally:
         child.stdin.close()
         child.wait(timeout=60)
+
+
+def test_remove_stale_takes_warmup_shadows_and_keeps_live_ones(tmp_path):
+    """What a stage killed during warm-up left (``prefix.warmup-<pid>.*``) goes too."""
+    child = _run_python(
+        f"""
+        from service.runtime.shm import Segment
+        for name in ("lltest.stats", "lltest.warmup-77.stats", "lltest.warmup-77.md"):
+            Segment.create({str(tmp_path)!r}, name, 4096, {KIND})
+        """
+    )
+    assert child.wait(timeout=60) == 0
+    Segment.create(tmp_path, "lltest.control", 4096, KIND)  # this live process's
+    removed = [path.name for path, size in remove_stale(tmp_path, "lltest")]
+    assert removed == ["lltest.stats", "lltest.warmup-77.md", "lltest.warmup-77.stats"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lltest.control"]
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A 1 MiB tmpfs (root only): a shm_dir too small for what is asked of it."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_too_small_a_directory_is_refused_up_front(small_tmpfs):
+    with pytest.raises(SpaceError, match=r"need 2\.0 MiB, only 1\.0 MiB free"):
+        check_space(small_tmpfs, [2**20, 2**20])
+    check_space(small_tmpfs, [2**19])
+
+
+def test_creating_past_the_space_left_is_refused_not_a_sigbus(small_tmpfs):
+    """The space is reserved at creation (fallocate): no sparse file to fault on later."""
+    Segment.create(small_tmpfs, "a", 600 * 1024, KIND)
+    with pytest.raises(SpaceError, match="no room for segment b"):
+        Segment.create(small_tmpfs, "b", 600 * 1024, KIND)
+    assert sorted(p.name for p in small_tmpfs.iterdir()) == ["a"]  # nothing half-made

@@ -31,6 +31,7 @@ from service.config import Config
 from service.kernels.seqlock import set_state
 from service.telemetry import exposition as M
 from service.telemetry.engine_view import EngineView
+from tests.support.exposition import samples_of, value
 from tests.support.names import EXPORTED_NAMES
 from tests.support.synthetic_engine import (
     HISTOGRAMS,
@@ -62,21 +63,6 @@ def engine(tmp_path, request) -> SyntheticEngine:
 
 def scrape(config: Config) -> bytes:
     return M.render(EngineView(config).sample(), config)
-
-
-def samples_of(exposition: bytes) -> dict[str, list]:
-    """Sample name -> the samples of that name, in exposition order."""
-    out: dict[str, list] = {}
-    for family in text_string_to_metric_families(exposition.decode()):
-        for sample in family.samples:
-            out.setdefault(sample.name, []).append(sample)
-    return out
-
-
-def value(samples: dict[str, list], name: str, **labels: str) -> float:
-    matches = [s.value for s in samples[name] if s.labels == labels]
-    assert len(matches) == 1, (name, labels, samples.get(name))
-    return matches[0]
 
 
 def buckets_of(samples: dict[str, list], family: str) -> list[tuple[float, float]]:
@@ -260,7 +246,8 @@ def test_up_build_info_heartbeat_age_and_start_time(tmp_path, request):
     request.addfinalizer(engine.close)
     after = time.time()
     engine.set_states(S_RUNNING)
-    engine.publish(now_ns=time.monotonic_ns() - 2_000_000_000)  # heartbeats 2 s old
+    age = engine.config.telemetry.ready_heartbeat_s / 2  # within the readiness bound
+    engine.publish(now_ns=time.monotonic_ns() - int(age * 1e9))
 
     view = EngineView(engine.config)
     collector = M.TradingCollector(view.sample, engine.config)
@@ -271,12 +258,24 @@ def test_up_build_info_heartbeat_age_and_start_time(tmp_path, request):
     assert value(samples, "trading_build_info", version=service.__version__) == 1.0
     for stage in STAGES:
         assert value(samples, "trading_stage_up", stage=stage) == 1.0
-        assert 2.0 <= value(samples, "trading_stage_heartbeat_age_seconds", stage=stage) < 3.0
+        assert age <= value(samples, "trading_stage_heartbeat_age_seconds", stage=stage) < age + 1
     start = value(samples, "trading_engine_start_time_seconds")
     assert before - 0.01 <= start <= after + 0.01
     # converted once per run: the next scrape gives the very same start time
     again = samples_of(generate_latest(registry))
     assert value(again, "trading_engine_start_time_seconds") == start
+
+
+def test_a_running_engine_with_old_heartbeats_is_not_up(tmp_path, request):
+    """'running' in a block whose heartbeats are eleven days old is not an engine that works."""
+    engine = SyntheticEngine(tmp_path)
+    request.addfinalizer(engine.close)
+    engine.set_states(S_RUNNING)
+    engine.publish(now_ns=time.monotonic_ns() - 11 * 86400 * 10**9)
+    samples = samples_of(M.render(EngineView(engine.config).sample(), engine.config))
+    assert value(samples, "trading_up") == 0.0
+    for stage in STAGES:
+        assert value(samples, "trading_stage_up", stage=stage) == 0.0
 
 
 def test_an_absent_engine_is_only_up_zero_and_the_host(tmp_path):

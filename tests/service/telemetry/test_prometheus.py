@@ -10,6 +10,7 @@ will. Prometheus scrapes it every second; the test polls its HTTP API.
 
 from __future__ import annotations
 
+import dataclasses
 import http.server
 import threading
 from pathlib import Path
@@ -20,6 +21,7 @@ import pytest
 from contracts import metric_names as N
 from contracts import stats_layout as L
 from contracts.stages import GATEWAY, S_FAILED, S_RUNNING
+from service.config import Config
 from service.kernels.seqlock import set_state
 from service.telemetry import exposition as M
 from service.telemetry.engine_view import EngineView
@@ -70,7 +72,11 @@ def serve_metrics(engine: SyntheticEngine, request) -> int:
 
 @pytest.fixture
 def engine(tmp_path, request) -> SyntheticEngine:
-    engine = SyntheticEngine(tmp_path)
+    # published by hand, not every stats interval: heartbeats count as fresh for an hour, so
+    # trading_up stays 1 across Prometheus's scrapes
+    config = Config()
+    telemetry = dataclasses.replace(config.telemetry, ready_heartbeat_s=3600.0)
+    engine = SyntheticEngine(tmp_path, dataclasses.replace(config, telemetry=telemetry))
     request.addfinalizer(engine.close)
     engine.set_states(S_RUNNING)
     engine.publish()
