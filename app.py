@@ -30,7 +30,7 @@ def passed_context_keys() -> list[str]:
     """The context keys the CLI passed (cdk.json's and -c's arrive in CDK_CONTEXT_JSON)."""
     try:
         context = json.loads(os.environ.get("CDK_CONTEXT_JSON") or "{}")
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # not JSON, a huge number, or nested too deep
         return []
     return list(context) if isinstance(context, dict) else []
 

@@ -5,7 +5,14 @@
 
 ``apply`` prints one line per file (created, changed, unchanged) and a summary; with
 ``--dry-run`` it writes nothing and shows a diff for each file it would change. ``render``
-prints one rendered file. A bad profile is one line on stderr and exit status 2.
+prints one rendered file.
+
+Every bad input (arguments, a profile that is missing, a directory, unreadable, not UTF-8, not
+TOML or not a profile, a root that is no directory or not writable or full, a path that is not
+rendered) is a ``LowlatError`` (``InputError``, ``ProfileError``): one line on stderr, exit
+status 2, no traceback, and nothing written under --root. A write that fails all the same is
+one line and exit status 1 (``CannotRunNow``), and leaves --root as it was (ami.apply).
+``main`` is the one place that prints them.
 """
 
 from __future__ import annotations
@@ -13,27 +20,43 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 import sys
 from pathlib import Path
 
-from ami.apply import CHANGED, UNCHANGED, apply, summary
+from ami.apply import CHANGED, UNCHANGED, InputError, apply, summary
 from ami.render import render
-from contracts.constants import EXIT_FAILED, EXIT_OK, EXIT_USAGE
-from contracts.profile import HOST_OSES, ProfileError, load_profile
+from contracts.constants import EXIT_OK
+from contracts.errors import CannotRunNow, LowlatError
+from contracts.profile import HOST_OSES, MAX_VCPUS, load_profile, one_line, shown
+
+PROG = "python -m ami"
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not >= 1")
-    return value
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is an InputError (one line), not usage text and exit."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise InputError(f"{message} (see {self.prog} --help)", prog=self.prog)
+
+
+def _vcpus(text: str) -> int:
+    if not re.fullmatch(r"[0-9]{1,6}", text.strip()) or not 2 <= int(text) <= MAX_VCPUS:
+        raise argparse.ArgumentTypeError(
+            f"{shown(text)}: use a whole number from 2 to {MAX_VCPUS} (a tuned host has one "
+            "housekeeping CPU and at least one isolated CPU)"
+        )
+    return int(text)
+
+
+def _root(text: str) -> Path:
+    if not text:  # Path("") is ".", which nobody means by it
+        raise argparse.ArgumentTypeError("'': give the directory to write under, e.g. --root /")
+    return Path(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m ami", description=__doc__.splitlines()[0])
+    parser = _Parser(prog=PROG, description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(name: str, help: str) -> argparse.ArgumentParser:
@@ -41,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--profile", type=Path, help="tuning profile (TOML); default: built-in")
         p.add_argument(
             "--vcpus",
-            type=_positive_int,
+            type=_vcpus,
             default=os.cpu_count() or 1,
             help="vCPUs of the target host, unless the profile says (default: this machine's)",
         )
@@ -53,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = add("apply", "write every rendered file under ROOT, leaving matching files alone")
-    p.add_argument("--root", type=Path, required=True, help='filesystem root ("/" on the image)')
+    p.add_argument("--root", type=_root, required=True, help='filesystem root ("/" on the image)')
     p.add_argument("--dry-run", action="store_true", help="show what would change; write nothing")
 
     p = add("render", "print one rendered file")
@@ -61,32 +84,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    prog = f"python -m ami {args.command}"
-    try:
-        profile = load_profile(args.profile, args.vcpus)
-        if args.os:
-            profile = dataclasses.replace(profile, os=args.os)
-        files = render(profile)
-    except ProfileError as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-
+def run(args: argparse.Namespace) -> int:
+    profile = load_profile(args.profile, args.vcpus)
+    if args.os:
+        profile = dataclasses.replace(profile, os=args.os)
+    files = render(profile)
     if args.command == "render":
         if args.path not in files:
-            print(
-                f"{prog}: {args.path} is not rendered; one of: {', '.join(files)}", file=sys.stderr
-            )
-            return EXIT_USAGE
+            raise InputError(f"{shown(args.path)} is not rendered; one of: {', '.join(files)}")
         sys.stdout.write(files[args.path])
         return EXIT_OK
 
     try:
         changes = apply(files, args.root, dry_run=args.dry_run)
-    except OSError as exc:
-        print(f"{prog}: {exc.filename or args.root}: {exc.strerror}", file=sys.stderr)
-        return EXIT_FAILED
+    except OSError as exc:  # not the input's fault (a disk that filled up meanwhile, EIO)
+        where = exc.filename or args.root
+        done = (getattr(exc, "__notes__", None) or ["nothing was changed"])[0]
+        raise CannotRunNow(f"{where}: {exc.strerror or exc}; {done}") from None
     for change in changes:
         action = change.action
         if args.dry_run and action != UNCHANGED:
@@ -96,6 +110,19 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(change.diff)
     print(summary(changes, dry_run=args.dry_run))
     return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command. The one handler: a LowlatError is one line on stderr and its exit
+    status (2 for a bad input, 1 for a write that failed all the same)."""
+    prog = PROG
+    try:
+        args = build_parser().parse_args(argv)
+        prog = f"{PROG} {args.command}"
+        return run(args)
+    except LowlatError as exc:
+        print(one_line(f"{getattr(exc, 'prog', None) or prog}: {exc}"), file=sys.stderr)
+        return exc.exit_code
 
 
 if __name__ == "__main__":

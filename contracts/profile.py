@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
+import stat
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from contracts.documents import toml_value
+from contracts.errors import LowlatError
 from contracts.stages import stage_cores
 
 PLATFORMS = ("graviton", "x86")
@@ -55,8 +57,31 @@ SYSCTLS = {
 DEFAULT_SYSCTLS = {key: value for key, (value, _) in SYSCTLS.items()}
 
 
-class ProfileError(ValueError):
-    """A profile value is wrong; the message names the key, the value and what is allowed."""
+def one_line(text: str) -> str:
+    """``text`` as one printable line: every character that is not printable (newlines, other
+    line and paragraph separators, control and format characters) written as its escape."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def shown(value: object, limit: int = 120) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for a message: a megabyte of bad value is
+    still one readable line."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 1]}… ({len(text)} characters)"
+
+
+class ProfileError(LowlatError, ValueError):
+    """A profile value is wrong; the message names the key, the value and what is allowed.
+
+    Always one line: whatever a message quotes (a key or a path with a newline in it) is
+    escaped."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(one_line(str(message)))
 
 
 class Grammar(NamedTuple):
@@ -67,7 +92,7 @@ class Grammar(NamedTuple):
 
     def check(self, key: str, value: object) -> str:
         if not isinstance(value, str) or not self.pattern.fullmatch(value):
-            raise ProfileError(f"{key} = {value!r}: use {self.allowed}")
+            raise ProfileError(f"{key} = {shown(value)}: use {self.allowed}")
         return value
 
 
@@ -103,22 +128,208 @@ MAX_HUGEPAGES = 1 << 20
 
 def _int_in(key: str, value: object, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ProfileError(f"{key} = {value!r}: use a whole number from {low} to {high}")
+        raise ProfileError(f"{key} = {shown(value)}: use a whole number from {low} to {high}")
     return value
 
 
 def _cidrs(key: str, value: object) -> tuple[str, ...]:
     if not isinstance(value, tuple | list):
-        raise ProfileError(f'{key} = {value!r}: use a list of CIDRs like ["203.0.113.0/24"]')
-    for cidr in value:
+        raise ProfileError(f'{key} = {shown(value)}: use a list of CIDRs like ["203.0.113.0/24"]')
+    try:
+        return admitted_cidrs(value)
+    except CidrError as exc:
+        raise ProfileError(f"{key}: {exc}") from None
+
+
+# ------------------------------------------------------------------------ who may come in
+#
+# The ranges admitted to SSH and the telemetry API (the CDK app's allowedCidrs, which become
+# the security group's rules and this profile's ssh_cidrs and telemetry_cidrs, which become the
+# host firewall's sets) pass ``admitted_cidrs``: written as ``ipaddress`` writes them, and
+# together not a large part of the internet, however that is spelled.
+#
+# The bound is on the union of the ranges (ipaddress.collapse_addresses), per IP version, so
+# 0.0.0.0/1 + 128.0.0.0/1, or 256 /8s, are refused just as 0.0.0.0/0 is: at most a /8's worth
+# (2**24) of internet addresses for IPv4, a /32's worth (2**96) for IPv6. Why these: a /8 is the
+# largest block any one organisation holds (the old class A networks) and a /32 is what a
+# registry allocates to a whole ISP; an office, a VPN or a bastion is far smaller, so a wider
+# union is the internet in pieces, not somebody's own range. Private ranges (RFC 1918, shared
+# 100.64.0.0/10, loopback, link-local; IPv6 unique-local and link-local) do not count: nobody
+# on the internet sends from them, and admitting a VPN's 10.0.0.0/8 and 172.16.0.0/12 together
+# is ordinary.
+#
+# IPv6 ranges that stand for IPv4 hosts (IPv4-mapped ::ffff:0:0/96 and the others in
+# EMBEDDED_IPV4) are refused: the security group and nftables match them against IPv6 packets
+# only, so they never admit the IPv4 hosts they name; the IPv4 range is what would be right.
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+MAX_INTERNET_ADDRESSES = {4: 1 << 24, 6: 1 << 96}
+WIDEST = {4: "/8", 6: "/32"}
+NOT_INTERNET: dict[int, tuple[Network, ...]] = {
+    4: tuple(
+        ipaddress.ip_network(n)
+        for n in (
+            "10.0.0.0/8",
+            "100.64.0.0/10",
+            "127.0.0.0/8",
+            "169.254.0.0/16",
+            "172.16.0.0/12",
+            "192.168.0.0/16",
+        )
+    ),
+    6: (ipaddress.ip_network("fc00::/7"), ipaddress.ip_network("fe80::/10")),
+}
+# block -> (what it is, how many bits of the address the IPv4 address is shifted up by)
+EMBEDDED_IPV4: dict[ipaddress.IPv6Network, tuple[str, int | None]] = {
+    ipaddress.IPv6Network("::ffff:0:0/96"): ("IPv4-mapped", 0),
+    ipaddress.IPv6Network("::/96"): ("IPv4-compatible", 0),
+    ipaddress.IPv6Network("64:ff9b::/96"): ("NAT64", 0),
+    ipaddress.IPv6Network("64:ff9b:1::/48"): ("local NAT64", None),
+    ipaddress.IPv6Network("2002::/16"): ("6to4", 80),
+    ipaddress.IPv6Network("2001::/32"): ("Teredo", None),
+}
+EXAMPLE_CIDRS = "networks like 203.0.113.0/24 or 2001:db8::/32"
+
+
+class CidrError(LowlatError, ValueError):
+    """Ingress ranges are refused; the message (one line) says which ranges and why."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(one_line(message))
+
+
+def _listed(items: list[str], limit: int = 6) -> str:
+    if len(items) <= limit:
+        return ", ".join(items)
+    return f"{', '.join(items[:limit])} and {len(items) - limit} more"
+
+
+def collapsed(networks: Iterable[Network]) -> list[Network]:
+    """The union of ``networks`` as the fewest networks (ipaddress.collapse_addresses), IPv4
+    first."""
+    nets = list(networks)
+    v4 = [n for n in nets if isinstance(n, ipaddress.IPv4Network)]
+    v6 = [n for n in nets if isinstance(n, ipaddress.IPv6Network)]
+    return [*ipaddress.collapse_addresses(v4), *ipaddress.collapse_addresses(v6)]
+
+
+def internet_addresses(networks: Iterable[Network]) -> int:
+    """How many internet (not private) addresses the union of ``networks`` covers."""
+    total = 0
+    # collapsed networks are disjoint, and so are the private blocks; two CIDR networks that
+    # overlap are one inside the other, so each overlap is the smaller of the two
+    for net in collapsed(networks):
+        total += net.num_addresses
+        for block in NOT_INTERNET[net.version]:
+            if net.overlaps(block):
+                total -= min(net.num_addresses, block.num_addresses)
+    return total
+
+
+def _as_ipv4(net: Network) -> ipaddress.IPv4Network | None:
+    """The IPv4 addresses an IPv6 range inside an EMBEDDED_IPV4 block stands for (None when
+    it is not inside one, or the block hides them, as Teredo does)."""
+    if net.version == 4:
+        return None
+    for block, (_, shift) in EMBEDDED_IPV4.items():
+        if shift is not None and net.subnet_of(block):
+            bits = min(32, net.prefixlen - 96 + shift)
+            address = (int(net.network_address) >> shift) & 0xFFFFFFFF
+            return ipaddress.IPv4Network((address, bits), strict=False)
+    return None
+
+
+def _embedded_ipv4(net: ipaddress.IPv6Network) -> str:
+    """Why ``net`` may not be admitted as an IPv6 range, or "" when it may."""
+    for block, (kind, _) in EMBEDDED_IPV4.items():
+        if not net.overlaps(block):
+            continue
+        if not net.subnet_of(block):
+            return (
+                f"{net} overlaps {block}, the {kind} block, whose addresses stand for IPv4 "
+                "hosts: name IPv6 ranges outside it, and IPv4 ranges as IPv4"
+            )
+        v4 = _as_ipv4(net)
+        return (
+            f"{net} is an IPv6 spelling of IPv4 addresses ({kind}, {block}): the security group "
+            "and the host firewall match it against IPv6 packets only; write "
+            + (str(v4) if v4 else "the IPv4 ranges themselves")
+        )
+    return ""
+
+
+def _too_wide(ranges: list[tuple[str, Network]], covered: int) -> str:
+    """Why ``ranges`` (one IP version, as meant) together admit too much: which ranges, what
+    they cover, and what would be right."""
+    wide = [(item, net) for item, net in ranges if internet_addresses([net])]
+    union = collapsed(net for _, net in wide)
+    version = union[0].version
+    if len(wide) == 1:
+        item, net = wide[0]
+        said = item if item == str(net) else f"{shown(item)} (that is {net})"
+        subject = f"{said} covers"
+    else:
+        said = _listed([item if item == str(net) else shown(item) for item, net in wide])
+        subject = f"{said} together cover {_listed([str(n) for n in union])}:"
+    if union[0].prefixlen == 0:
+        what = f"the whole IPv{version} internet"
+    else:
+        what = f"{_count(covered)} internet addresses"
+    return (
+        f"{subject} {what}; admit at most a {WIDEST[version]}'s worth of internet addresses "
+        f"({_count(MAX_INTERNET_ADDRESSES[version])}, private ranges aside): name your own ranges"
+    )
+
+
+def _count(n: int) -> str:
+    """16777216, or 2**96 for numbers only IPv6 has."""
+    if n < 1 << 40:
+        return str(n)
+    return f"2**{n.bit_length() - 1}" if n & (n - 1) == 0 else f"over 2**{n.bit_length() - 1}"
+
+
+def admitted_cidrs(items: Iterable[object]) -> tuple[str, ...]:
+    """The ranges admitted to SSH and the telemetry port, checked (see above) and written as
+    ``ipaddress`` writes them, in order, each once; ``CidrError`` says what is wrong."""
+    parsed: list[tuple[str, Network]] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise CidrError(f"{shown(item)} is not a CIDR; use {EXAMPLE_CIDRS} (strings)")
         try:
-            ipaddress.ip_network(cidr, strict=True)
-        except (TypeError, ValueError):
-            raise ProfileError(
-                f"{key}: {cidr!r} is not a CIDR; use networks like 203.0.113.0/24 or "
-                "2001:db8::/32 (no host bits set)"
+            if "%" in item:  # an IPv6 scope (fe80::1%eth0) is no part of a network
+                raise ValueError(item)
+            network = ipaddress.ip_network(item.strip(), strict=False)
+        except ValueError:
+            raise CidrError(f"{shown(item)} is not a CIDR; use {EXAMPLE_CIDRS}") from None
+        parsed.append((item, network))
+
+    # what the ranges would admit, as meant (a host-bits-set 1.2.3.4/0 means 0.0.0.0/0)
+    # IPv6 spellings of IPv4 ranges (::ffff:0:0/96) count as the IPv4 ranges they stand for
+    as_meant = [(item, _as_ipv4(net) or net) for item, net in parsed]
+    for version in (4, 6):
+        mine = [(item, net) for item, net in as_meant if net.version == version]
+        covered = internet_addresses(net for _, net in mine)
+        if covered > MAX_INTERNET_ADDRESSES[version]:
+            raise CidrError(_too_wide(mine, covered))
+
+    for item, network in parsed:
+        if isinstance(network, ipaddress.IPv6Network):
+            hint = _embedded_ipv4(network)
+            if hint:
+                raise CidrError(hint)
+        canonical = str(network)
+        if item == canonical:
+            continue
+        try:
+            ipaddress.ip_network(item.strip(), strict=True)
+        except ValueError:
+            host = ipaddress.ip_address(item.strip().partition("/")[0])
+            raise CidrError(
+                f"{shown(item)} has host bits set: write {canonical} for the network, or "
+                f"{host}/{network.max_prefixlen} for the one host"
             ) from None
-    return tuple(value)
+        raise CidrError(f"{shown(item)} is not written as ipaddress writes it: write {canonical}")
+    return tuple(dict.fromkeys(str(network) for _, network in parsed))
 
 
 def cpulist(cpus: Iterable[int]) -> str:
@@ -134,15 +345,23 @@ def cpulist(cpus: Iterable[int]) -> str:
     return ",".join(parts)
 
 
+CPU_NUMBER_LIMIT = 1 << 16  # far above any kernel's NR_CPUS (8192 at most)
+_CPU_RANGE = re.compile(r"([0-9]{1,6})(?:-([0-9]{1,6}))?")
+
+
 def parse_cpulist(text: str) -> tuple[int, ...]:
-    """ "1-3,5" -> (1, 2, 3, 5); "" -> (). Raises ValueError on bad syntax."""
+    """ "1-3,5" -> (1, 2, 3, 5); "" -> (). Raises ValueError on bad syntax, and on CPU numbers
+    no kernel has (from CPU_NUMBER_LIMIT on), so "0-99999999999" is refused, not expanded."""
     cpus: set[int] = set()
     for part in text.strip().split(","):
         if not part:
             continue
-        low, _, high = part.partition("-")
-        first, last = int(low), int(high or low)
-        if last < first:
+        match = _CPU_RANGE.fullmatch(part)
+        if not match:
+            raise ValueError(f"bad cpu range {part!r}")
+        first = int(match[1])
+        last = int(match[2] or first)
+        if last < first or last >= CPU_NUMBER_LIMIT:
             raise ValueError(f"bad cpu range {part!r}")
         cpus.update(range(first, last + 1))
     return tuple(sorted(cpus))
@@ -242,6 +461,9 @@ class TuningProfile:
     @classmethod
     def for_vcpus(cls, vcpus: int, **overrides: Any) -> TuningProfile:
         """Defaults for a host of ``vcpus``: one housekeeping CPU per 8 (at least one)."""
+        if type(vcpus) is int and vcpus < 2:
+            raise ProfileError(f"vcpus = {vcpus}: a tuned host needs at least 2 vCPUs")
+        _int_in("vcpus", vcpus, 2, MAX_VCPUS)  # before the CPU lists are built from it
         n_hk = max(1, vcpus // 8)
         return cls(
             vcpus=vcpus,
@@ -291,53 +513,111 @@ def _profile_value(key: str, value: Any, default: Any) -> Any:
                 pass
         elif isinstance(value, list) and all(type(v) is int for v in value):
             return tuple(value)
-        raise ProfileError(f'{key} = {value!r}: use a cpulist like "1-3" or a list like [1, 2]')
+        raise ProfileError(
+            f'{key} = {shown(value)}: use a cpulist like "1-3" or a list like [1, 2]'
+        )
     if key in ("ssh_cidrs", "telemetry_cidrs"):
         return _cidrs(key, value)
     if key == "sysctls":
         if not isinstance(value, dict):
-            raise ProfileError(f"sysctls = {value!r}: use a table of name = value")
+            raise ProfileError(f"sysctls = {shown(value)}: use a table of name = value")
         for name, item in value.items():
+            SYSCTL_KEY.check("sysctls key", name)
             if isinstance(item, bool) or not isinstance(item, int | str):
-                raise ProfileError(f"sysctls.{name} = {item!r}: use a string or a whole number")
+                raise ProfileError(
+                    f"sysctls.{name} = {shown(item)}: use a string or a whole number"
+                )
         return {**DEFAULT_SYSCTLS, **{k: str(v) for k, v in value.items()}}
     expected = type(default)
     if not isinstance(value, expected) or isinstance(value, bool) != (expected is bool):
-        raise ProfileError(f"{key} = {value!r}: use a {expected.__name__} (default {default!r})")
+        raise ProfileError(
+            f"{key} = {shown(value)}: use a {expected.__name__} (default {default!r})"
+        )
     return value
+
+
+MAX_PROFILE_BYTES = 1 << 20  # a profile is a few hundred bytes; a megabyte is not one
+
+
+def _unreadable(path: Path, exc: OSError | ValueError) -> ProfileError:
+    if isinstance(exc, FileNotFoundError):
+        return ProfileError(f"{path}: no such profile file")
+    if isinstance(exc, IsADirectoryError):
+        return ProfileError(f"{path}: is a directory; give the profile's TOML file")
+    if isinstance(exc, OSError):
+        return ProfileError(f"{path}: cannot read the profile ({exc.strerror or exc})")
+    return ProfileError(f"{path}: not a file name ({exc})")  # a NUL in it
+
+
+def read_profile_text(path: Path) -> str:
+    """The text of the profile file at ``path`` (UTF-8, as TOML is), or a one-line
+    ProfileError: missing, a directory or a device, unreadable, too big, or not UTF-8 text.
+    A pipe is read (``--profile <(...)``); a device such as /dev/zero is refused unread."""
+    try:
+        kind = path.stat().st_mode
+    except (OSError, ValueError) as exc:
+        raise _unreadable(path, exc) from None
+    if stat.S_ISDIR(kind):
+        raise _unreadable(path, IsADirectoryError())
+    if not (stat.S_ISREG(kind) or stat.S_ISFIFO(kind)):  # reading a device may never end
+        raise ProfileError(f"{path}: not a file (a device or a socket); give a TOML file")
+    try:
+        with path.open("rb") as f:
+            raw = f.read(MAX_PROFILE_BYTES + 1)
+    except (OSError, ValueError) as exc:
+        raise _unreadable(path, exc) from None
+    if len(raw) > MAX_PROFILE_BYTES:
+        raise ProfileError(
+            f"{path}: more than {MAX_PROFILE_BYTES} bytes; a profile is a short TOML file"
+        )
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProfileError(
+            f"{path}: not valid TOML: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset "
+            f"{exc.start}); a profile is a TOML file, saved as UTF-8"
+        ) from None
+
+
+def parse_profile(text: str, vcpus: int, where: str = "profile") -> TuningProfile:
+    """The profile in TOML ``text`` (any key of TuningProfile), over the defaults for
+    ``vcpus``; a one-line ProfileError starting with ``where`` otherwise."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ProfileError(f"{where}: not valid TOML: {exc}") from None
+    except ValueError as exc:  # an integer of more digits than int() takes
+        raise ProfileError(f"{where}: not valid TOML here: {exc}") from None
+    except RecursionError:
+        raise ProfileError(f"{where}: not valid TOML: arrays or tables nested too deep") from None
+    fields = [f.name for f in dataclasses.fields(TuningProfile)]
+    try:
+        if "vcpus" in data:  # the CPU split follows the file's vCPU count, not this machine's
+            base = TuningProfile.for_vcpus(_int_in("vcpus", data["vcpus"], 2, MAX_VCPUS))
+        else:
+            base = TuningProfile.for_vcpus(vcpus)
+        values = {}
+        for key, value in data.items():
+            if key not in fields:
+                name = key if len(key) <= 64 else shown(key)  # ProfileError escapes it
+                raise ProfileError(f"unknown key {name}; known keys: {', '.join(fields)}")
+            values[key] = _profile_value(key, value, getattr(base, key))
+        return dataclasses.replace(base, **values)
+    except ProfileError as exc:
+        raise ProfileError(f"{where}: {exc}") from None
 
 
 def load_profile(path: str | Path | None, vcpus: int) -> TuningProfile:
     """The profile in a TOML file (any key of TuningProfile), over the defaults for ``vcpus``.
 
-    Raises ProfileError with one line naming the file, the key, the value and what is allowed.
+    Raises ProfileError with one line naming the file, the key, the value and what is allowed;
+    never another exception, whatever the file holds (tests/contracts fuzz it).
     """
     base = TuningProfile.for_vcpus(vcpus)
     if path is None:
         return base
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ProfileError(f"{path}: no such profile file") from None
-    except IsADirectoryError:
-        raise ProfileError(f"{path}: is a directory; give the profile's TOML file") from None
-    except OSError as exc:
-        raise ProfileError(f"{path}: cannot read the profile ({exc.strerror})") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ProfileError(f"{path}: not valid TOML: {exc}") from None
-    fields = [f.name for f in dataclasses.fields(TuningProfile)]
-    try:
-        if "vcpus" in data:  # the CPU split follows the file's vCPU count, not this machine's
-            base = TuningProfile.for_vcpus(_int_in("vcpus", data["vcpus"], 2, MAX_VCPUS))
-        values = {}
-        for key, value in data.items():
-            if key not in fields:
-                raise ProfileError(f"unknown key {key}; known keys: {', '.join(fields)}")
-            values[key] = _profile_value(key, value, getattr(base, key))
-        return dataclasses.replace(base, **values)
-    except ProfileError as exc:
-        raise ProfileError(f"{path}: {exc}") from None
+    return parse_profile(read_profile_text(path), vcpus, where=str(path))
 
 
 CPULIST_KEYS = ("housekeeping", "isolated")

@@ -6,25 +6,28 @@ constructs only ever see the typed config. The defaults live here (``DEFAULTS``)
 else: ``cdk.json`` may repeat them as documentation, and a test proves the two agree.
 
 A bad value raises ``ConfigError`` whose message is one line naming the context key, the value
-and what is allowed; ``app.py`` prints it and exits 2 with no traceback.
+and what is allowed; ``app.py`` prints it and exits 2 with no traceback. Whatever the context
+holds (any JSON from cdk.json, any string from -c), nothing else is raised:
+tests/infra/test_fuzz_context.py fuzzes it. ``allowedCidrs`` is judged as the host firewall
+judges its ranges (``contracts.profile.admitted_cidrs``: one spelling, and no union of ranges
+wider than a /8 of the IPv4 internet or a /32 of the IPv6 one, however it is split up).
 
-This module is light (standard library, ``contracts.profile``, ``ami.hostos`` and
-``service.config``): no aws_cdk import, so it can be tested and imported without jsii.
+This module is light (standard library, ``contracts``, ``ami.hostos`` and ``service.config``):
+no aws_cdk import, so it can be tested and imported without jsii.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import json
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlparse
 
 from ami.hostos import ADAPTERS, BAKEABLE, DEPLOYABLE
-from contracts.profile import TuningProfile
+from contracts.errors import LowlatError
+from contracts.profile import CidrError, TuningProfile, admitted_cidrs, one_line, shown
 from contracts.slo import MAX_OBJECTIVE_US, MIN_OBJECTIVE_US, default_objectives_us
 
 AMI_MODES = {
@@ -78,21 +81,46 @@ GRAVITON_FAMILIES: dict[str, tuple[str, ...]] = {
 }
 MIN_VCPUS = 2  # one housekeeping CPU and at least one isolated CPU (TuningProfile)
 
-_NAME = re.compile(r"^[a-z][a-z0-9-]{0,23}$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
-_VPC_ID = re.compile(r"^vpc-[0-9a-f]{8,17}$")
-_SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
-_AZ = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d[a-z]$")
-_AMI_ID = re.compile(r"^ami-[0-9a-f]{8,17}$")
-_KEY_NAME = re.compile(r"^[\x20-\x7e]{1,255}$")
+# Every pattern is matched whole (fullmatch) and is ASCII only: \d or \s would let other
+# scripts' digits and blanks through.
+_NAME = re.compile(r"[a-z][a-z0-9-]{0,23}")
+_EMAIL = re.compile(
+    r"(?=.{3,254}$)[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@"
+    r"([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
+)
+_VPC_ID = re.compile(r"vpc-[0-9a-f]{8,17}")
+_SUBNET_ID = re.compile(r"subnet-[0-9a-f]{8,17}")
+_AZ = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9][a-z]")
+_AMI_ID = re.compile(r"ami-[0-9a-f]{8,17}")
+_KEY_NAME = re.compile(r"[\x20-\x7e]{1,255}")
+_WHOLE = re.compile(r"-?[0-9]{1,20}")
+_DECIMAL = re.compile(r"-?([0-9]{1,20}(\.[0-9]{0,20})?|\.[0-9]{1,20})([eE][-+]?[0-9]{1,3})?")
+# runbookBaseUrl lands in every alarm's description (at most 1024 characters) and in the
+# dashboard's markdown: a host, and a path of characters that need no quoting anywhere
+_HTTPS_URL = re.compile(
+    r"https://[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(:[0-9]{1,5})?(/[A-Za-z0-9._~%+=:@,-]*)*"
+)
+MAX_URL = 200
+# wheelS3Uri reaches a bash line of the image build (basename '...') and the build role's IAM
+# resource (arn:...:s3:::bucket/key, where * would be a wildcard): a bucket name as S3 names
+# them, and a key of safe characters only, ending in .whl
+S3_WHEEL = re.compile(
+    r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/([A-Za-z0-9_+=-][A-Za-z0-9._+=-]*/)*"
+    r"[A-Za-z0-9_+=-][A-Za-z0-9._+=-]*\.whl"
+)
+MAX_S3_URI = 5 + 63 + 1 + 1024  # s3:// + the longest bucket name + / + the longest key
+# Each allowed CIDR is two security-group rules (SSH, telemetry); a group holds 60 inbound
+# rules per IP version by default, so more ranges would fail at deploy time, not here.
+MAX_CIDRS_PER_VERSION = 30
 
 
-class ConfigError(ValueError):
-    """A context value is wrong; the message is one line: key, value, what is allowed."""
+class ConfigError(LowlatError, ValueError):
+    """A context value is wrong; the message is one line: key, value, what is allowed (a long
+    value is cut short, and nothing in it can start a second line)."""
 
     def __init__(self, key: str, value: Any, allowed: str):
         self.key, self.value, self.allowed = key, value, allowed
-        super().__init__(f"context {key}={value!r}: {allowed}")
+        super().__init__(one_line(f"context {key}={shown(value)}: {allowed}"))
 
 
 # context key -> (DeploymentConfig field, what it is); also the list of keys that are ours
@@ -202,12 +230,27 @@ class DeploymentConfig:
                 raise ConfigError(
                     "subnetIds", [], f"vpcId={self.vpc_id!r} needs its public subnet ids"
                 )
+            if len(set(self.subnet_ids)) != len(self.subnet_ids):
+                raise ConfigError("subnetIds", list(self.subnet_ids), "name each subnet once")
             if len(self.availability_zones) != len(self.subnet_ids):
                 raise ConfigError(
                     "availabilityZones",
                     list(self.availability_zones),
                     f"give one AZ per subnet in subnetIds ({len(self.subnet_ids)}), in order",
                 )
+        if self.vpc_id is None and len(set(self.availability_zones)) != len(
+            self.availability_zones
+        ):
+            raise ConfigError(
+                "availabilityZones", list(self.availability_zones), "name each zone once"
+            )
+        regions = sorted({zone[:-1] for zone in self.availability_zones})
+        if len(regions) > 1:
+            raise ConfigError(
+                "availabilityZones",
+                list(self.availability_zones),
+                f"zones of one region only (these are in {', '.join(regions)})",
+            )
         if self.ami_mode == "bake" and self.host_os not in BAKEABLE:
             raise ConfigError(
                 "amiMode",
@@ -245,11 +288,8 @@ def _text(key: str, raw: Any) -> str:
 def _int_in(low: int, high: int) -> Callable[[str, Any], int]:
     def parse(key: str, raw: Any) -> int:
         value = raw
-        if isinstance(raw, str):
-            try:
-                value = int(raw.strip())
-            except ValueError:
-                value = raw
+        if isinstance(raw, str) and _WHOLE.fullmatch(raw.strip()):
+            value = int(raw.strip())
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
             raise ConfigError(key, raw, f"use a whole number from {low} to {high}")
         return value
@@ -259,12 +299,10 @@ def _int_in(low: int, high: int) -> Callable[[str, Any], int]:
 
 def _us(key: str, raw: Any) -> float:
     value = raw
-    if isinstance(raw, str):
-        try:
-            value = float(raw.strip())
-        except ValueError:
-            value = raw
+    if isinstance(raw, str) and _DECIMAL.fullmatch(raw.strip()):
+        value = float(raw.strip())
     low, high = MIN_OBJECTIVE_US, MAX_OBJECTIVE_US
+    # NaN fails every comparison, so it is refused with the rest
     if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
         raise ConfigError(key, raw, f"use a number of microseconds from {low:g} to {high:.0f}")
     return float(value)
@@ -285,7 +323,9 @@ def _list(key: str, raw: Any) -> list[str]:
         if text.startswith("["):
             try:
                 raw = json.loads(text)
-            except json.JSONDecodeError:
+            # ValueError: bad JSON, or a number of more digits than int() takes;
+            # RecursionError: lists nested thousands deep
+            except (ValueError, RecursionError):
                 raise ConfigError(key, text, "use a JSON list or comma-separated values") from None
         else:
             raw = [part.strip() for part in text.split(",") if part.strip()]
@@ -312,24 +352,30 @@ def _instance_type(key: str, raw: Any) -> str:
 
 
 def _cidrs(key: str, raw: Any) -> tuple[str, ...]:
-    cidrs = []
-    for item in _list(key, raw):
-        try:
-            network = ipaddress.ip_network(item, strict=True)
-        except ValueError as exc:
-            raise ConfigError(key, item, f"use CIDRs like 203.0.113.0/24 ({exc})") from None
-        if network.prefixlen == 0:
+    """The ranges admitted to SSH and telemetry: the security group's rules and the host
+    firewall's sets (the profile's ssh_cidrs and telemetry_cidrs), so both judge them alike
+    (``contracts.profile.admitted_cidrs``: canonical spelling, not too wide however split)."""
+    try:
+        cidrs = admitted_cidrs(_list(key, raw))
+    except CidrError as exc:
+        raise ConfigError(key, raw, str(exc)) from None
+    for version in (4, 6):
+        mine = [c for c in cidrs if (":" in c) == (version == 6)]
+        if len(mine) > MAX_CIDRS_PER_VERSION:
             raise ConfigError(
-                key, item, "opens SSH and telemetry to the whole internet; name your own ranges"
+                key,
+                raw,
+                f"{len(mine)} IPv{version} ranges: each is two security-group rules and a group "
+                f"holds 60 per IP version, so name at most {MAX_CIDRS_PER_VERSION} (merge "
+                "neighbours into wider ranges)",
             )
-        cidrs.append(str(network))
-    return tuple(dict.fromkeys(cidrs))
+    return cidrs
 
 
 def _matching(pattern: re.Pattern, allowed: str) -> Callable[[str, Any], str]:
     def parse(key: str, raw: Any) -> str:
         text = _text(key, raw)
-        if not pattern.match(text):
+        if not pattern.fullmatch(text):
             raise ConfigError(key, raw, allowed)
         return text
 
@@ -340,7 +386,7 @@ def _list_matching(pattern: re.Pattern, allowed: str) -> Callable[[str, Any], tu
     def parse(key: str, raw: Any) -> tuple[str, ...]:
         items = _list(key, raw)
         for item in items:
-            if not pattern.match(item):
+            if not pattern.fullmatch(item):
                 raise ConfigError(key, item, allowed)
         return tuple(items)
 
@@ -369,19 +415,25 @@ def _host_os(key: str, raw: Any) -> str:
 
 def _https_url(key: str, raw: Any) -> str:
     text = _text(key, raw).rstrip("/")
-    parsed = urlparse(text)
-    if parsed.scheme != "https" or not parsed.netloc or parsed.query or parsed.fragment:
+    if len(text) > MAX_URL or not _HTTPS_URL.fullmatch(text):
         raise ConfigError(
-            key, raw, "use an https URL without query, e.g. https://github.com/ORG/lowlat/blob/main"
+            key,
+            raw,
+            f"use an https URL of at most {MAX_URL} characters, without query, blanks or "
+            "quotes, e.g. https://github.com/ORG/lowlat/blob/main",
         )
     return text
 
 
 def _s3_uri(key: str, raw: Any) -> str:
     text = _text(key, raw)
-    parsed = urlparse(text)
-    if parsed.scheme != "s3" or not parsed.netloc or not parsed.path.endswith(".whl"):
-        raise ConfigError(key, raw, "use s3://BUCKET/path/lowlat-VERSION-py3-none-any.whl")
+    if len(text) > MAX_S3_URI or not S3_WHEEL.fullmatch(text):
+        raise ConfigError(
+            key,
+            raw,
+            "use s3://BUCKET/path/lowlat-VERSION-py3-none-any.whl (a bucket name, then letters, "
+            "digits and . _ + = - only)",
+        )
     return text
 
 

@@ -22,7 +22,7 @@ from constructs import Construct
 
 from ami.hostos import BAKEABLE
 from infra.checkov import apply_skips
-from infra.config import DeploymentConfig
+from infra.config import S3_WHEEL, DeploymentConfig
 from infra.host import TradingHosts
 from infra.image_pipeline import TunedImagePipeline
 from infra.monitoring import MonitoredHost, Monitoring
@@ -42,7 +42,7 @@ class TunedAmiStack(Stack):
             "WheelS3Uri",
             type="String",
             description="s3:// URI of the lowlat wheel the image build installs",
-            allowed_pattern=r"^s3://[^/]+/.+\.whl$",
+            allowed_pattern=f"^{S3_WHEEL.pattern}$",  # the context's own check, one source
             constraint_description="an s3://BUCKET/path/lowlat-VERSION-py3-none-any.whl URI",
             default=config.wheel_s3_uri,
         )

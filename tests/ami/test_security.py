@@ -113,9 +113,10 @@ def test_cidrs_are_parsed_again_never_pasted():
     object.__setattr__(profile, "ssh_cidrs", ('10.0.0.0/8 } ; flush ruleset ; {"',))
     with pytest.raises(ValueError):
         sec.firewall_ruleset(profile)
-    # what reaches the file is ipaddress's own spelling of the network
-    spelled = TuningProfile.for_vcpus(4, ssh_cidrs=("2001:DB8:0:0::/64",))
-    assert "elements = { 2001:db8::/64 }" in sec.firewall_ruleset(spelled)
+    # what reaches the file is ipaddress's own spelling of the network (the profile refuses
+    # any other spelling, tests/contracts/test_cidrs.py; this one got past it somehow)
+    object.__setattr__(profile, "ssh_cidrs", ("2001:DB8:0:0::/64",))
+    assert "elements = { 2001:db8::/64 }" in sec.firewall_ruleset(profile)
 
 
 @needs_nft
@@ -124,10 +125,14 @@ def test_cidrs_are_parsed_again_never_pasted():
     [
         PROFILE,
         OPEN,
-        TuningProfile.for_vcpus(4, ssh_cidrs=("0.0.0.0/0", "::/0"), telemetry_cidrs=("::/0",)),
+        TuningProfile.for_vcpus(  # the widest ranges a profile admits (contracts.profile)
+            4,
+            ssh_cidrs=("1.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "2001:db8::/32", "fc00::/7"),
+            telemetry_cidrs=("fc00::/7",),
+        ),
         TuningProfile.for_vcpus(2, ssh_cidrs=("192.0.2.1/32",), telemetry_port=22),
     ],
-    ids=["default", "cidrs", "everywhere", "telemetry-on-22"],
+    ids=["default", "cidrs", "widest", "telemetry-on-22"],
 )
 def test_nft_accepts_the_ruleset(tmp_path, profile):
     path = tmp_path / "firewall.nft"

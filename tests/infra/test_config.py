@@ -101,9 +101,29 @@ def test_existing_vpc_needs_subnets_and_their_zones():
         ("hostCount", "0", "from 1 to 16"),
         ("hostCount", "two", "from 1 to 16"),
         ("hostCount", True, "from 1 to 16"),
-        ("allowedCidrs", "10.0.0.1/8", "CIDRs like"),  # host bits set
-        ("allowedCidrs", "0.0.0.0/0", "whole internet"),
-        ("allowedCidrs", "not-a-cidr", "CIDRs like"),
+        ("allowedCidrs", "10.0.0.1/8", "host bits set: write 10.0.0.0/8"),
+        ("allowedCidrs", "0.0.0.0/0", "whole IPv4 internet"),
+        ("allowedCidrs", "not-a-cidr", "is not a CIDR; use networks like"),
+        ("allowedCidrs", "2001:DB8::/32", "write 2001:db8::/32"),
+        ("allowedCidrs", "203.0.113.7", "write 203.0.113.7/32"),
+        ("allowedCidrs", ",".join(f"198.51.{i}.0/24" for i in range(31)), "at most 30"),
+        ("hostCount", "\u0663", "from 1 to 16"),  # ARABIC-INDIC DIGIT THREE: int() takes it
+        ("hostCount", "9" * 5000, "from 1 to 16"),
+        ("hostCount", 2.0, "from 1 to 16"),
+        ("sloTickToOrderP50Us", "nan", "microseconds"),
+        ("sloTickToOrderP50Us", "inf", "microseconds"),
+        ("subnetIds", "[" * 100_000, "JSON list"),  # deeper than json can recurse
+        ("subnetIds", "[" + "9" * 5000 + "]", "JSON list"),  # more digits than int() takes
+        ("availabilityZones", "eu-west-\u0661a", "zone names"),
+        ("availabilityZones", "eu-west-1a,eu-west-1a", "each zone once"),
+        ("availabilityZones", "eu-west-1a,us-east-1b", "one region only"),
+        ("alarmEmail", "on\x00call@example.com", "email address"),
+        ("runbookBaseUrl", "https://[::1", "https URL"),  # urlparse raises ValueError
+        ("runbookBaseUrl", "https://example.com/a b", "https URL"),
+        ("runbookBaseUrl", "https://example.com/" + "a" * 300, "at most 200"),
+        ("wheelS3Uri", "s3://bucket/*.whl", "s3://BUCKET"),  # an IAM wildcard
+        ("wheelS3Uri", "s3://bucket/x'$(reboot)'.whl", "s3://BUCKET"),  # in a bash line
+        ("wheelS3Uri", "s3://[/x.whl", "s3://BUCKET"),
         ("allowedCidrs", "[1, 2]", "list of strings"),
         ("alarmEmail", "oncall", "email address"),
         ("vpcId", "vpc-xyz", "vpc-0123456789abcdef0"),
@@ -151,7 +171,7 @@ def test_debian12_boots_from_user_data_only():
     c = config(hostOs="debian12")
     assert (c.host_os, c.ami_mode, c.profile.os) == ("debian12", "userdata", "debian12")
     with pytest.raises(ConfigError) as info:
-        config(hostOs="debian12", amiMode="bake", wheelS3Uri="s3://b/lowlat-0.1.0.whl")
+        config(hostOs="debian12", amiMode="bake", wheelS3Uri="s3://bucket/lowlat-0.1.0.whl")
     message = str(info.value)
     assert (
         message.startswith("context amiMode=") and "Image Builder cannot build Debian 12" in message
