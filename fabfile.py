@@ -14,8 +14,13 @@ FILE``), Fabric's config files, ``fab -i KEY``. To go through SSM Session Manage
 an open SSH port, see runbooks/reaching-hosts.md.
 
 Settings under ``lowlat:`` in a Fabric config file (``fab --config FILE``, ``fabric.yaml``,
-``~/.fabric.yaml``) override the defaults below; the tests use them to deploy into a throwaway
-root on a loopback SSH server.
+``~/.fabric.yaml``) override the defaults in ``ops.hosts.SETTINGS``, the table of what each
+means and accepts; the tests use them to deploy into a throwaway root on a loopback SSH server.
+
+Exit status: 0 done; 1 a host failed (its own line says why: FAILED and the reason); 2 bad
+input, refused before any host is reached: a setting, a flag, a --ref, an output directory
+that cannot be written. Bad input is one line, ``fab TASK: what, where, what would be right``:
+every task goes through the one handler of ``ops.hosts.OpsError`` (``refusing_bad_input``).
 
 The work is in ``ops/``; this file only declares the tasks. It never imports numba or the hot
 path: ``fab --list`` stays fast.
@@ -28,13 +33,11 @@ import sys
 
 from fabric import task
 from invoke import Collection
-from invoke.exceptions import Exit
 
-from contracts.constants import EXIT_USAGE
 from ops import bench as bench_ops
 from ops import inspect as inspect_ops
 from ops import release
-from ops.hosts import DEFAULT_SETTINGS, OpsError, for_each_host
+from ops.hosts import Settings, for_each_host, refusing_bad_input
 
 TARGETS_HELP = {
     "host": "the host to act on (name, address or ~/.ssh/config alias)",
@@ -46,7 +49,10 @@ TARGETS_HELP = {
 @task(help={**TARGETS_HELP, "ref": "git revision to build (default HEAD)"})
 def deploy(c, host=None, hosts=None, stack=None, ref="HEAD"):
     """Ship a release built from REV; roll back by itself when it does not become ready."""
-    for_each_host(c, "deploy", host, hosts, stack, lambda conn, s: release.deploy(conn, s, ref=ref))
+    sha = release.preflight(Settings.from_config(c.config), ref)
+    for_each_host(
+        c, "deploy", host, hosts, stack, lambda conn, s: release.deploy(conn, s, ref=ref, sha=sha)
+    )
 
 
 @task(help=TARGETS_HELP)
@@ -75,11 +81,8 @@ def logs(c, host=None, hosts=None, stack=None, since="1h"):
     after SINCE: a duration counts back from the host's clock, a date or time is read as UTC
     (the lines' stamps are UTC; journalctl reads it in the host's time zone, UTC on AL2023).
     """
-    try:
-        # a bad --since (or a date that does not exist) is one line before any host is reached
-        inspect_ops.since_cutoff(since, dt.datetime.now(dt.UTC))
-    except OpsError as exc:
-        raise Exit(f"fab logs: {exc}", code=EXIT_USAGE) from None
+    # a bad --since (or a date that does not exist) is one line before any host is reached
+    inspect_ops.since_cutoff(since, dt.datetime.now(dt.UTC))
     for_each_host(
         c, "logs", host, hosts, stack, lambda conn, s: inspect_ops.logs(conn, s, since=since)
     )
@@ -112,6 +115,12 @@ def bench(  # noqa: PLR0913 -- Fabric makes each parameter a command-line option
 
 
 ns = Collection.from_module(sys.modules[__name__])
+for _task in ns.tasks.values():
+    # The one handler of bad input, for every task: an OpsError that escapes one is one line
+    # on stderr and exit status 2, no traceback (a host's own failure is its FAILED line, 1).
+    _task.body = refusing_bad_input(f"fab {_task.name}", _task.body)
 # Remote commands never read this terminal's stdin: fleets run one thread per host, and
 # nothing here is interactive (sudo must not prompt: use NOPASSWD or run as root).
-ns.configure({"lowlat": dict(DEFAULT_SETTINGS), "run": {"in_stream": False}})
+# No "lowlat" defaults here: Settings.from_config applies them, after checking the section
+# (invoke would refuse to merge a "lowlat:" that is not a mapping over them, with a traceback).
+ns.configure({"run": {"in_stream": False}})

@@ -44,10 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from invoke.exceptions import Exit
-
 from ami.units import ENGINE_UNIT, SERVICE_CONFIG
-from contracts.constants import EXIT_USAGE
 from contracts.documents import toml_value
 from contracts.profile import INSTALLED_PROFILE, TuningProfile, cpulist
 from contracts.release_layout import Layout
@@ -71,7 +68,7 @@ from ops.bench_doc import (
     TimelinePoint,
     Verdict,
 )
-from ops.hosts import Connection, HostResult, OpsError, Settings
+from ops.hosts import Connection, HostResult, OpsError, Settings, check_writable_dir
 from ops.remote import installed_profile
 
 if TYPE_CHECKING:
@@ -79,6 +76,8 @@ if TYPE_CHECKING:
     import numpy.typing as npt
     from invoke.runners import Promise, Result
 
+DEFAULT_OUT = "bench-results"  # the reports' directory without --out, under the working one
+REPORT_BYTES = 16 * 2**20  # room a report needs, at least (its files are well under 1 MiB)
 MAX_RATE = 100_000_000  # [feed] rate's own upper bound (service/config.py)
 MAX_DURATION_S = 24 * 3600
 JITTER_MAX_S = 10.0
@@ -109,10 +108,6 @@ Config = dict[str, dict[str, Any]]
 Advance = Callable[[float], None]  # moves a progress bar on by so many units
 
 
-def _usage(message: str) -> Exit:
-    return Exit(f"fab bench: {message}", code=EXIT_USAGE)
-
-
 def parse_rate(text: str) -> int:
     """ "100k" -> 100000, "2.5m" -> 2500000, "250000" -> 250000; ValueError otherwise."""
     match = _RATE_RE.fullmatch(text.strip())
@@ -138,12 +133,12 @@ def _parse_rates(rates: str) -> tuple[int, ...]:
     parsed: list[int] = []
     items = [item.strip() for item in str(rates).split(",")]
     if not any(items):
-        raise _usage(f"--rates {rates!r}: no rate given; use {RATE_FORMS}")
+        raise OpsError(f"--rates {rates!r}: no rate given; use {RATE_FORMS}")
     for item in items:
         try:
             rate = parse_rate(item)
         except ValueError:
-            raise _usage(
+            raise OpsError(
                 f"--rates: {item!r} is not an offered rate; use {RATE_FORMS} "
                 f"(each > 0 and <= {rate_label(MAX_RATE)})"
             ) from None
@@ -163,23 +158,24 @@ class BenchOptions:
     def parse(
         cls, duration: str | float, rates: str, out: str | None, publish: bool
     ) -> BenchOptions:
-        """Check the task's arguments before any host is contacted; one line and exit 2 if not."""
+        """Check the task's arguments before any host is contacted, the report's directory
+        included (the engine is stopped for the bench: finding it unwritable afterwards would
+        waste the bench); an OpsError, one line, if not."""
         try:
             duration_s = float(duration)
         except (TypeError, ValueError):
-            raise _usage(f"--duration {duration!r}: not a number of seconds") from None
+            raise OpsError(f"--duration {duration!r}: not a number of seconds") from None
         if not math.isfinite(duration_s) or not 0 < duration_s <= MAX_DURATION_S:
-            raise _usage(f"--duration {duration!r}: use seconds > 0 and <= {MAX_DURATION_S}")
+            raise OpsError(f"--duration {duration!r}: use seconds > 0 and <= {MAX_DURATION_S}")
         parsed = _parse_rates(rates)
         if out is not None and not str(out).strip():
-            raise _usage("--out '': give a directory")
+            raise OpsError("--out '': give a directory")
+        where = "--out" if out else "the report directory"
+        check_writable_dir(where, out or DEFAULT_OUT, REPORT_BYTES)
         if publish:
             from ops.publish import preflight
 
-            try:
-                preflight()
-            except OpsError as exc:
-                raise _usage(str(exc)) from None
+            preflight()
         return cls(duration_s, parsed, out, bool(publish))
 
     @property
@@ -339,7 +335,7 @@ def report_dir(options: BenchOptions, label: str, started: dt.datetime) -> Path:
     """--out DIR -> DIR/<host>/; default bench-results/<host>/<UTC timestamp>/."""
     if options.out:
         return Path(options.out).expanduser() / _safe(label)
-    return Path("bench-results") / _safe(label) / _utc_stamp(started)
+    return Path(DEFAULT_OUT) / _safe(label) / _utc_stamp(started)
 
 
 # ------------------------------------------------------------------------ on the host

@@ -5,8 +5,11 @@
 1. ask the host what it runs (``uname -m``, its Python and glibc): the wheels must fit it;
 2. build locally (``ops.build``): the project wheel from ``git archive <ref>`` and a wheelhouse
    of the service's runtime dependencies for the host's platform, both cached;
-3. upload both as one tar into ``<prefix>/releases/<UTC time>-<sha12>/`` and make the venv
-   there offline (``pip install --no-index --find-links wheelhouse``): the host needs no PyPI;
+3. check the host has room for it (``df``), upload both as one tar under a temporary name
+   beside the release, check it (size, sha256), unpack it into a hidden directory renamed to
+   ``<prefix>/releases/<UTC time>-<sha12>/`` when complete (a full disk leaves nothing behind),
+   and make the venv there offline (``pip install --no-index --find-links wheelhouse``): the
+   host needs no PyPI;
 4. warm numba's cache with a short run of the new release (``trading-service run --duration``
    on the CPUs of the SSH session, the housekeeping ones on a tuned host) into the cache
    directory the units use, so the restart loads compiled kernels instead of compiling;
@@ -31,9 +34,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import os
 import tempfile
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +49,15 @@ from ami import units as ami_units
 from contracts import release_layout as L
 from contracts.profile import INSTALLED_PROFILE, TuningProfile, cpulist
 from ops.build import Build, build, payload_tar, resolve_ref
-from ops.hosts import Connection, HostResult, OpsError, Settings, local_user
+from ops.hosts import (
+    Connection,
+    HostResult,
+    OpsError,
+    Settings,
+    check_writable_dir,
+    local_user,
+    mib,
+)
 from ops.remote import (
     UNITS,
     Target,
@@ -101,26 +114,132 @@ def prune(t: Target, protected: set[str]) -> list[str]:
 # ------------------------------------------------------------------------ release steps
 
 
+def installed_bytes(b: Build) -> int:
+    """What the release's wheels hold uncompressed: about what its venv takes on the host."""
+    total = 0
+    for wheel in [b.wheel, *sorted(b.wheelhouse.glob("*.whl"))]:
+        with zipfile.ZipFile(wheel) as z:
+            total += sum(info.file_size for info in z.infolist())
+    return total
+
+
+def free_bytes(t: Target, path: str) -> int | None:
+    """Bytes available on the host's file system that holds ``path`` (or would: its nearest
+    existing parent), as ``df`` says; None when it cannot tell."""
+    result = sudo(
+        t.conn,
+        t.settings,
+        f'p={q(path)}; while [ ! -e "$p" ]; do p=$(dirname "$p"); done; df -Pk "$p" | tail -n 1',
+    )
+    fields = result.stdout.split()
+    if not result.ok or len(fields) < 6 or not fields[-3].isdigit():
+        return None
+    return int(fields[-3]) * 1024  # Available, in 1024-byte blocks (the 4th of 6 columns)
+
+
+@dataclass(frozen=True)
+class _Payload:
+    """The release's tar on this machine, and what it takes on the host."""
+
+    tar: Path
+    size: int
+    sha256: str
+    installed: int  # what the venv will take, about
+
+    @property
+    def room(self) -> int:
+        """Free space the upload needs at its peak: the tar while it is unpacked, then the
+        unpacked wheelhouse while the venv is made from it."""
+        return self.size + max(self.size, self.installed)
+
+
+def _no_room(t: Target, where: str, payload: _Payload, doing: str) -> OpsError | None:
+    """The error for a host whose file system at ``where`` cannot take the release, if so."""
+    free = free_bytes(t, where)
+    if free is None or free >= payload.room:
+        return None
+    return OpsError(
+        f"no room for the release on the host{doing}: {mib(free)} free on {where}, it needs "
+        f"{mib(payload.room)} ({mib(payload.size)} to upload, {mib(payload.installed)} "
+        "installed); free some there (old releases, never the current one) or grow the volume"
+    )
+
+
 def upload(t: Target, b: Build, release: str) -> None:
-    """The payload (wheel, wheelhouse, requirements, warm-up config) unpacked into ``release``."""
+    """The payload (wheel, wheelhouse, requirements, warm-up config) unpacked into ``release``,
+    which appears whole or not at all.
+
+    The host's free space is checked first. The tar goes up under a temporary name beside the
+    release (``.<name>.upload/release.tar.part``, on the same file system), is checked against
+    the local one (size and sha256) and renamed; it is unpacked into ``.<name>.partial``, which
+    is renamed to ``release`` when complete. A failure (a full disk, a dropped connection)
+    removes both and says why in one line; nothing else on the host is touched."""
+    parent, name = release.rsplit("/", 1)
+    staging, partial = f"{parent}/.{name}.upload", f"{parent}/.{name}.partial"
     with tempfile.TemporaryDirectory(prefix="lowlat-payload-") as local:
-        tar = payload_tar(b, Path(local), t.settings.ready_timeout_s)
-        remote_tmp = must(run(t.conn, "mktemp -d /tmp/lowlat-deploy.XXXXXX"), "mktemp").stdout
-        remote_tmp = remote_tmp.strip()
         try:
-            t.conn.put(str(tar), f"{remote_tmp}/release.tar")
-            must(
-                sudo(
-                    t.conn,
-                    t.settings,
-                    # --no-same-owner: root's tar would keep the operator's uid from the archive
-                    f"mkdir -p {q(release)} && tar -x --no-same-owner "
-                    f"-f {q(remote_tmp)}/release.tar -C {q(release)}",
-                ),
-                f"unpacking into {release}",
-            )
-        finally:
-            run(t.conn, f"rm -rf {q(remote_tmp)}")
+            tar = payload_tar(b, Path(local), t.settings.ready_timeout_s)
+            with open(tar, "rb") as f:
+                digest = hashlib.file_digest(f, "sha256").hexdigest()
+        except OSError as exc:
+            raise OpsError(f"writing the release's tar under {local} failed: {exc}") from None
+        payload = _Payload(tar, tar.stat().st_size, digest, installed_bytes(b))
+        refused = _no_room(t, parent, payload, "")
+        if refused:
+            raise refused
+        doing = "uploading"
+        try:
+            _put(t, payload, staging)
+            doing = "unpacking"
+            _unpack(t, staging, partial, release)
+        except BaseException as exc:
+            run(t.conn, t.settings.privileged(f"rm -rf {q(partial)} {q(staging)}"))
+            if not isinstance(exc, Exception):  # Ctrl-C: cleaned up, and on its way
+                raise
+            # after the clean-up, df says whether the disk is what failed: say so rather than
+            # what SFTP says of it ("Failure")
+            failure = _no_room(t, parent, payload, f" (it filled up while {doing})")
+            if failure is None:
+                failure = exc if isinstance(exc, OpsError) else OpsError(f"{doing} failed: {exc}")
+            raise failure from None
+        run(t.conn, t.settings.privileged(f"rm -rf {q(staging)}"))
+
+
+def _put(t: Target, payload: _Payload, staging: str) -> None:
+    """The tar into ``staging``/release.tar: sent as release.tar.part, checked, renamed."""
+    owner = ""
+    if t.settings.sudo:  # the login user uploads; the release itself is root's
+        login = must(run(t.conn, "id -un"), "id -un").stdout.strip()
+        owner = f"-o {q(login)} "
+    must(
+        sudo(t.conn, t.settings, f"mkdir -p {q(os.path.dirname(staging))} && "
+             f"install -d -m 0700 {owner}{q(staging)}"),
+        f"creating {staging}",
+    )  # fmt: skip
+    part, whole = f"{staging}/release.tar.part", f"{staging}/release.tar"
+    try:
+        t.conn.put(str(payload.tar), part)
+    except OSError as exc:  # paramiko's SFTP errors carry the server's message, if any
+        raise OpsError(f"uploading to {part} failed: {exc.strerror or exc}") from None
+    check = must(run(t.conn, f"stat -c %s {q(part)} && sha256sum {q(part)}"), f"checking {part}")
+    lines = check.stdout.split()
+    if lines[:1] != [str(payload.size)] or lines[1:2] != [payload.sha256]:
+        raise OpsError(f"{part} is not the tar that was sent (its size or sha256 differs)")
+    must(run(t.conn, f"mv -f {q(part)} {q(whole)}"), f"renaming {part}")
+
+
+def _unpack(t: Target, staging: str, partial: str, release: str) -> None:
+    """The uploaded tar unpacked into ``partial``, renamed to ``release`` when complete."""
+    must(
+        sudo(
+            t.conn,
+            t.settings,
+            # --no-same-owner: root's tar would keep the operator's uid from the archive
+            f"rm -rf {q(partial)} && mkdir {q(partial)} && tar -x --no-same-owner "
+            f"-f {q(staging)}/release.tar -C {q(partial)} && mv -T {q(partial)} {q(release)}",
+        ),
+        f"unpacking into {partial}",
+    )
 
 
 def make_venv(t: Target, release: str, wheel_name: str) -> None:
@@ -305,9 +424,21 @@ class _Progress:
     restarted_at: int = 0  # the host's clock when the units were restarted (epoch s)
 
 
-def deploy(conn: Connection, settings: Settings, ref: str = "HEAD") -> HostResult:
-    """Ship ``ref`` to the host; roll back by itself when it does not become ready."""
-    sha = resolve_ref(ref)  # a bad --ref fails before the host is even asked
+def preflight(settings: Settings, ref: str) -> str:
+    """What a deploy checks on this machine before any host is reached: ``ref`` names a commit
+    (its full sha is returned: every host of a fleet gets that one) and the wheelhouse cache is
+    a directory the build can write. An OpsError, one line, when not."""
+    sha = resolve_ref(ref)
+    check_writable_dir("lowlat.wheelhouse_cache", settings.wheelhouse_cache)
+    return sha
+
+
+def deploy(
+    conn: Connection, settings: Settings, ref: str = "HEAD", sha: str | None = None
+) -> HostResult:
+    """Ship ``ref`` (the commit ``sha`` when given, as ``preflight`` resolved it) to the host;
+    roll back by itself when it does not become ready."""
+    sha = sha or resolve_ref(ref)  # a bad --ref fails before the host is even asked
     t = Target.of(conn, settings)  # first: the host's profile names its OS, and so its Python
     settings = t.settings
     facts = host_facts(conn, settings)

@@ -21,6 +21,9 @@ for it.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -70,15 +73,30 @@ def fmt_rate(rate: float | None) -> str:
 
 
 def render(doc: BenchDoc, out: Path) -> list[Path]:
-    """Write every report file for ``doc`` into ``out`` (created); the paths written."""
+    """Write every report file for ``doc`` into ``out`` (created); the paths written.
+
+    The files are drawn in a hidden directory beside ``out`` and moved in when all are there:
+    a report that cannot be finished (a full disk) leaves nothing half-written in ``out``."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        names = _draw(doc, staging)
+        out.mkdir(exist_ok=True)
+        for name in names:
+            os.replace(staging / name, out / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return [out / name for name in names]
+
+
+def _draw(doc: BenchDoc, out: Path) -> list[str]:
+    """Every report file for ``doc`` into the directory ``out``; their names."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display, no GUI toolkit
     from matplotlib import pyplot as plt
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
     charts: tuple[tuple[str, Callable[[Axes, BenchDoc], None]], ...] = (
         ("latency_percentiles.png", _percentiles),
         ("latency_histogram.png", _histogram),
@@ -94,12 +112,9 @@ def render(doc: BenchDoc, out: Path) -> list[Path]:
             fig.savefig(out / name, dpi=DPI)  # no bbox_inches="tight": keep the pixel size
         finally:
             plt.close(fig)
-        written.append(out / name)
     (out / "summary.md").write_text(summary_md(doc))
-    written.append(out / "summary.md")
     (out / "bench.json").write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n")
-    written.append(out / "bench.json")
-    return written
+    return [name for name, _ in charts] + ["summary.md", "bench.json"]
 
 
 def _title(ax: Axes, doc: BenchDoc, what: str) -> None:

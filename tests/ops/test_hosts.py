@@ -107,10 +107,68 @@ def test_settings_come_from_the_lowlat_config_section():
     assert settings.path("/opt/lowlat") == "/tmp/x/opt/lowlat"
     assert settings.privileged("systemctl restart x") == "systemctl restart x"
     assert H.Settings.from_config(fabric.Config()).privileged("id") == "sudo -n id"
-    with pytest.raises(H.OpsError, match=r"unknown setting.*roto"):
+    with pytest.raises(H.OpsError, match=r"lowlat\.roto = '/': unknown setting; did you mean root"):
         H.Settings.from_config(fabric.Config(overrides={"lowlat": {"roto": "/"}}))
-    with pytest.raises(H.OpsError, match="keep at least 2"):
+    with pytest.raises(H.OpsError, match=r"lowlat\.keep_releases = 1: a whole number, at least 2"):
         H.Settings.from_config(fabric.Config(overrides={"lowlat": {"keep_releases": 1}}))
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"ready_timeout_s": "soon"}, "lowlat.ready_timeout_s = 'soon': a number of seconds > 0"),
+        ({"connect_timeout_s": -1}, "lowlat.connect_timeout_s = -1: a number of seconds > 0"),
+        ({"connect_timeout_s": float("inf")}, "lowlat.connect_timeout_s = inf: a number"),
+        ({"sudo": "no"}, "lowlat.sudo = 'no': true or false, unquoted"),
+        ({"keep_releases": "abc"}, "lowlat.keep_releases = 'abc': a whole number"),
+        ({"keep_releases": 2.5}, "lowlat.keep_releases = 2.5: a whole number"),
+        ({"keep_releases": True}, "lowlat.keep_releases = true: a whole number"),
+        ({"keep_releases": 10**5000}, "lowlat.keep_releases = a 16610-bit integer: a whole"),
+        ({"root": "srv"}, "lowlat.root = 'srv': an absolute path"),
+        ({"python": "python3 -c 'x'"}, 'lowlat.python = "python3 -c \'x\'": "auto"'),
+        ({"systemctl": " "}, "lowlat.systemctl = ' ': a command on one line"),
+        ({"wheelhouse_cache": None}, "lowlat.wheelhouse_cache = null: a local directory"),
+        ({"a\nb": 1}, "lowlat.'a\\nb' = 1: unknown setting"),
+    ],
+)
+def test_settings_are_type_checked_one_line_naming_the_key(section, message):
+    with pytest.raises(H.OpsError) as caught:
+        H.Settings.from_config({"lowlat": section})
+    text = str(caught.value)
+    assert text.startswith(f"Fabric config {message}"), text
+    assert len(text.splitlines()) == 1
+
+
+def test_settings_take_whole_floats_and_int_seconds_as_the_types_they_are():
+    s = H.Settings.from_config({"lowlat": {"keep_releases": 3.0, "ready_timeout_s": 30}})
+    assert s.keep_releases == 3 and type(s.keep_releases) is int
+    assert s.ready_timeout_s == 30.0 and type(s.ready_timeout_s) is float
+
+
+def test_bad_settings_and_targets_reach_the_task_handler_as_ops_errors(ssh_server, tmp_path):
+    """for_each_host checks settings and targets before any host; its OpsError is what the
+    fab task's one handler (refusing_bad_input) turns into one line and exit status 2."""
+    c = Context(config=fabric.Config(overrides={"lowlat": {"sudo": "no"}}))
+    reached = []
+    with pytest.raises(H.OpsError, match=r"lowlat\.sudo = 'no'"):
+        H.for_each_host(c, "probe", "lowlat-loopback", None, None, lambda *a: reached.append(a))
+    body = H.refusing_bad_input("fab probe", H.for_each_host)
+    with pytest.raises(Exit) as exc:
+        body(c, "probe", "lowlat-loopback", None, None, lambda *a: reached.append(a))
+    assert exc.value.code == H.EXIT_USAGE == 2
+    assert exc.value.message.startswith("fab probe: Fabric config lowlat.sudo = 'no': true")
+    assert reached == []
+
+
+def test_the_handler_makes_a_wrapped_message_one_line():
+    def task_body():
+        raise H.OpsError("--stack S: Stack with id S does not exist\n  (ValidationError)")
+
+    with pytest.raises(Exit) as exc:
+        H.refusing_bad_input("fab status", task_body)()
+    assert exc.value.message == (
+        "fab status: --stack S: Stack with id S does not exist; (ValidationError)"
+    )
 
 
 def test_a_fleet_runs_in_parallel_over_real_ssh(ssh_server, tmp_path, capsys):

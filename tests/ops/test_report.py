@@ -168,20 +168,44 @@ def test_bad_rates_are_refused(text):
         B.parse_rate(text)
 
 
-def test_options_parse_dedupes_and_rejects_in_one_line():
-    from invoke.exceptions import Exit
+def test_options_parse_dedupes_and_rejects_in_one_line(tmp_path):
+    from ops.hosts import OpsError
 
     options = B.BenchOptions.parse(duration="2.5", rates="100k,1m,100000", out=None, publish=False)
     assert options.rates == (100_000, 1_000_000) and options.duration_s == 2.5
     assert options.jitter_s == 2.5
     assert B.BenchOptions.parse(60, "1m", None, False).jitter_s == B.JITTER_MAX_S
-    for kwargs in ({"rates": "1m,fast"}, {"duration": "soon"}, {"duration": "nan"}):
-        with pytest.raises(Exit) as caught:
+    (tmp_path / "file").write_text("")
+    for kwargs, start in (
+        ({"rates": "1m,fast"}, "--rates: 'fast' is not an offered rate"),
+        ({"duration": "soon"}, "--duration 'soon': not a number"),
+        ({"duration": "nan"}, "--duration 'nan': use seconds > 0"),
+        ({"out": str(tmp_path / "file")}, f"--out {tmp_path / 'file'}: it is not a directory"),
+    ):
+        # the fab task's handler (ops.hosts.refusing_bad_input) makes it "fab bench: ...", exit 2
+        with pytest.raises(OpsError) as caught:
             B.BenchOptions.parse(
                 **{"duration": 1, "rates": "1m", "out": None, "publish": False, **kwargs}
             )
-        assert caught.value.code == 2
-        assert "\n" not in caught.value.message and caught.value.message.startswith("fab bench: ")
+        assert str(caught.value).startswith(start) and "\n" not in str(caught.value)
+    assert B.BenchOptions.parse(1, "1m", str(tmp_path / "new" / "dir"), False).out is not None
+    assert not (tmp_path / "new").exists()  # checked, not created
+
+
+def test_a_report_that_cannot_be_finished_leaves_nothing_half_written(tmp_path, monkeypatch):
+    import ops.report as report
+
+    out = tmp_path / "out"
+
+    def fails(doc, directory):
+        (directory / "latency_percentiles.png").write_bytes(b"half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(report, "_draw", fails)
+    with pytest.raises(OSError):
+        report.render(bench_doc(), out)
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []  # nor the hidden directory it was drawn in
 
 
 def test_bench_config_is_the_hosts_config_with_rate_prefix_and_port():

@@ -6,6 +6,10 @@ test does), a unique shared-memory directory, a free telemetry port, and a Fabri
 that points the tasks at ROOT and at the test supervisor in place of systemctl (no systemd runs
 as PID 1 here; see tests/support/unit_supervisor.py). ``fab(...)`` runs the real ``fab`` CLI against
 it as a subprocess from the project directory, like an operator would.
+
+``tmpfs`` mounts a small file system where a test wants a disk that is full, nearly full or
+read-only (the tests run as root; without the right to mount they skip), and ``DiskFiller``
+fills one up at the moment a deploy reaches a given step, from a thread of the test.
 """
 
 from __future__ import annotations
@@ -15,9 +19,14 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 from tests.support.net import free_port
 from tests.support.paths import REPO
@@ -147,3 +156,73 @@ def run_fab(*args: str, timeout: float = 900, env=None) -> subprocess.CompletedP
 
 def output(result: subprocess.CompletedProcess) -> str:
     return result.stdout + result.stderr
+
+
+# ------------------------------------------------------------------------- small disks
+
+MIB = 2**20
+
+
+@contextlib.contextmanager
+def tmpfs(where: Path, size: int, *, read_only: bool = False) -> Iterator[Path]:
+    """A tmpfs of ``size`` bytes mounted at ``where`` (made if need be) for the block; skips the
+    test when this process may not mount (not root, or no CAP_SYS_ADMIN in a container)."""
+    where.mkdir(parents=True, exist_ok=True)
+    options = f"size={size}" + (",ro" if read_only else "")
+    mount = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+    )
+    if mount.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mount.stderr.strip() or mount.returncode}")
+    try:
+        yield where
+    finally:
+        if subprocess.run(["umount", str(where)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+def free_bytes(path: Path) -> int:
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def fill(path: Path, leave: Callable[[], int]) -> None:
+    """Allocate ``path`` (a new file) until its file system has no more than ``leave()`` bytes
+    free, in chunks, asking ``leave()`` again before each (what is left may be shrinking)."""
+    chunk, offset = 16 * MIB, 0
+    with open(path, "wb") as f:
+        while chunk >= 64 * 1024:
+            room = free_bytes(path.parent) - leave()
+            if room <= 0:
+                return
+            n = min(chunk, room)
+            try:
+                os.posix_fallocate(f.fileno(), offset, n)
+                offset += n
+            except OSError:  # someone else took the space meanwhile: smaller bites
+                chunk //= 2
+
+
+class DiskFiller(threading.Thread):
+    """Fills the file system of ``mount`` (a file ``.filler`` there) as soon as ``trigger()``
+    is true, leaving ``leave()`` bytes free: a disk that fills up while a task writes to it."""
+
+    def __init__(self, mount: Path, trigger: Callable[[], bool], leave: Callable[[], int]):
+        super().__init__(daemon=True)
+        self.mount, self.trigger, self.leave = mount, trigger, leave
+        self.filled = threading.Event()
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            if self.trigger():
+                fill(self.mount / ".filler", self.leave)
+                self.filled.set()
+                return
+            time.sleep(0.001)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=30)
