@@ -13,8 +13,9 @@ but seeded, so a failure can be replayed.
   bound, and 200 again after ``SIGCONT``;
 - the telemetry API killed and restarted while the engine runs: the engine does not notice
   (clean exit, nothing dropped);
-- the engine restarted under a running API: the API follows it (tests/service/telemetry/
-  test_api.py ``test_api_follows_the_engine_across_a_restart``; ``top`` reads the same view);
+- the engine restarted under a running ``top`` (in a real terminal, tmux) and API: both follow
+  it (the API's in tests/service/telemetry/test_api.py
+  ``test_api_follows_the_engine_across_a_restart``);
 - ``SIGTERM`` during warm-up: exit 0, no segment left.
 """
 
@@ -22,6 +23,8 @@ from __future__ import annotations
 
 import os
 import random
+import shlex
+import shutil
 import signal
 import statistics
 import subprocess
@@ -218,3 +221,36 @@ def test_sigterm_during_warm_up_exits_cleanly_and_leaves_nothing(tmp_path, delay
             run.kill()
             run.wait()
     assert _leftovers(prefix) == []
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_top_in_a_terminal_follows_the_engine_across_a_restart(tmp_path):
+    """`top` left open in a real terminal (tmux) shows the first engine, says when it is gone,
+    and shows the next one, with its own pid, without being restarted itself."""
+    config, _ = _config(tmp_path, "fused")
+    tmux = ["tmux", "-S", str(tmp_path / "tmux.sock")]  # a private server: others' untouched
+    top = [sys.executable, "-m", "service.cli", "top", "--config", str(config)]
+    command = shlex.join([*top, "--interval", "0.2"])
+    subprocess.run(
+        [*tmux, "new-session", "-d", "-x", "140", "-y", "50", "-c", os.getcwd(), command],
+        check=True,
+        timeout=10,
+    )
+
+    def pane() -> str:
+        return subprocess.run(
+            [*tmux, "capture-pane", "-p"], capture_output=True, text=True, timeout=10
+        ).stdout
+
+    try:
+        _wait_for(lambda: "engine not running" in pane(), 60, "top's waiting frame")
+        for _ in range(2):
+            run = _start(config)
+            try:
+                _wait_for(lambda run=run: f"pid {run.pid}" in pane(), 120, "top shows the engine")
+            finally:
+                run.send_signal(signal.SIGTERM)
+                assert run.wait(60) == 0
+            _wait_for(lambda: "engine not running" in pane(), 10, "top says it is gone")
+    finally:
+        subprocess.run([*tmux, "kill-server"], capture_output=True, timeout=10)
