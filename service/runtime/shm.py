@@ -235,10 +235,24 @@ def segment_bytes(shm_dir: Path, size: int) -> int:
     return _round_up(max(size, HEADER_BYTES), os.statvfs(shm_dir).f_bsize)
 
 
-def free_bytes(shm_dir: Path) -> int:
-    """Room left in ``shm_dir`` for this user (on hugetlbfs: free huge pages x their size)."""
+HUGEPAGES_SYSFS = Path("/sys/kernel/mm/hugepages")
+
+
+def free_bytes(shm_dir: Path) -> int | None:
+    """Room left in ``shm_dir`` for this user; None when the filesystem does not say.
+
+    A filesystem mounted without a size limit reports no blocks at all: hugetlbfs without
+    ``size=`` (a tuned host's /dev/hugepages) is then limited by its pool, the free huge pages
+    of its page size; for anything else without a limit the room is unknown.
+    """
     st = os.statvfs(shm_dir)
-    return st.f_bavail * st.f_frsize
+    if st.f_blocks:
+        return st.f_bavail * st.f_frsize
+    pool = HUGEPAGES_SYSFS / f"hugepages-{st.f_bsize // 1024}kB" / "free_hugepages"
+    try:
+        return int(pool.read_text()) * st.f_bsize
+    except (OSError, ValueError):
+        return None
 
 
 def check_space(shm_dir: Path, sizes: list[int], freed: int = 0) -> None:
@@ -246,7 +260,10 @@ def check_space(shm_dir: Path, sizes: list[int], freed: int = 0) -> None:
     ``freed`` counting what will be removed first. Checked before anything starts."""
     shm_dir = Path(shm_dir)
     need = sum(segment_bytes(shm_dir, size) for size in sizes)
-    free = free_bytes(shm_dir) + freed
+    room = free_bytes(shm_dir)
+    if room is None:
+        return  # no limit the filesystem reports: fallocate finds a shortfall, one segment early
+    free = room + freed
     if need > free:
         raise SpaceError(
             f"{shm_dir}: the {len(sizes)} segments need {_mib(need)}, only {_mib(free)} "
@@ -266,11 +283,12 @@ def _reserve(fd: int, path: Path, size: int) -> None:
         os.posix_fallocate(fd, 0, size)
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.ENOMEM):
-            free = free_bytes(path.parent) + size  # what it held before the attempt
+            room = free_bytes(path.parent)
+            free = "" if room is None else f"; at most {_mib(room + size)} free"
             raise SpaceError(
-                f"{path.parent}: no room for segment {path.name} ({_mib(size)}; at most "
-                f"{_mib(free)} free): make room, enlarge it (on hugetlbfs: more huge pages) "
-                "or set [service] shm_dir to a larger one"
+                f"{path.parent}: no room for segment {path.name} ({_mib(size)}{free}): make "
+                "room, enlarge it (on hugetlbfs: more huge pages) or set [service] shm_dir to "
+                "a larger one"
             ) from None
         if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
             raise SegmentError(f"{path}: cannot size the segment: {exc.strerror}") from None

@@ -367,3 +367,41 @@ def test_creating_past_the_space_left_is_refused_not_a_sigbus(small_tmpfs):
     with pytest.raises(SpaceError, match="no room for segment b"):
         Segment.create(small_tmpfs, "b", 600 * 1024, KIND)
     assert sorted(p.name for p in small_tmpfs.iterdir()) == ["a"]  # nothing half-made
+
+
+@pytest.fixture
+def hugetlbfs(tmp_path):
+    """A hugetlbfs mounted without size= (as a tuned host's /dev/hugepages) over a pool of 4
+    free 2 MiB pages (root only; the machine's pool size is restored)."""
+    pool = Path("/proc/sys/vm/nr_hugepages")
+    try:
+        before = pool.read_text()
+        pool.write_text(str(int(before) + 4))
+    except OSError:
+        pytest.skip("cannot size the huge page pool here (needs root)")
+    mount = tmp_path / "hugepages"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "hugetlbfs", "none", str(mount)], capture_output=True)
+    free = Path("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages")
+    if done.returncode != 0 or int(free.read_text()) < 4:
+        pool.write_text(before)
+        pytest.skip("no hugetlbfs or no 4 free huge pages here")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+    pool.write_text(before)
+
+
+def test_hugetlbfs_without_a_size_is_limited_by_its_pool(hugetlbfs):
+    """statvfs says 0 blocks there (no limit): the free huge pages are the room (found by the
+    lab: a tuned host's engine refused to start with 'only 0.0 MiB free')."""
+    from service.runtime.shm import free_bytes
+
+    free_pages = int(Path("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages").read_text())
+    assert os.statvfs(hugetlbfs).f_blocks == 0
+    assert free_bytes(hugetlbfs) == free_pages * 2**21
+    check_space(hugetlbfs, [2**21, 2**20])  # two pages
+    with pytest.raises(SpaceError, match="MiB free"):
+        check_space(hugetlbfs, [2**21] * (free_pages + 1))
+    segment = Segment.create(hugetlbfs, "seg", 4096, KIND)
+    assert segment.size == 2**21  # one whole huge page, reserved
+    assert free_bytes(hugetlbfs) == (free_pages - 1) * 2**21
