@@ -9,9 +9,7 @@ import json
 import math
 import os
 import random
-import signal
 import tempfile
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -29,6 +27,7 @@ from contracts.profile import (
     parse_cpulist,
     profile_file,
 )
+from tests.support.fuzz import time_limit
 
 EXAMPLE_SECONDS = 5
 FIELDS = [
@@ -53,20 +52,6 @@ FIELDS = [
 GOOD = profile_file(TuningProfile.for_vcpus(8), "a good profile").encode()
 
 
-@contextmanager
-def time_limit(seconds: float):
-    def expire(signum, frame):
-        raise TimeoutError(f"load_profile ran for more than {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 @pytest.fixture(scope="module")
 def scratch():
     """Where each example's profile file goes: in memory (tmpfs) where there is one, since
@@ -79,7 +64,7 @@ def scratch():
 def load(path: Path, content: bytes) -> TuningProfile | None:
     """Load ``content`` as a profile file; check the promise either way."""
     path.write_bytes(content)
-    with time_limit(EXAMPLE_SECONDS):
+    with time_limit(EXAMPLE_SECONDS, "load_profile"):
         try:
             profile = load_profile(path, 4)
         except ProfileError as exc:

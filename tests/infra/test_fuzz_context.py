@@ -13,10 +13,8 @@ import json
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
-from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -44,25 +42,10 @@ from infra.config import (
     ConfigError,
     DeploymentConfig,
 )
+from tests.support.fuzz import time_limit
 from tests.support.paths import REPO
 
 EXAMPLE_SECONDS = 5  # far above what one example takes (well under 10 ms); a hang fails
-
-
-@contextmanager
-def time_limit(seconds: float):
-    """Fail (rather than hang) when the body runs longer than ``seconds``."""
-
-    def expire(signum, frame):
-        raise TimeoutError(f"from_context ran for more than {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 # ------------------------------------------------------------------------------ strategies
@@ -311,7 +294,7 @@ def assert_config_is_sane(config: DeploymentConfig) -> None:
 
 
 def from_context(context: dict) -> DeploymentConfig | None:
-    with time_limit(EXAMPLE_SECONDS):
+    with time_limit(EXAMPLE_SECONDS, "from_context"):
         try:
             config = DeploymentConfig.from_context(context.get)
         except ConfigError as exc:

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import math
 import re
-import signal
 import time
 from collections import Counter
-from contextlib import contextmanager
 from unittest import mock
 
 import fabric
@@ -27,6 +25,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from ops import hosts as H
+from tests.support.fuzz import time_limit
 
 EXAMPLE_SECONDS = 5  # far above what one example takes (well under 10 ms); a hang fails
 KNOWN = list(H.SETTINGS)
@@ -36,22 +35,6 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
     database=None,  # nothing written into the working tree
 )
-
-
-@contextmanager
-def time_limit(seconds: float):
-    """Fail (rather than hang) when the body runs longer than ``seconds``."""
-
-    def expire(signum, frame):
-        raise TimeoutError(f"ran for more than {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def report(name: str, count: int, started: float, floor: int, outcomes: Counter | None = None):
