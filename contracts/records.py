@@ -22,6 +22,25 @@ MARKET_DATA = np.dtype(
     ]
 )
 
+# Recorded market event (recording format v2): what MARKET_DATA carries, plus the order-level
+# fields of a real exchange feed (LOBSTER's messages), so the research path can rebuild an
+# order book by order id and replays keep the historical clock. 48 bytes: never on a ring.
+MARKET_EVENT = np.dtype(
+    [
+        ("seq", np.int64),  # 1, 2, 3 ... within the recording
+        ("time_ns", np.int64),  # historical time, ns after midnight of session_date; 0 unknown
+        ("order_id", np.int64),  # ORDER_* kinds: the exchange's order reference; else 0
+        ("price", np.int64),  # ticks, > 0 (HALT: 0)
+        ("qty", np.int32),  # LEVEL: new absolute size; TRADE and ORDER_*: the event's size
+        ("level_qty", np.int32),  # visible size at price on side after the event (-1 unknown)
+        ("instrument", np.uint16),
+        ("kind", np.uint8),  # LEVEL ... SNAPSHOT_END, ORDER_ADD ... HALT
+        ("side", np.uint8),  # BID/ASK of the level or resting order; TRADE: aggressor BUY/SELL
+        ("flags", np.uint8),  # EVENT_RESYNC ...
+        ("reserved", np.uint8, (3,)),  # zero
+    ]
+)
+
 # Order from the engine to the gateway (always immediate-or-cancel).
 ORDER = np.dtype(
     [
@@ -54,6 +73,19 @@ TRADE = 2
 SNAPSHOT_BEGIN = 3  # the instrument's book is about to be sent whole: clear it
 SNAPSHOT_END = 4  # the instrument's book is complete again
 
+# MARKET_EVENT.kind, beyond the MARKET_DATA kinds: LOBSTER's event types 1-5 and 7
+ORDER_ADD = 5  # a new limit order rests at price (LOBSTER 1)
+ORDER_CANCEL = 6  # qty of a resting order cancelled, the rest stays (LOBSTER 2)
+ORDER_DELETE = 7  # a resting order removed whole (LOBSTER 3)
+ORDER_EXECUTE = 8  # qty of a visible resting order traded (LOBSTER 4)
+HIDDEN_EXECUTE = 9  # a hidden order traded: a trade, the visible book unchanged (LOBSTER 5)
+HALT = 10  # trading halt indicator (LOBSTER 7): the visible book unchanged
+ORDER_KINDS = (ORDER_ADD, ORDER_CANCEL, ORDER_DELETE, ORDER_EXECUTE)
+
+# MARKET_EVENT.flags
+EVENT_RESYNC = 1  # a LEVEL taken from the source's book, not from a message: a level that
+# entered the visible depth from beyond it; it belongs to the message before it
+
 # MARKET_DATA.side for LEVEL, and ORDER.side / FILL.side
 BID = 0
 ASK = 1
@@ -66,3 +98,4 @@ CANCELLED = 2
 
 for _dtype in (MARKET_DATA, ORDER, FILL):
     assert _dtype.itemsize == 32, _dtype
+assert MARKET_EVENT.itemsize == 48, MARKET_EVENT

@@ -2,8 +2,14 @@
 
 Layout (little-endian, as on x86_64 and aarch64)::
 
-    offset 0   64-byte header (HEADER below)
-    offset 64  record_count MARKET_DATA records, 32 bytes each
+    offset 0   64-byte header (HEADER below; HEADER_V2 for version 2)
+    offset 64  record_count records: version 1 MARKET_DATA (32 bytes, L2 levels and trades,
+               what ``record`` writes), version 2 MARKET_EVENT (48 bytes: order-level events
+               with their order ids and historical times, what ``import lobster`` writes)
+
+A version-1 reader refuses a version-2 file by its version word. Both versions open here; a
+replay feeds the ring MARKET_DATA either way (``Recording.records``: a version-2 file's order
+events become the level updates and trades they imply, from each event's ``level_qty``).
 
 The header carries a CRC32 of the record layout's description, so a file written with another
 MARKET_DATA layout is refused instead of being replayed as garbage. ``open_recording`` checks
@@ -33,7 +39,22 @@ from typing import IO
 import numpy as np
 
 from contracts.errors import LowlatError
-from contracts.records import LEVEL, MARKET_DATA, SNAPSHOT_BEGIN, SNAPSHOT_END, TRADE
+from contracts.records import (
+    BUY,
+    HALT,
+    HIDDEN_EXECUTE,
+    LEVEL,
+    MARKET_DATA,
+    MARKET_EVENT,
+    ORDER_ADD,
+    ORDER_CANCEL,
+    ORDER_DELETE,
+    ORDER_EXECUTE,
+    SELL,
+    SNAPSHOT_BEGIN,
+    SNAPSHOT_END,
+    TRADE,
+)
 from service.config import FeedConfig
 
 MAGIC = b"LOWLATMD"
@@ -59,6 +80,39 @@ HEADER = np.dtype(
 )
 assert HEADER.itemsize == HEADER_SIZE, HEADER
 
+EVENTS_VERSION = 2
+EVENT_SIZE = MARKET_EVENT.itemsize
+EVENT_DTYPE_CRC = zlib.crc32(repr(MARKET_EVENT.descr).encode("ascii"))
+HEADER_V2 = np.dtype(
+    [
+        ("magic", "S8"),
+        ("version", "<u4"),  # EVENTS_VERSION
+        ("record_size", "<u4"),  # 48
+        ("record_count", "<u8"),
+        ("n_instruments", "<u4"),
+        ("dtype_crc", "<u4"),  # zlib.crc32 of MARKET_EVENT's description
+        ("tick_nano", "<i8"),  # currency per price tick, in 1e-9 units (0.01 $ -> 10_000_000)
+        ("session_date", "<u4"),  # YYYYMMDD of time_ns's midnight; 0 when unknown
+        ("reserved", "V20"),  # zero
+    ]
+)
+assert HEADER_V2.itemsize == HEADER_SIZE, HEADER_V2
+_EVENT_KINDS = np.array(
+    [
+        LEVEL,
+        TRADE,
+        SNAPSHOT_BEGIN,
+        SNAPSHOT_END,
+        ORDER_ADD,
+        ORDER_CANCEL,
+        ORDER_DELETE,
+        ORDER_EXECUTE,
+        HIDDEN_EXECUTE,
+        HALT,
+    ],
+    dtype=np.uint8,
+)
+
 _VALID_KINDS = np.array([LEVEL, TRADE, SNAPSHOT_BEGIN, SNAPSHOT_END], dtype=np.uint8)
 _CHECK_CHUNK = 1 << 20  # records validated per step: bounds the temporary arrays
 _WRITE_CHUNK = 1 << 16  # records generated per step by record_simulated
@@ -74,8 +128,12 @@ class Recording:
     """An opened, validated recording."""
 
     path: Path
-    records: np.memmap  # read-only MARKET_DATA records, mapped from the file
+    records: np.ndarray  # MARKET_DATA to replay: mapped from a v1 file, derived from a v2 one
     n_instruments: int
+    version: int = FORMAT_VERSION
+    events: np.ndarray | None = None  # a v2 file's MARKET_EVENT records, mapped read-only
+    tick_nano: int = 0  # v2: currency per tick in 1e-9 units; 0 unknown
+    session_date: int = 0  # v2: YYYYMMDD; 0 unknown
 
     def __len__(self) -> int:
         return len(self.records)
@@ -131,10 +189,12 @@ def open_recording(path: str | os.PathLike[str]) -> Recording:
             f"{path}: not a lowlat market-data recording (magic {magic!r}; expected {MAGIC!r})"
         )
     version = int(header["version"])
+    if version == EVENTS_VERSION:
+        return _open_events(path, raw, size)
     if version != FORMAT_VERSION:
         raise RecordingError(
-            f"{path}: unsupported format version {version}; this version reads version "
-            f"{FORMAT_VERSION}"
+            f"{path}: unsupported format version {version}; this version reads versions "
+            f"{FORMAT_VERSION} and {EVENTS_VERSION}"
         )
     record_size = int(header["record_size"])
     if record_size != RECORD_SIZE:
@@ -165,6 +225,105 @@ def open_recording(path: str | os.PathLike[str]) -> Recording:
     records = np.memmap(path, dtype=MARKET_DATA, mode="r", offset=HEADER_SIZE, shape=(count,))
     _check_records(path, records, n_instruments)
     return Recording(path=path, records=records, n_instruments=n_instruments)
+
+
+def write_events(
+    path: str | os.PathLike[str],
+    events: np.ndarray,
+    n_instruments: int,
+    *,
+    tick_nano: int = 0,
+    session_date: int = 0,
+) -> Path:
+    """Validate MARKET_EVENT ``events`` and write them as a version-2 recording, atomically."""
+    path = Path(path)
+    if not isinstance(events, np.ndarray) or events.dtype != MARKET_EVENT or events.ndim != 1:
+        raise TypeError(f"{path}: events to write must be a 1-d MARKET_EVENT array")
+    _check_n_instruments(path, n_instruments)
+    if len(events) == 0:
+        raise RecordingError(f"{path}: no events to write; a recording needs at least one")
+    _check_events(path, events, n_instruments)
+    header = np.zeros(1, dtype=HEADER_V2)
+    header["magic"] = MAGIC
+    header["version"] = EVENTS_VERSION
+    header["record_size"] = EVENT_SIZE
+    header["record_count"] = len(events)
+    header["n_instruments"] = n_instruments
+    header["dtype_crc"] = EVENT_DTYPE_CRC
+    header["tick_nano"] = tick_nano
+    header["session_date"] = session_date
+    with _atomic_file(path) as f:
+        f.write(header.tobytes())
+        f.write(np.ascontiguousarray(events).view(np.uint8).data)
+    return path
+
+
+def _open_events(path: Path, raw: bytes, size: int) -> Recording:
+    header = np.frombuffer(raw, dtype=HEADER_V2, count=1)[0]
+    if int(header["record_size"]) != EVENT_SIZE or int(header["dtype_crc"]) != EVENT_DTYPE_CRC:
+        raise RecordingError(
+            f"{path}: version-2 records of {int(header['record_size'])} bytes with layout CRC "
+            f"{int(header['dtype_crc']):#010x}; this version reads {EVENT_SIZE}-byte "
+            f"MARKET_EVENT records, CRC {EVENT_DTYPE_CRC:#010x}"
+        )
+    count = int(header["record_count"])
+    expected = HEADER_SIZE + count * EVENT_SIZE
+    if size != expected:
+        state = "truncated" if size < expected else "longer than its header says"
+        raise RecordingError(
+            f"{path}: {state}: the header says {count} events, so {expected} bytes are "
+            f"expected; found {size} bytes"
+        )
+    if count == 0:
+        raise RecordingError(f"{path}: holds zero events; a recording needs at least one")
+    n_instruments = int(header["n_instruments"])
+    _check_n_instruments(path, n_instruments)
+    events = np.memmap(path, dtype=MARKET_EVENT, mode="r", offset=HEADER_SIZE, shape=(count,))
+    _check_events(path, events, n_instruments)
+    return Recording(
+        path=path,
+        records=market_data_of(events),
+        n_instruments=n_instruments,
+        version=EVENTS_VERSION,
+        events=events,
+        tick_nano=int(header["tick_nano"]),
+        session_date=int(header["session_date"]),
+    )
+
+
+def market_data_of(events: np.ndarray) -> np.ndarray:
+    """What a replay sends for ``events``: LEVEL, TRADE and snapshot markers as they are; an
+    order event as the LEVEL it leaves (its ``level_qty``), an execution (visible or hidden)
+    as a TRADE by the other side first; halts send nothing. seq numbers 1..n, send_ns 0."""
+    kind = events["kind"]
+    passthrough = (kind == LEVEL) | (kind == TRADE) | (kind == SNAPSHOT_BEGIN)
+    passthrough |= kind == SNAPSHOT_END
+    orders = (kind == ORDER_ADD) | (kind == ORDER_CANCEL) | (kind == ORDER_DELETE)
+    executed = kind == ORDER_EXECUTE
+    trades = executed | (kind == HIDDEN_EXECUTE)
+    # per event: a trade message first (executions), then the level or passthrough message
+    n_trade = trades.astype(np.int64)
+    n_level = (passthrough | orders | executed).astype(np.int64)
+    out = np.zeros(int(n_trade.sum() + n_level.sum()), dtype=MARKET_DATA)
+    first = np.cumsum(n_trade + n_level) - (n_trade + n_level)
+    t = first[trades]
+    out["kind"][t] = TRADE
+    out["price"][t] = events["price"][trades]
+    out["qty"][t] = events["qty"][trades]
+    out["instrument"][t] = events["instrument"][trades]
+    # the resting order's side was hit by the other side: a resting bid (BID=0) by a SELL
+    out["side"][t] = np.where(events["side"][trades] == 0, SELL, BUY)
+    has_level = n_level.astype(bool)
+    lv = first[has_level] + n_trade[has_level]
+    out["kind"][lv] = np.where(passthrough[has_level], kind[has_level], LEVEL)
+    out["price"][lv] = events["price"][has_level]
+    out["qty"][lv] = np.where(
+        passthrough[has_level], events["qty"][has_level], events["level_qty"][has_level]
+    )
+    out["instrument"][lv] = events["instrument"][has_level]
+    out["side"][lv] = events["side"][has_level]
+    out["seq"] = np.arange(1, len(out) + 1, dtype=np.int64)
+    return out
 
 
 def record_simulated(
@@ -252,6 +411,45 @@ def _check_records(path: Path, records: np.ndarray, n_instruments: int) -> None:
                 raise RecordingError(
                     f"{path}: record {start + index} (seq {rec['seq']}): "
                     + message.format(**fields)
+                )
+
+
+def _check_events(path: Path, events: np.ndarray, n_instruments: int) -> None:
+    """Raise RecordingError at the first event a replay or the order book must not take."""
+    for start in range(0, len(events), _CHECK_CHUNK):
+        chunk = events[start : start + _CHECK_CHUNK]
+        kind = chunk["kind"]
+        priced = ~np.isin(kind, (SNAPSHOT_BEGIN, SNAPSHOT_END, HALT))
+        sized = np.isin(kind, (TRADE, ORDER_ADD, ORDER_CANCEL, ORDER_EXECUTE, HIDDEN_EXECUTE))
+        checks = (
+            (chunk["seq"] <= 0, "seq {seq} is not > 0; sequence numbers start at 1"),
+            (
+                chunk["instrument"] >= n_instruments,
+                "instrument {instrument} is not below the recording's n_instruments "
+                f"{n_instruments}",
+            ),
+            (
+                ~np.isin(kind, _EVENT_KINDS),
+                "kind {kind} is invalid; valid kinds are 1-4 (LEVEL, TRADE, SNAPSHOT_BEGIN, "
+                "SNAPSHOT_END) and 5-10 (ORDER_ADD, ORDER_CANCEL, ORDER_DELETE, ORDER_EXECUTE, "
+                "HIDDEN_EXECUTE, HALT)",
+            ),
+            (priced & (chunk["price"] <= 0), "price {price} is not > 0"),
+            (priced & (chunk["side"] > 1), "side {side} is invalid; sides are 0 and 1"),
+            (sized & (chunk["qty"] <= 0), "qty {qty} is not > 0"),
+            ((kind == LEVEL) & (chunk["qty"] < 0), "LEVEL qty {qty} is negative"),
+            (
+                np.diff(chunk["time_ns"], prepend=chunk["time_ns"][0]) < 0,
+                "time_ns {time_ns} is before the previous event's",
+            ),
+        )
+        for bad, message in checks:
+            if bad.any():
+                index = int(np.argmax(bad))
+                ev = chunk[index]
+                fields = {name: ev[name] for name in MARKET_EVENT.names or ()}
+                raise RecordingError(
+                    f"{path}: event {start + index} (seq {ev['seq']}): " + message.format(**fields)
                 )
 
 

@@ -160,8 +160,13 @@ def test_bad_magic(good_file):
 
 
 def test_unsupported_version(good_file):
+    rewrite_header(good_file, version=3)
+    assert "unsupported format version 3; this version reads versions 1 and 2" in refusal(good_file)
+
+
+def test_a_version_1_file_claiming_version_2_is_refused_by_its_record_layout(good_file):
     rewrite_header(good_file, version=2)
-    assert "unsupported format version 2; this version reads version 1" in refusal(good_file)
+    assert "this version reads 48-byte MARKET_EVENT records" in refusal(good_file)
 
 
 def test_record_size_mismatch(good_file):

@@ -1,0 +1,1 @@
+"""The research path: real market data in (LOBSTER), books rebuilt from it."""
