@@ -36,6 +36,7 @@ examples:
   trading-service run --duration 10             simulated feed, embedded default config
   trading-service config > my.toml              the effective config, every key explained
   trading-service run --config my.toml          run until SIGTERM/Ctrl-C, then drain and report
+  trading-service run --replay day.lmd --speed 10   an imported day at 10x its own pace
   trading-service record --out day.lmd --messages 1000000
   trading-service import lobster MSG.csv --orderbook BOOK.csv --out day.lmd --verify
   trading-service book --data day.lmd --levels 10 --csv book.csv
@@ -124,6 +125,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop after S seconds (default: run until signalled)",
     )
     run.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON")
+    run.add_argument(
+        "--replay",
+        type=Path,
+        metavar="PATH",
+        help='replay this recording (sets [feed] source = "replay", replay_file = PATH)',
+    )
+    run.add_argument(
+        "--speed",
+        type=_positive_float,
+        metavar="X",
+        help="replay at the recording's own pace, X times faster (sets [feed] replay_pace = "
+        '"recorded", replay_speed = X); for as fast as possible set [feed] rate = 0',
+    )
     run.add_argument(
         "--telemetry",
         action="store_true",
@@ -344,7 +358,7 @@ def cmd_run(args) -> int:
     from service.runtime.pipeline import run_pipeline
     from service.telemetry.report import print_run_report, run_figures
 
-    config = load(args.config)
+    config = _with_replay(load(args.config), args.replay, args.speed)
     if args.json:
         check_output(args.json, "--json")
     if args.telemetry:
@@ -367,6 +381,20 @@ def cmd_run(args) -> int:
     for problem in result.problems:
         logger.error("trading-service run: %s", problem)
     return result.exit_code
+
+
+def _with_replay(config, replay: Path | None, speed: float | None):
+    """``config`` with run's --replay and --speed applied to its [feed] section."""
+    import dataclasses
+
+    feed = config.feed
+    if replay is not None:
+        feed = dataclasses.replace(feed, source="replay", replay_file=str(replay))
+    if speed is not None:
+        if feed.source != "replay":
+            raise UserError("--speed paces a replay: give --replay PATH or a replay config")
+        feed = dataclasses.replace(feed, replay_pace="recorded", replay_speed=speed)
+    return dataclasses.replace(config, feed=feed)
 
 
 def _check_port(host: str, port: int) -> None:

@@ -111,6 +111,16 @@ class FeedConfig(_Section):
     replay_file: str = _opt(
         "", 'recording to replay when source = "replay" (see `trading-service record`)'
     )
+    replay_pace: str = _opt(
+        "rate",
+        'replay timing: "rate" sends at [feed] rate (0: flat out); "recorded" keeps the '
+        "recording's own gaps between messages, divided by replay_speed (version-2 "
+        "recordings, e.g. imported LOBSTER days)",
+        choices=("rate", "recorded"),
+    )
+    replay_speed: float = _opt(
+        1.0, 'with replay_pace = "recorded": 10 replays ten times faster', min=1e-3, max=1e9
+    )
     rate: int = _opt(
         100_000,
         "offered messages per second; 0 publishes flat out with back-pressure",

@@ -80,6 +80,8 @@ GatewayState = namedtuple("GatewayState", "batch pop_ns ivars fvars slo_ns")
 # FeedState.ivars / fvars
 F_NEXT_SEQ, F_REPLAY_POS = 0, 1
 F_NEXT_NS, F_INTERVAL_NS = 0, 1  # intended time of the next message; 0 interval = flat out
+F_SPEED = 2  # > 0: replay at the recording's own times (send_ns) divided by this
+F_START_NS = 3  # when the paced replay's first message was due
 # EngineState.ivars / fvars
 E_EXPECTED_SEQ, E_NEXT_ORDER_ID, E_INSTRUMENTS, E_ORDER_QTY, E_STALE, E_CLOSED = range(6)
 E_ALPHA, E_THRESHOLD = 0, 1
@@ -104,13 +106,22 @@ def feed_step(feed, md, ctrl, shared_stats, local, now):  # noqa: C901 -- one bo
     if replaying and feed.ivars[F_REPLAY_POS] >= feed.replay.shape[0]:
         return True
     interval = feed.fvars[F_INTERVAL_NS]
-    if interval > 0.0 and now < feed.fvars[F_NEXT_NS]:
+    speed = feed.fvars[F_SPEED] if replaying else 0.0
+    timed = interval > 0.0 or speed > 0.0
+    if timed and now < feed.fvars[F_NEXT_NS]:
         return False  # nothing due yet
     room = ring_claim(md, BATCH)
     published = 0
     dropped = 0
     for _ in range(BATCH):
-        if interval > 0.0:
+        if speed > 0.0:  # the recording's own clock: the next record's offset from the first
+            intended = feed.fvars[F_NEXT_NS]
+            if intended > now:
+                break
+            pos = min(feed.ivars[F_REPLAY_POS] + 1, feed.replay.shape[0] - 1)
+            offset = feed.replay[pos].send_ns - feed.replay[0].send_ns
+            feed.fvars[F_NEXT_NS] = feed.fvars[F_START_NS] + offset / speed
+        elif interval > 0.0:
             intended = feed.fvars[F_NEXT_NS]
             if intended > now:
                 break

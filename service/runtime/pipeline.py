@@ -94,6 +94,12 @@ def open_replay(config: Config):
     if config.feed.source != "replay":
         return None
     recording = open_recording(config.feed.replay_file)
+    if config.feed.replay_pace == "recorded" and recording.events is None:
+        raise RecordingError(
+            f'{recording.path}: [feed] replay_pace = "recorded" needs the times of a version-2 '
+            "recording (`trading-service import`); this version-1 recording has none: use "
+            '"rate"'
+        )
     if recording.n_instruments > L.MAX_INSTRUMENTS:
         raise RecordingError(
             f"{recording.path}: {recording.n_instruments} instruments; the engine takes at "
@@ -129,7 +135,8 @@ def stage_process(config: Config, core: int, stage_names: tuple[str, ...]) -> No
         # spin on our own core: every stage sees GO within a cache-line transfer of the others
         if not wait_for_go(live.control):
             return  # stopped before it started
-        feed.fvars[S.F_NEXT_NS] = float(time.monotonic_ns())  # the feed's schedule starts now
+        # the feed's schedule starts now
+        feed.fvars[S.F_NEXT_NS] = feed.fvars[S.F_START_NS] = float(time.monotonic_ns())
         for start in starts:
             set_state(live.stats, local, start, S_RUNNING)
         S.run_loop(

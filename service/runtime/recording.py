@@ -294,7 +294,8 @@ def _open_events(path: Path, raw: bytes, size: int) -> Recording:
 def market_data_of(events: np.ndarray) -> np.ndarray:
     """What a replay sends for ``events``: LEVEL, TRADE and snapshot markers as they are; an
     order event as the LEVEL it leaves (its ``level_qty``), an execution (visible or hidden)
-    as a TRADE by the other side first; halts send nothing. seq numbers 1..n, send_ns 0."""
+    as a TRADE by the other side first; halts send nothing. seq numbers 1..n; send_ns is the
+    event's historical time, which a replay at recorded pace follows."""
     kind = events["kind"]
     passthrough = (kind == LEVEL) | (kind == TRADE) | (kind == SNAPSHOT_BEGIN)
     passthrough |= kind == SNAPSHOT_END
@@ -323,6 +324,9 @@ def market_data_of(events: np.ndarray) -> np.ndarray:
     out["instrument"][lv] = events["instrument"][has_level]
     out["side"][lv] = events["side"][has_level]
     out["seq"] = np.arange(1, len(out) + 1, dtype=np.int64)
+    # the historical time rides in send_ns until the feed stamps the intended send time
+    out["send_ns"][t] = events["time_ns"][trades]
+    out["send_ns"][lv] = events["time_ns"][has_level]
     return out
 
 

@@ -21,6 +21,8 @@ from service.kernels.stages import (
     F_INTERVAL_NS,
     F_NEXT_NS,
     F_NEXT_SEQ,
+    F_SPEED,
+    F_START_NS,
     G_BATCH_SIZE,
     G_RNG,
     G_TIMEOUT_NS,
@@ -38,9 +40,12 @@ def new_feed_state(
         replay = np.zeros(0, dtype=MARKET_DATA)
     ivars = np.zeros(4, dtype=np.int64)
     ivars[F_NEXT_SEQ] = 1
-    fvars = np.zeros(2, dtype=np.float64)
+    fvars = np.zeros(4, dtype=np.float64)
     fvars[F_INTERVAL_NS] = 1e9 / config.feed.rate if config.feed.rate > 0 else 0.0
     fvars[F_NEXT_NS] = start_ns
+    fvars[F_START_NS] = start_ns
+    if config.feed.replay_pace == "recorded":
+        fvars[F_SPEED] = config.feed.replay_speed
     return FeedState(
         new_simulator(config.feed), replay, np.zeros(1, dtype=MARKET_DATA), ivars, fvars
     )

@@ -24,6 +24,12 @@ def run_figures(result, config) -> dict:
         "elapsed_s": round(result.elapsed_s, 3),
         "offered_rate_msgs_per_s": config.feed.rate,
         "feed_source": config.feed.source,
+        # a replay at the recording's own pace (x speed) is not offered at a fixed rate
+        "replay_speed": (
+            config.feed.replay_speed
+            if config.feed.source == "replay" and config.feed.replay_pace == "recorded"
+            else None
+        ),
         "processes": [
             {"cpu": core, "stages": list(stages)} for core, stages in config.process_groups()
         ],
@@ -69,9 +75,13 @@ def print_run_report(figures: dict, console: Console | None = None) -> None:
     # piped output is read by people too (logs, CI): do not squeeze it to 80 columns
     console = console or Console(width=None if sys.stdout.isatty() else 110)
     c = figures["counters"]
+    pace = (
+        f"at {figures['offered_rate_msgs_per_s'] or 'max'} msgs/s"
+        if figures.get("replay_speed") is None
+        else f"at the recording's pace x{figures['replay_speed']:g}"
+    )
     head = Table(
-        title=f"trading-service run: {figures['elapsed_s']} s, "
-        f"{figures['feed_source']} at {figures['offered_rate_msgs_per_s'] or 'max'} msgs/s"
+        title=f"trading-service run: {figures['elapsed_s']} s, {figures['feed_source']} {pace}"
     )
     head.add_column("figure", no_wrap=True)
     head.add_column("value", justify="right")

@@ -221,6 +221,40 @@ def test_replay_of_a_recording_runs_to_its_end(tmp_path, prefix):
     assert_drained(figures)
 
 
+def test_a_replay_at_recorded_pace_follows_the_recordings_clock(tmp_path, prefix):
+    """3,000 LOBSTER messages span 422.5 s of the trading day: at --speed 200 the replay
+    cannot end before 2.1 s, where a flat-out replay of the same file takes milliseconds."""
+    import gzip
+
+    from service.research.lobster import import_lobster
+    from tests.support.paths import REPO
+
+    data = REPO / "tests" / "data" / "lobster"
+    for kind in ("message", "orderbook"):
+        lines = gzip.decompress(
+            (data / f"GOOG_2012-06-21_34200000_57600000_{kind}_10.csv.gz").read_bytes()
+        ).splitlines()[:3000]
+        (tmp_path / f"{kind}.csv").write_bytes(b"\n".join(lines) + b"\n")
+    day = tmp_path / "day.lmd"
+    import_lobster(tmp_path / "message.csv", day, orderbook=tmp_path / "orderbook.csv")
+    span_s = 34622.54754294 - 34200.015105074
+    config = write_config(tmp_path, prefix, "[feed]\nrate = 0\n")
+    out = tmp_path / "run.json"
+    result = run_cli("run", "--config", config, "--replay", day, "--speed", "200", "--json", out)
+    assert result.returncode == 0, result.stderr
+    assert "at the recording's pace x200" in result.stdout
+    figures = json.loads(out.read_text())
+    assert figures["replay_speed"] == 200
+    assert figures["counters"]["md_messages_processed"] > 3000  # trades and resyncs too
+    assert span_s / 200 <= figures["elapsed_s"] < span_s / 200 + 30
+    assert_drained(figures)
+    v1 = tmp_path / "v1.lmd"
+    assert run_cli("record", "--out", v1, "--messages", "100").returncode == 0
+    refused = run_cli("run", "--config", config, "--replay", v1, "--speed", "2", timeout=60)
+    assert refused.returncode == 2
+    assert 'replay_pace = "recorded" needs the times of a version-2' in refused.stderr
+
+
 @pytest.mark.parametrize(
     ("content", "words"),
     [
