@@ -35,3 +35,17 @@ def check_output(path: Path, what: str, need_bytes: int = 0) -> None:
                 f"{where}: needs {need_bytes / 2**20:.1f} MiB, {free / 2**20:.1f} MiB free "
                 f"in {parent}; make room or write elsewhere"
             )
+
+
+def check_output_dir(path: Path, what: str, need_bytes: int = 0) -> None:
+    """Raise LowlatError unless ``path`` is a writable directory, or one that can be made."""
+    path = Path(path)
+    where = f"{what} {path}"
+    if path.exists() and not path.is_dir():
+        raise LowlatError(f"{where}: is a file; give a directory for the report")
+    existing = path if path.is_dir() else path.parent
+    if not existing.is_dir():
+        raise LowlatError(f"{where}: directory {existing} does not exist; create it first")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise LowlatError(f"{where}: directory {existing} is not writable by this user")
+    check_output(existing / ".lowlat-probe", what, need_bytes)

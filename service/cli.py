@@ -40,6 +40,7 @@ examples:
   trading-service record --out day.lmd --messages 1000000
   trading-service import lobster MSG.csv --orderbook BOOK.csv --out day.lmd --verify
   trading-service book --data day.lmd --levels 10 --csv book.csv
+  trading-service backtest --data day.lmd --latency feed=20us,order=50us --report out/
   trading-service bench --quick --json bench.json
   trading-service kill-switch on                every new order is rejected until 'off'
   trading-service clean --dry-run               segments a crashed run left behind
@@ -329,6 +330,37 @@ def build_parser() -> argparse.ArgumentParser:
     bk.add_argument("--data", type=Path, required=True, metavar="PATH", help="recording")
     bk.add_argument("--levels", type=_positive_int, default=10, metavar="N", help="levels per side")
     bk.add_argument("--csv", type=Path, required=True, metavar="PATH", help="csv to write")
+
+    bt = add(
+        "backtest",
+        "replay a recording through the engine's own kernels and account its P&L",
+        "Run the live engine's kernels (book, features, model, strategy, risk) over an "
+        "imported recording at its historical times: the engine sees the market --latency "
+        "feed late, its orders reach the order book rebuilt from the recording order later "
+        "and fill against it (immediate-or-cancel, walking the book to the limit price; no "
+        "market impact). Writes equity.png, pnl_by_hour.png, latency_sensitivity.png (the "
+        "same run at other order latencies), summary.md and stats.json into --report."
+        "\n\nexamples:\n"
+        "  trading-service backtest --data day.lmd --report out/\n"
+        "  trading-service backtest --data day.lmd --latency feed=20us,order=50us "
+        "--fees taker=0.003 --report out/ --json",
+    )
+    bt.add_argument("--data", type=Path, required=True, metavar="PATH", help="recording (v2)")
+    bt.add_argument("--config", type=Path, help="engine config (default: the embedded one)")
+    bt.add_argument(
+        "--latency",
+        default="feed=0,order=0",
+        metavar="feed=T,order=T",
+        help="one-way latencies, e.g. feed=20us,order=50us (ns, us, ms, s; default 0)",
+    )
+    bt.add_argument(
+        "--fees",
+        default="taker=0",
+        metavar="taker=USD",
+        help="fee per share taken, in dollars (default taker=0)",
+    )
+    bt.add_argument("--report", type=Path, required=True, metavar="DIR", help="report directory")
+    bt.add_argument("--json", action="store_true", help="print stats.json's figures")
     return parser
 
 
@@ -688,6 +720,73 @@ def cmd_book(args) -> int:
     return EXIT_OK
 
 
+SENSITIVITY_NS = (0, 10_000, 50_000, 100_000, 500_000, 1_000_000, 5_000_000, 20_000_000)
+
+
+def _pairs(text: str, option: str, keys: tuple[str, ...]) -> dict[str, str]:
+    """'a=1,b=2' -> {'a': '1', 'b': '2'}, only ``keys``; UserError otherwise."""
+    out = {}
+    for part in text.split(","):
+        key, eq, value = part.partition("=")
+        key = key.strip()
+        if not eq or key not in keys or key in out:
+            raise UserError(
+                f"{option} {text!r}: write {','.join(f'{k}=VALUE' for k in keys)}, each once"
+            )
+        out[key] = value.strip()
+    return out
+
+
+def cmd_backtest(args) -> int:
+    from contracts.outputs import check_output_dir
+    from service.research.backtest import Latency, parse_duration_ns, run_backtest
+    from service.research.report import write_report
+    from service.runtime.recording import open_recording
+
+    config = load(args.config)
+    latency_parts = _pairs(args.latency, "--latency", ("feed", "order"))
+    try:
+        latency = Latency(
+            *(
+                parse_duration_ns(latency_parts.get(k, "0"), f"--latency {k}")
+                for k in ("feed", "order")
+            )
+        )
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    fee_text = _pairs(args.fees, "--fees", ("taker",)).get("taker", "0")
+    try:
+        taker = float(fee_text)
+    except ValueError:
+        taker = math.nan
+    if not math.isfinite(taker) or not -1 < taker < 1:
+        raise UserError(f"--fees taker={fee_text}: a dollar amount per share, e.g. 0.003")
+    check_output_dir(args.report, "--report", 1 << 20)
+    recording = open_recording(args.data)
+    if recording.events is None:
+        raise UserError(
+            f"--data {args.data}: a version-1 (L2) recording has no order events to fill "
+            "against; import one (`trading-service import lobster ...`)"
+        )
+    result = run_backtest(recording, config, latency, taker_fee=taker)
+    sensitivity = []
+    for order_ns in sorted({*SENSITIVITY_NS, latency.order_ns}):
+        other = run_backtest(recording, config, Latency(latency.feed_ns, order_ns), taker_fee=taker)
+        sensitivity.append((order_ns, other.stats["pnl"]))
+    write_report(result, sensitivity, args.report, f"Backtest of {args.data.name}")
+    s = result.stats
+    if args.json:
+        print(json.dumps(s, indent=2))
+    else:
+        print(
+            f"P&L ${s['pnl']:,.2f} after ${s['fees']:,.2f} fees, max drawdown "
+            f"${s['max_drawdown']:,.2f}, {s['orders']:,} orders, {s['trades']:,} fills "
+            f"(fill ratio {s['fill_ratio']:.1%}), {s['events']:,} events at "
+            f"{s['events_per_s'] or 0:,.0f}/s; report in {args.report}/"
+        )
+    return EXIT_OK
+
+
 COMMANDS = {
     "run": cmd_run,
     "telemetry": cmd_telemetry,
@@ -701,6 +800,7 @@ COMMANDS = {
     "jitter": cmd_jitter,
     "import": cmd_import,
     "book": cmd_book,
+    "backtest": cmd_backtest,
 }
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ from service.kernels.atomics import (
 from service.kernels.book import book_reset, book_set_level
 from service.kernels.feed import sim_next, sim_next_interval_ns
 from service.kernels.histogram import hist_record
-from service.kernels.jit import kernel
+from service.kernels.jit import inline_kernel, kernel
 from service.kernels.ring import (
     ring_claim,
     ring_occupancy,
@@ -73,7 +73,8 @@ BATCH = 64  # most records a step moves at once: bounds the time between two hea
 Rings = namedtuple("Rings", "md orders fills")
 FeedState = namedtuple("FeedState", "sim replay scratch ivars fvars")
 EngineState = namedtuple(
-    "EngineState", "book features model limits risk last_signal stale snap_clean ivars fvars"
+    "EngineState",
+    "book features model limits risk last_signal stale snap_clean ivars fvars decisions",
 )
 GatewayState = namedtuple("GatewayState", "batch pop_ns ivars fvars slo_ns")
 
@@ -84,6 +85,7 @@ F_SPEED = 2  # > 0: replay at the recording's own times (send_ns) divided by thi
 F_START_NS = 3  # when the paced replay's first message was due
 # EngineState.ivars / fvars
 E_EXPECTED_SEQ, E_NEXT_ORDER_ID, E_INSTRUMENTS, E_ORDER_QTY, E_STALE, E_CLOSED = range(6)
+E_DECISIONS = 6  # orders copied into EngineState.decisions (a log for tests; empty live)
 E_ALPHA, E_THRESHOLD = 0, 1
 # GatewayState.ivars / fvars
 G_PENDING, G_BATCH_SIZE, G_TIMEOUT_NS, G_RNG = range(4)
@@ -191,12 +193,66 @@ def _engine_on_gap(engine, seq, local):
     engine.ivars[E_STALE] = engine.ivars[E_INSTRUMENTS]
 
 
+@inline_kernel
+def engine_on_message(engine, inst, kind, side, price, qty, now, kill_on):  # noqa: PLR0913
+    """One market-data message through book, features, model, strategy and risk: the
+    engine's decision, shared by ``engine_step`` (live) and the backtest (``service/research``)
+    so that both make the same decisions from the same messages. Returns (order side, price,
+    risk verdict); side -1 when the strategy does not trade."""
+    alpha = engine.fvars[E_ALPHA]
+    if kind == LEVEL:
+        book_set_level(engine.book, inst, side, price, qty)
+        valid = update_book_features(engine.features, engine.book, inst, alpha)
+        if valid and engine.stale[inst] == 0:
+            score = model_score(
+                engine.model.weights,
+                engine.model.bias,
+                engine.model.logistic,
+                engine.features.values,
+                inst,
+            )
+            order_side = strategy_decide(score, engine.fvars[E_THRESHOLD], engine.last_signal, inst)
+            if order_side >= 0:
+                order_price = strategy_order_price(engine.book, inst, order_side)
+                reason = risk_check(
+                    engine.limits,
+                    engine.risk,
+                    inst,
+                    order_side,
+                    order_price,
+                    engine.ivars[E_ORDER_QTY],
+                    engine.features.mid[inst],
+                    now,
+                    kill_on,
+                )
+                return order_side, order_price, reason
+    elif kind == TRADE:
+        update_trade_flow(engine.features, inst, side, qty, alpha)
+    elif kind == SNAPSHOT_BEGIN:
+        book_reset(engine.book, inst)
+        engine.snap_clean[inst] = 1
+    elif kind == SNAPSHOT_END and engine.snap_clean[inst] != 0 and engine.stale[inst] != 0:
+        engine.stale[inst] = 0  # a whole snapshot since the gap: the book is true again
+        engine.ivars[E_STALE] -= 1
+    return np.int64(-1), np.int64(0), np.int64(0)
+
+
+@inline_kernel
+def log_decision(engine, order):
+    """Copy an accepted order into the decision log while it has room (0 live: one compare)."""
+    n = engine.ivars[E_DECISIONS]
+    if n < engine.decisions.shape[0]:
+        engine.decisions[n] = order
+        engine.ivars[E_DECISIONS] = n + 1
+
+
 @kernel
-def engine_step(engine, rings, ctrl, shared_stats, local, now):  # noqa: C901 -- see docstring
+def engine_step(engine, rings, ctrl, shared_stats, local, now):
     """Apply up to BATCH messages and send the orders they cause; True once drained.
 
-    Book, features, model, strategy and risk run inline for each message, in one loop: that is
-    the hot path, and LLVM optimises it whole. Splitting it would add calls per message.
+    Book, features, model, strategy and risk (``engine_on_message``, inlined at IR level) run
+    for each message in one loop: that is the hot path, and LLVM optimises it whole. A call
+    per message would cost more than some of the steps.
     """
     work = _engine_take_fills(engine, rings.fills, local)
     if engine.ivars[E_CLOSED] != 0:  # no more orders: only fills until the gateway is done
@@ -214,7 +270,6 @@ def engine_step(engine, rings, ctrl, shared_stats, local, now):  # noqa: C901 --
             store_release(ctrl, C.ENGINE_DONE, 1)
         return False
     kill_on = load_relaxed(ctrl, C.KILL_SWITCH) != 0
-    alpha, threshold = engine.fvars[E_ALPHA], engine.fvars[E_THRESHOLD]
     qty = engine.ivars[E_ORDER_QTY]
     orders = 0
     for k in range(n):
@@ -225,53 +280,24 @@ def engine_step(engine, rings, ctrl, shared_stats, local, now):  # noqa: C901 --
             _engine_on_gap(engine, seq, local)
         engine.ivars[E_EXPECTED_SEQ] = seq + 1
         inst = np.int64(msg.instrument)
-        kind = msg.kind
-        if kind == LEVEL:
-            book_set_level(engine.book, inst, np.int64(msg.side), msg.price, np.int64(msg.qty))
-            valid = update_book_features(engine.features, engine.book, inst, alpha)
-            if valid and engine.stale[inst] == 0:
-                score = model_score(
-                    engine.model.weights,
-                    engine.model.bias,
-                    engine.model.logistic,
-                    engine.features.values,
-                    inst,
-                )
-                side = strategy_decide(score, threshold, engine.last_signal, inst)
-                if side >= 0:
-                    price = strategy_order_price(engine.book, inst, side)
-                    reason = risk_check(
-                        engine.limits,
-                        engine.risk,
-                        inst,
-                        side,
-                        price,
-                        qty,
-                        engine.features.mid[inst],
-                        now,
-                        kill_on,
-                    )
-                    if reason == ACCEPTED:
-                        order = rings.orders.data[ring_write_slot(rings.orders, orders)]
-                        order.order_id = engine.ivars[E_NEXT_ORDER_ID]
-                        engine.ivars[E_NEXT_ORDER_ID] += 1
-                        order.tick_ns = msg.send_ns
-                        order.price = price
-                        order.qty = qty
-                        order.instrument = inst
-                        order.side = side
-                        order.flags = 0
-                        orders += 1
-                    else:
-                        local[L.REJECTS + reason - 1] += 1
-        elif kind == TRADE:
-            update_trade_flow(engine.features, inst, np.int64(msg.side), np.int64(msg.qty), alpha)
-        elif kind == SNAPSHOT_BEGIN:
-            book_reset(engine.book, inst)
-            engine.snap_clean[inst] = 1
-        elif kind == SNAPSHOT_END and engine.snap_clean[inst] != 0 and engine.stale[inst] != 0:
-            engine.stale[inst] = 0  # a whole snapshot since the gap: the book is true again
-            engine.ivars[E_STALE] -= 1
+        side, price, reason = engine_on_message(
+            engine, inst, msg.kind, np.int64(msg.side), msg.price, np.int64(msg.qty), now, kill_on
+        )
+        if side >= 0:
+            if reason == ACCEPTED:
+                order = rings.orders.data[ring_write_slot(rings.orders, orders)]
+                order.order_id = engine.ivars[E_NEXT_ORDER_ID]
+                engine.ivars[E_NEXT_ORDER_ID] += 1
+                order.tick_ns = msg.send_ns
+                order.price = price
+                order.qty = qty
+                order.instrument = inst
+                order.side = side
+                order.flags = 0
+                orders += 1
+                log_decision(engine, order)
+            else:
+                local[L.REJECTS + reason - 1] += 1
     if orders > 0:
         ring_publish(rings.orders, orders)
         local[L.ORDERS_SENT] += orders

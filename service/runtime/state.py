@@ -51,7 +51,8 @@ def new_feed_state(
     )
 
 
-def new_engine_state(config: Config, n_instruments: int) -> EngineState:
+def new_engine_state(config: Config, n_instruments: int, decisions: int = 0) -> EngineState:
+    """The engine's state; ``decisions`` > 0 keeps a log of that many accepted orders."""
     e, r = config.engine, config.risk
     model = load_model(e.model_file or default_model_path())  # off the hot path, once
     limits = RiskLimits(
@@ -79,6 +80,7 @@ def new_engine_state(config: Config, n_instruments: int) -> EngineState:
         np.zeros(n_instruments, dtype=np.int64),
         ivars,
         fvars,
+        np.zeros(decisions, dtype=ORDER),
     )
 
 
