@@ -95,6 +95,7 @@ class Figures(TypedDict):
     cpp_ring_error: NotRequired[str]
     book_updates_per_s: float
     inference_per_s: float
+    order_book_msgs_per_s: float  # LOBSTER-like order events (bench.order_events) on one core
     e2e_layout: dict[str, int]  # stage -> CPU
     e2e_split_layout: dict[str, int]
     e2e_split: dict[str, E2ERun]  # by offered rate, msgs/s

@@ -1,5 +1,5 @@
 """The measures under the pipeline: the floor, the ring, multiprocessing.Queue, the C++ ring of
-the same shape, and the kernels on one core.
+the same shape, and the kernels on one core (the L2 book, inference, the order-level book).
 
 The cross-process ones start their two sides with ``harness`` and check what they report; the
 checks live here, in the parent, so a failed checksum is a ``BenchError`` with the numbers.
@@ -19,9 +19,16 @@ from contracts.records import LEVEL, MARKET_DATA
 from service.bench import BenchError, baseline
 from service.bench.figures import Percentiles, Tail, tail
 from service.bench.harness import FLOOR, RING, RTT, Pair, mpq_echo, mpq_produce
+from service.bench.order_events import order_events
 from service.config import Config
 from service.kernels.book import book_throughput_kernel, new_book
 from service.kernels.feed import new_simulator, sim_fill
+from service.kernels.order_book import (
+    new_order_book,
+    ob_replay,
+    ob_reset,
+    ob_throughput_kernel,
+)
 from service.kernels.probes import W_END_NS, W_ERRORS, W_START_NS, W_SUM
 from service.kernels.signals import inference_throughput_kernel
 from service.runtime.model import default_model_path, load_model
@@ -138,3 +145,27 @@ def measure_kernels(repeats: int) -> tuple[float, float]:
     inference_throughput_kernel(model.weights, model.bias, model.logistic, values, reps)
     inference_rate = 4096 * reps / (time.perf_counter() - t)
     return book_rate, inference_rate
+
+
+ORDER_EVENTS = 200_000  # events in the order book's stream, applied ``repeats`` times
+# the book's pools as service.research.lobster sizes them for a day of LOBSTER messages
+ORDER_BOOK_ORDERS, ORDER_BOOK_LEVELS = 1 << 20, 4096
+
+
+def measure_order_book(repeats: int) -> float:
+    """Single-core order-level book messages/s: LOBSTER-like order events (``order_events``)
+    applied ``repeats`` times to a book sized like the research path's, after a pass that
+    checks they apply cleanly and one that compiles."""
+    stream = order_events(ORDER_EVENTS).events
+    book = new_order_book(1, ORDER_BOOK_ORDERS, ORDER_BOOK_LEVELS)
+    refused = ob_replay(book, stream, 0, 1, np.zeros((1, 4), np.int64), np.full(len(stream), -1))
+    if refused >= 0:
+        raise BenchError(f"the order book refused generated event {refused}: {stream[refused]}")
+    ob_reset(book, 0)
+    once = ob_throughput_kernel(book, stream, 1)  # compile, warm caches
+    t = time.perf_counter()
+    checksum = ob_throughput_kernel(book, stream, repeats)
+    rate = len(stream) * repeats / (time.perf_counter() - t)
+    if checksum != once * repeats:  # every pass starts from an empty book: the same sum
+        raise BenchError(f"order book checksum failed: {checksum} != {repeats} x {once}")
+    return rate

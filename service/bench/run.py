@@ -32,6 +32,7 @@ from service.bench.measures import (
     measure_floor,
     measure_kernels,
     measure_mpqueue,
+    measure_order_book,
     measure_ring_rtt,
     measure_ring_throughput,
 )
@@ -144,6 +145,7 @@ class Measures:
     mpqueue: Callable[[Sequence[int], int, int], tuple[float, Percentiles]] = measure_mpqueue
     cpp_ring: Callable[[Sequence[int], int, int], CppRing] = measure_cpp_ring
     kernels: Callable[[int], tuple[float, float]] = measure_kernels
+    order_book: Callable[[int], float] = measure_order_book
     e2e: E2EMeasure = measure_e2e
     service_cores: Callable[[], dict[str, int]] = default_cores
 
@@ -248,6 +250,7 @@ class _Bench:
     def kernels(self, f: Figures) -> None:
         books, inferences = self.m.kernels(self.sizes.kernel_repeats)
         f["book_updates_per_s"], f["inference_per_s"] = books, inferences
+        f["order_book_msgs_per_s"] = self.m.order_book(self.sizes.kernel_repeats)
 
     def e2e_split(self, rate: int, f: Figures) -> None:
         f["e2e_split"][str(rate)] = self.m.e2e(self.split, rate, self.sizes.e2e_s)

@@ -89,6 +89,7 @@ class FakeMeasures:
             mpqueue=lambda cpus, items, rounds: (1.0e5, {"p50": 70_000.0, "p99": 90_000.0}),
             cpp_ring=self.cpp_ring,
             kernels=lambda repeats: (5.0e7, 7.0e7),
+            order_book=lambda repeats: 2.5e7,
             e2e=self.e2e,
             service_cores=lambda: {"feed": 1, "engine": 1, "gateway": 1},
         )

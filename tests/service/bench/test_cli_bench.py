@@ -44,6 +44,7 @@ def test_quick_bench_writes_every_figure_as_numbers(tmp_path):
         "max_rate_msgs_per_s",
     ):
         assert _number(f[key]) and f[key] >= 0, key
+    assert _number(f["order_book_msgs_per_s"]) and f["order_book_msgs_per_s"] > 0
     for e in [f[key][rate] for key in ("e2e", "e2e_split") for rate in ("100000", "1000000")]:
         assert all(_number(e[k]) for k in ("p50", "p90", "p99", "p999", "max", "drops")), e
         assert e["p50"] <= e["p90"] <= e["p99"] <= e["p999"] <= e["max"]
@@ -65,6 +66,9 @@ def test_quick_bench_writes_every_figure_as_numbers(tmp_path):
     )
     assert f["ratios"]["ring_vs_mpqueue"] == pytest.approx(
         f["ring_items_per_s"] / f["mpqueue_items_per_s"]
+    )
+    assert f["ratios"]["order_book_million_msgs_per_s"] == pytest.approx(
+        f["order_book_msgs_per_s"] / 1e6
     )
 
 

@@ -5,10 +5,12 @@ No process is started and nothing is timed; the real measures run in test_cli_be
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from rich.progress import Progress
 
-from service.bench.run import E2E_RATES, FULL, QUICK, bench_steps, run_bench
+from service.bench.run import E2E_RATES, FULL, QUICK, Measures, bench_steps, run_bench
 from tests.support.bench_fakes import FLOOR_P50, FakeMeasures
 
 CPUS = (0, 1)
@@ -30,6 +32,7 @@ KEYS = [
     "cpp_ring_rtt_ns",
     "book_updates_per_s",
     "inference_per_s",
+    "order_book_msgs_per_s",
     "e2e_layout",
     "e2e_split_layout",
     "e2e_split",
@@ -44,9 +47,24 @@ KEYS = [
 ]
 
 
+ORDER_BOOK_RATE = 2.5e7
+
+
+def fake_measures(fake: FakeMeasures, repeats: list[int] | None = None) -> Measures:
+    """``fake``'s measures with the order book's faked too (``FakeMeasures`` leaves it at the
+    real one), appending each call's repeats to ``repeats``."""
+
+    def order_book(n: int) -> float:
+        if repeats is not None:
+            repeats.append(n)
+        return ORDER_BOOK_RATE
+
+    return replace(fake.measures(), order_book=order_book)
+
+
 def fake_run(fake: FakeMeasures, quick: bool = True) -> tuple[dict, Progress]:
     progress = Progress(disable=True)
-    return run_bench(quick, CPUS, fake.measures(), progress), progress
+    return run_bench(quick, CPUS, fake_measures(fake), progress), progress
 
 
 @pytest.mark.parametrize("quick", [True, False])
@@ -55,14 +73,14 @@ def test_the_bar_is_as_long_as_the_steps_it_advances(quick, drops_from):
     fake = FakeMeasures(drops_from)
     _, progress = fake_run(fake, quick)
     (task,) = progress.tasks
-    _, steps = bench_steps(quick, CPUS, fake.measures())
+    _, steps = bench_steps(quick, CPUS, fake_measures(fake))
     assert task.total == task.completed == len(steps)
     assert task.finished
 
 
 def test_every_step_of_a_run_is_a_step_of_the_list():
     fake = FakeMeasures()
-    figures, steps = bench_steps(True, CPUS, fake.measures())
+    figures, steps = bench_steps(True, CPUS, fake_measures(fake))
     for step in steps:
         step.run(figures)
     pipeline_runs = 2 * len(E2E_RATES) + 2 * QUICK.scrape_pairs + 1 + len(QUICK.sweep)
@@ -98,6 +116,18 @@ def test_the_pipeline_runs_use_both_layouts_and_the_full_sizes():
     assert len(scraped) == FULL.scrape_pairs and all(c["scrape_hz"] == 10.0 for c in scraped)
     loaded = [c for c in fake.e2e_calls if c["load_requests"]]
     assert [c["load_requests"] for c in loaded] == [10_000]
+
+
+def test_the_order_book_is_measured_with_the_kernels_and_fewer_repeats_when_quick():
+    repeats: list[int] = []
+    for quick in (True, False):
+        figures = run_bench(
+            quick, CPUS, fake_measures(FakeMeasures(), repeats), Progress(disable=True)
+        )
+        assert figures["order_book_msgs_per_s"] == ORDER_BOOK_RATE
+        assert figures["ratios"]["order_book_million_msgs_per_s"] == pytest.approx(25.0)
+    assert repeats == [QUICK.kernel_repeats, FULL.kernel_repeats]
+    assert QUICK.kernel_repeats < FULL.kernel_repeats
 
 
 def test_scrape_interference_is_the_ratio_of_the_alternating_runs_medians():
