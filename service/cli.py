@@ -40,6 +40,7 @@ examples:
   trading-service record --out day.lmd --messages 1000000
   trading-service import lobster MSG.csv --orderbook BOOK.csv --out day.lmd --verify
   trading-service book --data day.lmd --levels 10 --csv book.csv
+  trading-service train --data day.lmd --horizon 100ms --out model.toml
   trading-service backtest --data day.lmd --latency feed=20us,order=50us --report out/
   trading-service bench --quick --json bench.json
   trading-service kill-switch on                every new order is rejected until 'off'
@@ -361,6 +362,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bt.add_argument("--report", type=Path, required=True, metavar="DIR", help="report directory")
     bt.add_argument("--json", action="store_true", help="print stats.json's figures")
+
+    tr = add(
+        "train",
+        "fit the engine's model on a recording's features against the future mid move",
+        "Run the engine's own book and feature kernels over a recording, take each feature "
+        "row's future mid move over --horizon of recorded time, split the rows in time order "
+        "(the last --test-fraction for testing), fit the model (least squares for linear, "
+        "IRLS for logistic) and print the out-of-sample metrics. The output loads through "
+        "[engine] model_file.\n\nexamples:\n"
+        "  trading-service train --data day.lmd --horizon 100ms --out model.toml\n"
+        "  trading-service train --data day.lmd --kind linear --out linear.toml --json",
+    )
+    tr.add_argument("--data", type=Path, required=True, metavar="PATH", help="recording")
+    tr.add_argument("--config", type=Path, help="engine config: EWMA alpha, book window")
+    tr.add_argument("--horizon", default="100ms", metavar="T", help="prediction horizon (100ms)")
+    tr.add_argument("--kind", choices=("logistic", "linear"), default="logistic", help="model kind")
+    tr.add_argument(
+        "--test-fraction",
+        type=_positive_float,
+        default=0.3,
+        metavar="F",
+        help="share of the rows, the latest, kept out of the fit (default 0.3)",
+    )
+    tr.add_argument("--out", type=Path, required=True, metavar="PATH", help="model file to write")
+    tr.add_argument("--json", action="store_true", help="print the metrics as JSON")
     return parser
 
 
@@ -787,6 +813,49 @@ def cmd_backtest(args) -> int:
     return EXIT_OK
 
 
+def cmd_train(args) -> int:
+    from service.research.backtest import parse_duration_ns
+    from service.research.train import (
+        TrainError,
+        feature_rows,
+        fit,
+        future_moves,
+        model_toml,
+        write_model,
+    )
+    from service.runtime.recording import open_recording
+
+    config = load(args.config)
+    try:
+        horizon = parse_duration_ns(args.horizon, "--horizon")
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    if horizon <= 0 or not 0 < args.test_fraction < 1:
+        raise UserError("--horizon must be > 0 and --test-fraction between 0 and 1")
+    check_output(args.out, "--out", 4096)
+    recording = open_recording(args.data)
+    if recording.version < 2:
+        raise UserError(
+            f"--data {args.data}: a version-1 recording has no recorded times to measure a "
+            "horizon in; import one (`trading-service import lobster ...`)"
+        )
+    features, meta = feature_rows(recording, config)
+    try:
+        result = fit(features, future_moves(meta, horizon), args.kind, args.test_fraction)
+    except TrainError as exc:
+        raise UserError(f"--data {args.data}: {exc}") from None
+    write_model(args.out, model_toml(result, args.data.name, horizon))
+    if args.json:
+        print(json.dumps({"kind": result.kind, "bias": result.bias, **result.metrics}, indent=2))
+    else:
+        shown = ", ".join(
+            f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v:,}"
+            for k, v in result.metrics.items()
+        )
+        print(f"{result.kind} model over {args.horizon}: {shown}; wrote {args.out}")
+    return EXIT_OK
+
+
 COMMANDS = {
     "run": cmd_run,
     "telemetry": cmd_telemetry,
@@ -801,6 +870,7 @@ COMMANDS = {
     "import": cmd_import,
     "book": cmd_book,
     "backtest": cmd_backtest,
+    "train": cmd_train,
 }
 
 if __name__ == "__main__":
