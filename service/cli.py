@@ -42,6 +42,8 @@ examples:
   trading-service book --data day.lmd --levels 10 --csv book.csv
   trading-service train --data day.lmd --horizon 100ms --out model.toml
   trading-service backtest --data day.lmd --latency feed=20us,order=50us --report out/
+  trading-service backtest --data 'days/*.lmd' --sweep engine.signal_threshold=0.1,0.2 \
+      --sweep latency.order=0,50us,1ms --report sweep/
   trading-service bench --quick --json bench.json
   trading-service kill-switch on                every new order is rejected until 'off'
   trading-service clean --dry-run               segments a crashed run left behind
@@ -346,7 +348,13 @@ def build_parser() -> argparse.ArgumentParser:
         "  trading-service backtest --data day.lmd --latency feed=20us,order=50us "
         "--fees taker=0.003 --report out/ --json",
     )
-    bt.add_argument("--data", type=Path, required=True, metavar="PATH", help="recording (v2)")
+    bt.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        metavar="PATH",
+        help="recording (v2); with --sweep a glob of them, quoted: 'days/*.lmd'",
+    )
     bt.add_argument("--config", type=Path, help="engine config (default: the embedded one)")
     bt.add_argument(
         "--latency",
@@ -362,6 +370,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bt.add_argument("--report", type=Path, required=True, metavar="DIR", help="report directory")
     bt.add_argument("--json", action="store_true", help="print stats.json's figures")
+    bt.add_argument(
+        "--sweep",
+        action="append",
+        metavar="KEY=V1,V2",
+        help="run every combination of these values (config section.key, or latency.feed / "
+        "latency.order) over every day, in parallel on Dask; repeat for more keys",
+    )
+    bt.add_argument(
+        "--workers", type=_positive_int, default=2, metavar="N", help="local Dask workers (2)"
+    )
+    bt.add_argument(
+        "--scheduler", metavar="tcp://HOST:8786", help="a Dask cluster's scheduler instead"
+    )
 
     tr = add(
         "train",
@@ -746,6 +767,72 @@ def cmd_book(args) -> int:
     return EXIT_OK
 
 
+def _backtest_sweep(args, config) -> int:
+    import glob
+    import math as _math
+
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from contracts.outputs import check_output_dir
+    from service.research.sweep import apply, grid, parse_sweep, run_sweep, write_heatmap
+    from service.runtime.recording import open_recording
+
+    dims = parse_sweep(args.sweep)
+    days = sorted(Path(p) for p in glob.glob(str(args.data)))
+    if not days:
+        raise UserError(f"--data {args.data}: matches no file")
+    for day in days:
+        if open_recording(day).events is None:
+            raise UserError(f"--data {day}: a version-1 recording; the sweep needs imported days")
+    fee_text = _pairs(args.fees, "--fees", ("taker",)).get("taker", "0")
+    try:
+        taker = float(fee_text)
+    except ValueError:
+        taker = _math.nan
+    if not _math.isfinite(taker):
+        raise UserError(f"--fees taker={fee_text}: a dollar amount per share, e.g. 0.003")
+    tasks = grid(dims, days)
+    for _, combo in tasks[: len(tasks) // len(days)]:
+        apply(config, combo)  # every value checked here, before a worker sees it
+    check_output_dir(args.report, "--report", 1 << 20)
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("backtests", total=len(tasks))
+        rows, wall = run_sweep(
+            tasks,
+            str(args.config) if args.config else None,
+            taker,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            progress=lambda n: bar.advance(task, n),
+        )
+    args.report.mkdir(parents=True, exist_ok=True)
+    tmp = args.report / ".sweep.json.tmp"
+    tmp.write_text(json.dumps({"wall_s": wall, "rows": rows}, indent=2) + "\n")
+    tmp.replace(args.report / "sweep.json")
+    write_heatmap(rows, dims, args.report / "sweep.png")
+    if args.json:
+        print(json.dumps({"wall_s": round(wall, 3), "rows": rows}, indent=2))
+        return EXIT_OK
+    where = args.scheduler or f"{args.workers} local workers"
+    table = Table(title=f"{len(tasks)} backtests in {wall:.1f} s on {where}")
+    for column in ("day", *dims, "pnl", "max_drawdown", "orders", "fill_ratio"):
+        table.add_column(column, justify="left" if column == "day" else "right")
+    for row in rows:
+        table.add_row(
+            Path(row["day"]).name,
+            *(row[k] for k in dims),
+            f"{row['pnl']:,.2f}",
+            f"{row['max_drawdown']:,.2f}",
+            f"{row['orders']:,}",
+            f"{row['fill_ratio']:.1%}",
+        )
+    Console().print(table)
+    print(f"wrote {args.report / 'sweep.json'} and {args.report / 'sweep.png'}")
+    return EXIT_OK
+
+
 SENSITIVITY_NS = (0, 10_000, 50_000, 100_000, 500_000, 1_000_000, 5_000_000, 20_000_000)
 
 
@@ -770,6 +857,8 @@ def cmd_backtest(args) -> int:
     from service.runtime.recording import open_recording
 
     config = load(args.config)
+    if args.sweep:
+        return _backtest_sweep(args, config)
     latency_parts = _pairs(args.latency, "--latency", ("feed", "order"))
     try:
         latency = Latency(

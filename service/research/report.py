@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from contracts.errors import LowlatError
 from service.research.backtest import BacktestResult
 
 HOUR_NS = 3_600 * 10**9
@@ -55,8 +56,13 @@ def write_report(
     result: BacktestResult, sensitivity: Sequence[tuple[int, float]], out: Path, title: str
 ) -> list[Path]:
     """Write the report into ``out`` (created); returns the files written."""
-    import matplotlib
-
+    try:
+        import matplotlib
+    except ImportError:
+        raise LowlatError(
+            "the report's plots need matplotlib, which is not installed here: "
+            "pip install 'lowlat[research]'"
+        ) from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
