@@ -38,6 +38,7 @@ def test_events_book_and_features(day):
 
 def test_frame_when_pandas_is_there(day):
     import pandas as pd
+
     df = data.frame(day)
     assert isinstance(df, pd.DataFrame) and len(df) == len(data.events(day))
     assert df["time"].iloc[-1] > df["time"].iloc[0]
