@@ -767,9 +767,20 @@ def cmd_book(args) -> int:
     return EXIT_OK
 
 
+def _taker_fee(text: str) -> float:
+    """--fees taker=USD: dollars per share taken, finite and below $1 either way."""
+    fee_text = _pairs(text, "--fees", ("taker",)).get("taker", "0")
+    try:
+        taker = float(fee_text)
+    except ValueError:
+        taker = math.nan
+    if not math.isfinite(taker) or not -1 < taker < 1:
+        raise UserError(f"--fees taker={fee_text}: a dollar amount per share, e.g. 0.003")
+    return taker
+
+
 def _backtest_sweep(args, config) -> int:
     import glob
-    import math as _math
 
     from rich.console import Console
     from rich.progress import Progress
@@ -786,13 +797,7 @@ def _backtest_sweep(args, config) -> int:
     for day in days:
         if open_recording(day).events is None:
             raise UserError(f"--data {day}: a version-1 recording; the sweep needs imported days")
-    fee_text = _pairs(args.fees, "--fees", ("taker",)).get("taker", "0")
-    try:
-        taker = float(fee_text)
-    except ValueError:
-        taker = _math.nan
-    if not _math.isfinite(taker):
-        raise UserError(f"--fees taker={fee_text}: a dollar amount per share, e.g. 0.003")
+    taker = _taker_fee(args.fees)
     tasks = grid(dims, days)
     for _, combo in tasks[: len(tasks) // len(days)]:
         apply(config, combo)  # every value checked here, before a worker sees it
@@ -869,13 +874,7 @@ def cmd_backtest(args) -> int:
         )
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    fee_text = _pairs(args.fees, "--fees", ("taker",)).get("taker", "0")
-    try:
-        taker = float(fee_text)
-    except ValueError:
-        taker = math.nan
-    if not math.isfinite(taker) or not -1 < taker < 1:
-        raise UserError(f"--fees taker={fee_text}: a dollar amount per share, e.g. 0.003")
+    taker = _taker_fee(args.fees)
     check_output_dir(args.report, "--report", 1 << 20)
     recording = open_recording(args.data)
     if recording.events is None:

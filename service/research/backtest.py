@@ -131,6 +131,20 @@ def _equity(acct, tick_value):
 
 
 @kernel
+def _sample(curve, n, at, acct, tick_value):
+    """Row ``n`` of the equity curve: time, equity, total position, realized P&L."""
+    pos = 0.0
+    realized = 0.0
+    for inst in range(acct.shape[1]):
+        pos += acct[A_POSITION, inst]
+        realized += acct[A_REALIZED, inst]
+    curve[n, 0] = at
+    curve[n, 1] = _equity(acct, tick_value)
+    curve[n, 2] = pos
+    curve[n, 3] = realized
+
+
+@kernel
 def _exchange_until(ob, events, e, until, wire, acct, counters, tick_value, fee, order_latency):  # noqa: PLR0913
     """Apply recorded events and arriving orders in time order up to ``until`` (events
     first on a tie: an order decided on an event arrives after it); returns the next event."""
@@ -206,15 +220,7 @@ def backtest_kernel(  # noqa: PLR0913 -- the run's arrays: numba takes no object
         )
         _take_reports(engine, wire, now)
         while next_sample <= md[j].send_ns and n_curve < curve.shape[0]:
-            curve[n_curve, 0] = next_sample
-            curve[n_curve, 1] = _equity(acct, tick_value)
-            pos = 0.0
-            realized = 0.0
-            for inst in range(acct.shape[1]):
-                pos += acct[A_POSITION, inst]
-                realized += acct[A_REALIZED, inst]
-            curve[n_curve, 2] = pos
-            curve[n_curve, 3] = realized
+            _sample(curve, n_curve, next_sample, acct, tick_value)
             n_curve += 1
             next_sample += step
         msg = md[j]
@@ -257,15 +263,7 @@ def backtest_kernel(  # noqa: PLR0913 -- the run's arrays: numba takes no object
     )
     last = md[md.shape[0] - 1].send_ns if md.shape[0] > 0 else 0
     if n_curve < curve.shape[0]:
-        curve[n_curve, 0] = max(last, next_sample - step)
-        curve[n_curve, 1] = _equity(acct, tick_value)
-        pos = 0.0
-        realized = 0.0
-        for inst in range(acct.shape[1]):
-            pos += acct[A_POSITION, inst]
-            realized += acct[A_REALIZED, inst]
-        curve[n_curve, 2] = pos
-        curve[n_curve, 3] = realized
+        _sample(curve, n_curve, max(last, next_sample - step), acct, tick_value)
         n_curve += 1
     counters[C_CURVE] = n_curve
     return -1

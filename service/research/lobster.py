@@ -304,6 +304,19 @@ def _side_diffs(ob, inst, side, prev, row, levels, diffs, n_diffs):  # noqa: PLR
 
 
 @kernel
+def _apply_noting_level(ob, events, i):
+    """Apply ``events[i]`` and note in its ``level_qty`` the visible size it leaves at its
+    price; returns the book's status."""
+    status = ob_mod.ob_apply(ob, events, i)
+    ev = events[i]
+    if status == ob_mod.OK and ev["kind"] != HALT:
+        events[i]["level_qty"] = ob_mod.ob_level_qty(
+            ob, np.int64(ev["instrument"]), np.int64(ev["side"]), np.int64(ev["price"])
+        )
+    return status
+
+
+@kernel
 def verify_kernel(ob, events, rows, levels, resyncs, stats, diffs):  # noqa: PLR0913
     """Apply each message to the book of the previous row and compare with its row.
 
@@ -321,16 +334,11 @@ def verify_kernel(ob, events, rows, levels, resyncs, stats, diffs):  # noqa: PLR
     stats[5] = -1
     inst = 0
     for i in range(events.shape[0]):
-        status = ob_mod.ob_apply(ob, events, i)
+        status = _apply_noting_level(ob, events, i)
         if status != ob_mod.OK:
             stats[5] = i
             stats[6] = status
             return n
-        ev = events[i]
-        if ev["kind"] != HALT:
-            events[i]["level_qty"] = ob_mod.ob_level_qty(
-                ob, np.int64(ev["instrument"]), np.int64(ev["side"]), np.int64(ev["price"])
-            )
         prev = rows[i]
         row = rows[i + 1]
         m = _side_diffs(ob, inst, ASK, prev, row, levels, diffs, 0)
@@ -440,7 +448,6 @@ def import_lobster(
         halts=int((kinds == HALT).sum()),
         unknown_orders=0,
     )
-    book = ob_mod.new_order_book(1, max_orders, max_levels)
     if orderbook is not None:
         rows = read_orderbook(orderbook, len(events), units_per_tick)
         levels = rows.shape[1] // 4
@@ -472,16 +479,11 @@ def import_lobster(
                 orderbook, int(stats[4]), resyncs, units_per_tick
             )
         written = _with_resyncs(head, events, resyncs)
-    else:
-        stats = np.zeros(8, np.int64)
-        failed = ob_mod.ob_replay(
-            book, events, 0, 1, np.zeros((1, 4), np.int64), np.full(len(events), -1)
-        )
-        if failed >= 0:
-            stats[5] = failed
-            stats[6] = ob_mod.E_BAD_EVENT
-            _raise_refused(messages, events, stats)
-        _set_level_qty(events)
+    else:  # no rows to check against: the book the messages alone build
+        book = ob_mod.new_order_book(1, max_orders, max_levels)
+        stats = np.full(8, -1, np.int64)
+        _messages_only_kernel(book, events, stats)
+        _raise_refused(messages, events, stats)
         written = events
     report.unknown_orders = int(book.counters[ob_mod.C_UNKNOWN_ORDER])
     written["seq"] = np.arange(1, len(written) + 1)
@@ -496,21 +498,16 @@ def import_lobster(
     return report
 
 
-def _set_level_qty(events: np.ndarray) -> None:
-    """level_qty from the book built by the messages alone (no orderbook file)."""
-    book = ob_mod.new_order_book(1, 1 << 20, 4096)
-    _level_qty_kernel(book, events)
-
-
 @kernel
-def _level_qty_kernel(ob, events):
+def _messages_only_kernel(ob, events, stats):
+    """Apply every event, noting level_qty; stats[5], stats[6]: a refused event and its
+    status (left as they are when all applied)."""
     for i in range(events.shape[0]):
-        ob_mod.ob_apply(ob, events, i)
-        ev = events[i]
-        if ev["kind"] != HALT:
-            events[i]["level_qty"] = ob_mod.ob_level_qty(
-                ob, np.int64(ev["instrument"]), np.int64(ev["side"]), np.int64(ev["price"])
-            )
+        status = _apply_noting_level(ob, events, i)
+        if status != ob_mod.OK:
+            stats[5] = i
+            stats[6] = status
+            return
 
 
 def _raise_refused(path: Path, events: np.ndarray, stats: np.ndarray) -> None:

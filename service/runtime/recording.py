@@ -386,17 +386,11 @@ def _check_n_instruments(path: Path, n_instruments: int) -> None:
 
 def _check_records(path: Path, records: np.ndarray, n_instruments: int) -> None:
     """Raise RecordingError at the first record a replay must not send."""
-    for start in range(0, len(records), _CHECK_CHUNK):
-        chunk = records[start : start + _CHECK_CHUNK]
+
+    def checks(chunk: np.ndarray) -> tuple:
         kind = chunk["kind"]
         priced = (kind == LEVEL) | (kind == TRADE)
-        checks = (
-            (chunk["seq"] <= 0, "seq {seq} is not > 0; sequence numbers start at 1"),
-            (
-                chunk["instrument"] >= n_instruments,
-                "instrument {instrument} is not below the recording's n_instruments "
-                f"{n_instruments}",
-            ),
+        return (
             (
                 ~np.isin(kind, _VALID_KINDS),
                 "kind {kind} is invalid; valid kinds are LEVEL=1, TRADE=2, SNAPSHOT_BEGIN=3, "
@@ -407,31 +401,18 @@ def _check_records(path: Path, records: np.ndarray, n_instruments: int) -> None:
             ((kind == LEVEL) & (chunk["qty"] < 0), "LEVEL qty {qty} is negative"),
             ((kind == TRADE) & (chunk["qty"] <= 0), "TRADE qty {qty} is not > 0"),
         )
-        for bad, message in checks:
-            if bad.any():
-                index = int(np.argmax(bad))
-                rec = chunk[index]
-                fields = {name: rec[name] for name in MARKET_DATA.names or ()}
-                raise RecordingError(
-                    f"{path}: record {start + index} (seq {rec['seq']}): "
-                    + message.format(**fields)
-                )
+
+    _raise_first_bad(path, records, n_instruments, "record", checks)
 
 
 def _check_events(path: Path, events: np.ndarray, n_instruments: int) -> None:
     """Raise RecordingError at the first event a replay or the order book must not take."""
-    for start in range(0, len(events), _CHECK_CHUNK):
-        chunk = events[start : start + _CHECK_CHUNK]
+
+    def checks(chunk: np.ndarray) -> tuple:
         kind = chunk["kind"]
         priced = ~np.isin(kind, (SNAPSHOT_BEGIN, SNAPSHOT_END, HALT))
         sized = np.isin(kind, (TRADE, ORDER_ADD, ORDER_CANCEL, ORDER_EXECUTE, HIDDEN_EXECUTE))
-        checks = (
-            (chunk["seq"] <= 0, "seq {seq} is not > 0; sequence numbers start at 1"),
-            (
-                chunk["instrument"] >= n_instruments,
-                "instrument {instrument} is not below the recording's n_instruments "
-                f"{n_instruments}",
-            ),
+        return (
             (
                 ~np.isin(kind, _EVENT_KINDS),
                 "kind {kind} is invalid; valid kinds are 1-4 (LEVEL, TRADE, SNAPSHOT_BEGIN, "
@@ -447,13 +428,33 @@ def _check_events(path: Path, events: np.ndarray, n_instruments: int) -> None:
                 "time_ns {time_ns} is before the previous event's",
             ),
         )
-        for bad, message in checks:
+
+    _raise_first_bad(path, events, n_instruments, "event", checks)
+
+
+def _raise_first_bad(
+    path: Path, records: np.ndarray, n_instruments: int, noun: str, checks: Callable
+) -> None:
+    """Chunk by chunk, the seq and instrument checks every version shares, then ``checks``
+    (the version's own (mask, message) pairs); RecordingError names the first failure."""
+    for start in range(0, len(records), _CHECK_CHUNK):
+        chunk = records[start : start + _CHECK_CHUNK]
+        shared = (
+            (chunk["seq"] <= 0, "seq {seq} is not > 0; sequence numbers start at 1"),
+            (
+                chunk["instrument"] >= n_instruments,
+                "instrument {instrument} is not below the recording's n_instruments "
+                f"{n_instruments}",
+            ),
+        )
+        for bad, message in (*shared, *checks(chunk)):
             if bad.any():
                 index = int(np.argmax(bad))
-                ev = chunk[index]
-                fields = {name: ev[name] for name in MARKET_EVENT.names or ()}
+                rec = chunk[index]
+                fields = {name: rec[name] for name in chunk.dtype.names or ()}
                 raise RecordingError(
-                    f"{path}: event {start + index} (seq {ev['seq']}): " + message.format(**fields)
+                    f"{path}: {noun} {start + index} (seq {rec['seq']}): "
+                    + message.format(**fields)
                 )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import subprocess
 import sys
@@ -16,13 +15,12 @@ from contracts.stages import ALL_STAGES
 from service.config import load
 from service.kernels import stages as S
 from service.research.backtest import Latency, parse_duration_ns, run_backtest
-from service.research.lobster import import_lobster
 from service.runtime.recording import open_recording
 from service.runtime.segments import create_segments
 from service.runtime.state import new_engine_state, new_feed_state, new_gateway_state
+from tests.support.lobster import imported_day
 from tests.support.paths import REPO
 
-DATA = REPO / "tests" / "data" / "lobster"
 ROWS = 4000
 # Limits no order stream of this slice reaches: then the decisions depend on the market data
 # alone, not on the fills (the live gateway's are a coin toss, the backtest's the book's) or on
@@ -38,17 +36,7 @@ max_notional = 1e15
 
 @pytest.fixture(scope="module")
 def day(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("bt")
-    for kind in ("message", "orderbook"):
-        lines = gzip.decompress(
-            (DATA / f"GOOG_2012-06-21_34200000_57600000_{kind}_10.csv.gz").read_bytes()
-        ).splitlines()[:ROWS]
-        (tmp / f"GOOG_2012-06-21_{kind}.csv").write_bytes(b"\n".join(lines) + b"\n")
-    out = tmp / "day.lmd"
-    import_lobster(
-        tmp / "GOOG_2012-06-21_message.csv", out, orderbook=tmp / "GOOG_2012-06-21_orderbook.csv"
-    )
-    return out
+    return imported_day(tmp_path_factory.mktemp("bt"), ROWS)
 
 
 def config_for(tmp_path, day, extra=""):

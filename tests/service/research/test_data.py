@@ -9,10 +9,7 @@ from contracts.records import MARKET_EVENT
 from service.kernels.signals import FEATURE_NAMES
 from service.research import data
 from service.research.lobster import import_lobster
-from tests.support.paths import REPO
-
-MESSAGES = REPO / "tests/data/lobster/GOOG_2012-06-21_34200000_57600000_message_10.csv.gz"
-ORDERBOOK = REPO / "tests/data/lobster/GOOG_2012-06-21_34200000_57600000_orderbook_10.csv.gz"
+from tests.support.lobster import MESSAGES, ORDERBOOK
 
 
 @pytest.fixture(scope="module")

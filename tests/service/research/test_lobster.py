@@ -13,11 +13,9 @@ import pytest
 from contracts.records import HIDDEN_EXECUTE, LEVEL, MARKET_EVENT, ORDER_EXECUTE, TRADE
 from service.research.lobster import LobsterError, book_rows, import_lobster
 from service.runtime.recording import EVENTS_VERSION, open_recording
+from tests.support.lobster import MESSAGES, ORDERBOOK
 from tests.support.paths import REPO
 
-DATA = REPO / "tests" / "data" / "lobster"
-MESSAGES = DATA / "GOOG_2012-06-21_34200000_57600000_message_10.csv.gz"
-ORDERBOOK = DATA / "GOOG_2012-06-21_34200000_57600000_orderbook_10.csv.gz"
 ROWS = 20_000
 
 

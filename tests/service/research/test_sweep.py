@@ -11,6 +11,7 @@ import pytest
 
 from service.config import load
 from service.research.sweep import SweepError, apply, grid, parse_sweep
+from tests.support.lobster import imported_day
 from tests.support.paths import REPO
 
 
@@ -49,20 +50,8 @@ def test_bad_sweeps_are_refused_in_one_line(option, overrides, expected):
 
 
 def test_a_sweep_on_a_local_cluster(tmp_path):
-    import gzip
-
-    from service.research.lobster import import_lobster
-
-    data = REPO / "tests" / "data" / "lobster"
     for n, rows in ((1, 3000), (2, 5000)):
-        for kind in ("message", "orderbook"):
-            lines = gzip.decompress(
-                (data / f"GOOG_2012-06-21_34200000_57600000_{kind}_10.csv.gz").read_bytes()
-            ).splitlines()[:rows]
-            (tmp_path / f"{kind}.csv").write_bytes(b"\n".join(lines) + b"\n")
-        import_lobster(
-            tmp_path / "message.csv", tmp_path / f"d{n}.lmd", orderbook=tmp_path / "orderbook.csv"
-        )
+        imported_day(tmp_path, rows, f"d{n}.lmd")
     report = tmp_path / "sweep"
     result = subprocess.run(
         [

@@ -12,6 +12,7 @@ import pytest
 from service.kernels.signals import FEATURE_NAMES, N_FEATURES
 from service.research.train import TrainError, fit, future_moves, model_toml, write_model
 from service.runtime.model import load_model
+from tests.support.lobster import imported_day
 from tests.support.paths import REPO
 
 
@@ -87,18 +88,7 @@ def test_the_written_model_loads_into_the_engine(tmp_path):
 
 
 def test_train_then_backtest_from_the_command_line(tmp_path):
-    import gzip
-
-    from service.research.lobster import import_lobster
-
-    data = REPO / "tests" / "data" / "lobster"
-    for kind in ("message", "orderbook"):
-        lines = gzip.decompress(
-            (data / f"GOOG_2012-06-21_34200000_57600000_{kind}_10.csv.gz").read_bytes()
-        ).splitlines()[:8000]
-        (tmp_path / f"{kind}.csv").write_bytes(b"\n".join(lines) + b"\n")
-    day = tmp_path / "day.lmd"
-    import_lobster(tmp_path / "message.csv", day, orderbook=tmp_path / "orderbook.csv")
+    day = imported_day(tmp_path, 8000)
 
     def cli(*args):
         return subprocess.run(

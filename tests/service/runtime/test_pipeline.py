@@ -224,19 +224,9 @@ def test_replay_of_a_recording_runs_to_its_end(tmp_path, prefix):
 def test_a_replay_at_recorded_pace_follows_the_recordings_clock(tmp_path, prefix):
     """3,000 LOBSTER messages span 422.5 s of the trading day: at --speed 200 the replay
     cannot end before 2.1 s, where a flat-out replay of the same file takes milliseconds."""
-    import gzip
+    from tests.support.lobster import imported_day
 
-    from service.research.lobster import import_lobster
-    from tests.support.paths import REPO
-
-    data = REPO / "tests" / "data" / "lobster"
-    for kind in ("message", "orderbook"):
-        lines = gzip.decompress(
-            (data / f"GOOG_2012-06-21_34200000_57600000_{kind}_10.csv.gz").read_bytes()
-        ).splitlines()[:3000]
-        (tmp_path / f"{kind}.csv").write_bytes(b"\n".join(lines) + b"\n")
-    day = tmp_path / "day.lmd"
-    import_lobster(tmp_path / "message.csv", day, orderbook=tmp_path / "orderbook.csv")
+    day = imported_day(tmp_path, 3000)
     span_s = 34622.54754294 - 34200.015105074
     config = write_config(tmp_path, prefix, "[feed]\nrate = 0\n")
     out = tmp_path / "run.json"
