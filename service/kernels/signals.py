@@ -35,19 +35,11 @@ from collections import namedtuple
 
 import numpy as np
 
+from contracts.features import N_FEATURES
 from contracts.records import BUY, SELL
 from service.kernels.book import EMPTY
 from service.kernels.jit import kernel
 
-FEATURE_NAMES = (
-    "mid_return",
-    "microprice_offset",
-    "spread_ticks",
-    "imbalance",
-    "volatility",
-    "trade_flow",
-)
-N_FEATURES = len(FEATURE_NAMES)
 # Column of each feature in Features.values (compile-time constants inside kernels).
 MID_RETURN, MICROPRICE_OFFSET, SPREAD_TICKS, IMBALANCE, VOLATILITY, TRADE_FLOW = range(N_FEATURES)
 
@@ -178,10 +170,14 @@ def strategy_decide(score, threshold, last_signal, inst):
 
 
 @kernel
-def strategy_order_price(book, inst, side):
-    """Limit price that takes liquidity: best ask for a BUY, best bid for a SELL (EMPTY if none)."""
+def strategy_order_price(book, inst, side, join):
+    """Limit price: to take liquidity, the best ask for a BUY and the best bid for a SELL; to
+    ``join`` the queue on the order's own side, the best bid for a BUY and the best ask for a
+    SELL (EMPTY if none)."""
     bid = book.best_bid[inst]
     ask = book.best_ask[inst]
+    if join:
+        return bid if side == BUY else ask
     return ask if side == BUY else bid
 
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from contracts.features import FEATURE_NAMES
 from service.config import Config, load
-from service.kernels.signals import FEATURE_NAMES
 from service.research.lobster import book_rows, read_messages
 from service.research.train import feature_rows
 from service.runtime.recording import open_recording

@@ -25,16 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
+from contracts.features import FEATURE_NAMES, N_FEATURES
 from contracts.records import LEVEL, TRADE
 from service.config import Config
 from service.kernels.book import book_set_level
 from service.kernels.jit import kernel
-from service.kernels.signals import (
-    FEATURE_NAMES,
-    N_FEATURES,
-    update_book_features,
-    update_trade_flow,
-)
+from service.kernels.signals import update_book_features, update_trade_flow
 from service.runtime.model import load_model
 from service.runtime.recording import Recording
 from service.runtime.state import new_engine_state

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from contracts.errors import LowlatError
-from service.kernels.signals import FEATURE_NAMES, MODEL_KINDS, N_FEATURES, Model
+from contracts.features import FEATURE_NAMES, N_FEATURES
+from service.kernels.signals import MODEL_KINDS, Model
 
 
 class ModelError(LowlatError, ValueError):

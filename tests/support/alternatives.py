@@ -15,13 +15,13 @@ import numba
 import numpy as np
 import pytest
 
+from contracts import features
 from contracts.records import ASK, BID, BUY, SELL
 from contracts.stats_layout import REJECT_REASONS
-from service.kernels import signals
 from service.kernels.jit import KERNEL_OPTIONS
 
 # The feature names and their order are part of the contract, so the reference shares them.
-FEATURE_NAMES = signals.FEATURE_NAMES
+FEATURE_NAMES = features.FEATURE_NAMES
 
 EMPTY = -1
 NO_ORDER = -1

@@ -88,7 +88,7 @@ def warm_signals() -> None:
     update_trade_flow(features, inst, np.int64(BUY), np.int64(1), alpha)
     score = model_score(model.weights, model.bias, model.logistic, features.values, inst)
     strategy_decide(score, np.float64(0.1), np.full(1, NO_ORDER, dtype=np.int64), inst)
-    strategy_order_price(book, inst, np.int64(BUY))
+    strategy_order_price(book, inst, np.int64(BUY), np.int64(0))
     inference_throughput_kernel(
         model.weights, model.bias, model.logistic, features.values, np.int64(1)
     )

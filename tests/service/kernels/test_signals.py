@@ -9,12 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from contracts.features import FEATURE_NAMES, N_FEATURES
 from contracts.records import ASK, BID, BUY, SELL
 from service.kernels import signals
 from service.kernels.book import EMPTY, book_set_level, new_book
 from service.kernels.signals import (
-    FEATURE_NAMES,
-    N_FEATURES,
     inference_throughput_kernel,
     model_score,
     new_features,
@@ -196,14 +195,16 @@ def test_strategy_is_edge_triggered_with_hysteresis(which):
 
 
 @pytest.mark.parametrize("which", ["jit", "py"])
-def test_order_price_takes_liquidity(which):
+def test_order_price_takes_liquidity_or_joins_the_queue(which):
     price = impl(strategy_order_price, which)
     book = new_book(1, 64)
-    assert price(book, 0, BUY) == EMPTY
+    assert price(book, 0, BUY, 0) == EMPTY
     book_set_level(book, 0, BID, 100, 1)
     book_set_level(book, 0, ASK, 103, 1)
-    assert price(book, 0, BUY) == 103
-    assert price(book, 0, SELL) == 100
+    assert price(book, 0, BUY, 0) == 103
+    assert price(book, 0, SELL, 0) == 100
+    assert price(book, 0, BUY, 1) == 100  # join: its own side's best
+    assert price(book, 0, SELL, 1) == 103
 
 
 # --------------------------------------------------------------------------------------------

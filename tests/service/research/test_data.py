@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from contracts.features import FEATURE_NAMES
 from contracts.records import MARKET_EVENT
-from service.kernels.signals import FEATURE_NAMES
 from service.research import data
 from service.research.lobster import import_lobster
 from tests.support.lobster import MESSAGES, ORDERBOOK

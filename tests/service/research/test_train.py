@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from service.kernels.signals import FEATURE_NAMES, N_FEATURES
+from contracts.features import FEATURE_NAMES, N_FEATURES
 from service.research.train import TrainError, fit, future_moves, model_toml, write_model
 from service.runtime.model import load_model
 from tests.support.lobster import imported_day

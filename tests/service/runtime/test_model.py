@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.kernels.signals import FEATURE_NAMES, N_FEATURES
+from contracts.features import FEATURE_NAMES, N_FEATURES
 from service.runtime.model import ModelError, default_model_path, load_model
 
 
