@@ -50,9 +50,11 @@ ORDER = np.dtype(
         ("qty", np.int32),  # lots, > 0
         ("instrument", np.uint16),
         ("side", np.uint8),  # BUY or SELL
-        ("flags", np.uint8),  # reserved, 0
+        ("flags", np.uint8),  # ORDER_POST, or 0: immediate or cancel
     ]
 )
+ORDER_POST = 1  # ORDER.flags: rest on the book behind the queue at its price until filled or
+# the strategy's order_ttl_us ends (a passive order); without it the order is immediate or cancel
 
 # Execution report from the (simulated) exchange back to the engine.
 FILL = np.dtype(

@@ -27,7 +27,7 @@ from contracts.outputs import check_output
 from contracts.profile import cpulist, load_profile, parse_cpulist
 from contracts.segments import KILL_SWITCH
 from service import __version__
-from service.config import check_runtime, load, to_toml
+from service.config import OrderBookConfig, check_runtime, load, to_toml
 
 logger = logging.getLogger(__name__)
 
@@ -320,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="price tick in dollars (default 0.01); prices become whole ticks",
     )
     imp.add_argument("--json", action="store_true", help="print the report as JSON")
+    _pool_arguments(imp)
 
     bk = add(
         "book",
@@ -333,6 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     bk.add_argument("--data", type=Path, required=True, metavar="PATH", help="recording")
     bk.add_argument("--levels", type=_positive_int, default=10, metavar="N", help="levels per side")
     bk.add_argument("--csv", type=Path, required=True, metavar="PATH", help="csv to write")
+    _pool_arguments(bk)
 
     bt = add(
         "backtest",
@@ -340,13 +342,17 @@ def build_parser() -> argparse.ArgumentParser:
         "Run the live engine's kernels (book, features, model, strategy, risk) over an "
         "imported recording at its historical times: the engine sees the market --latency "
         "feed late, its orders reach the order book rebuilt from the recording order later "
-        "and fill against it (immediate-or-cancel, walking the book to the limit price; no "
-        "market impact). Writes equity.png, pnl_by_hour.png, latency_sensitivity.png (the "
+        "and fill against it: each walks the book to its limit price (no market impact); "
+        'the rest is cancelled, or with [engine] order_style = "join" waits at the back '
+        "of its level's queue for order_ttl_us and fills only once the volume ahead of it "
+        "has traded or cancelled. Writes equity.png, pnl_by_hour.png, latency_sensitivity.png (the "
         "same run at other order latencies), summary.md and stats.json into --report."
         "\n\nexamples:\n"
         "  trading-service backtest --data day.lmd --report out/\n"
         "  trading-service backtest --data day.lmd --latency feed=20us,order=50us "
-        "--fees taker=0.003 --report out/ --json",
+        "--fees taker=0.003 --report out/ --json\n"
+        "  trading-service backtest --data day.lmd --config join.toml "
+        "--fees taker=0.003,maker=-0.002 --report out/",
     )
     bt.add_argument(
         "--data",
@@ -364,9 +370,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bt.add_argument(
         "--fees",
-        default="taker=0",
-        metavar="taker=USD",
-        help="fee per share taken, in dollars (default taker=0)",
+        default="taker=0,maker=0",
+        metavar="taker=USD,maker=USD",
+        help="fees per share in dollars: taken on arrival, and filled while resting (joined "
+        "orders; negative is a rebate); default taker=0,maker=0",
     )
     bt.add_argument("--report", type=Path, required=True, metavar="DIR", help="report directory")
     bt.add_argument("--json", action="store_true", help="print stats.json's figures")
@@ -713,6 +720,21 @@ def _write_json(path: Path, figures: Mapping[str, object]) -> None:
         raise UserError(f"cannot write {path}: {exc.strerror}", EXIT_FAILED) from None
 
 
+def _pool_arguments(parser) -> None:
+    """The order-level book's pool sizes, defaulting to the config's [order_book]."""
+    for flag, default, what in (
+        ("--max-orders", OrderBookConfig.max_orders, "resting orders"),
+        ("--max-levels", OrderBookConfig.max_levels, "price levels a side"),
+    ):
+        parser.add_argument(
+            flag,
+            type=_positive_int,
+            default=default,
+            metavar="N",
+            help=f"{what} the order book holds (default {default}); raise it if refused",
+        )
+
+
 def cmd_import(args) -> int:
     from service.research.lobster import import_lobster
 
@@ -720,7 +742,14 @@ def cmd_import(args) -> int:
         raise UserError("--verify needs --orderbook ORDERBOOK.csv: it checks against that file")
     size = args.messages.stat().st_size if args.messages.is_file() else 0
     check_output(args.out, "--out", size)  # about as big as the csv: 48 bytes per ~40
-    report = import_lobster(args.messages, args.out, orderbook=args.orderbook, tick=args.tick)
+    report = import_lobster(
+        args.messages,
+        args.out,
+        orderbook=args.orderbook,
+        tick=args.tick,
+        max_orders=args.max_orders,
+        max_levels=args.max_levels,
+    )
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:
@@ -755,7 +784,7 @@ def cmd_book(args) -> int:
     from service.research.lobster import book_rows
 
     check_output(args.csv, "--csv", 0)
-    rows, _ = book_rows(args.data, args.levels)
+    rows, _ = book_rows(args.data, args.levels, args.max_orders, args.max_levels)
     tmp = args.csv.with_name(f".{args.csv.name}.tmp")
     try:
         np.savetxt(tmp, rows, fmt="%d", delimiter=",")
@@ -767,16 +796,26 @@ def cmd_book(args) -> int:
     return EXIT_OK
 
 
-def _taker_fee(text: str) -> float:
-    """--fees taker=USD: dollars per share taken, finite and below $1 either way."""
-    fee_text = _pairs(text, "--fees", ("taker",)).get("taker", "0")
-    try:
-        taker = float(fee_text)
-    except ValueError:
-        taker = math.nan
-    if not math.isfinite(taker) or not -1 < taker < 1:
-        raise UserError(f"--fees taker={fee_text}: a dollar amount per share, e.g. 0.003")
-    return taker
+def _fees(text: str):
+    """--fees taker=USD,maker=USD: dollars per share, finite and below $1 either way (a
+    negative maker fee is a rebate)."""
+    from service.research.backtest import Fees
+
+    parts = _pairs(text, "--fees", ("taker", "maker"))
+    values = {}
+    for key in ("taker", "maker"):
+        fee_text = parts.get(key, "0")
+        try:
+            value = float(fee_text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or not -1 < value < 1:
+            raise UserError(
+                f"--fees {key}={fee_text}: a dollar amount per share below $1, e.g. 0.003 "
+                "(a negative maker fee is a rebate)"
+            )
+        values[key] = value
+    return Fees(**values)
 
 
 def _backtest_sweep(args, config) -> int:
@@ -797,7 +836,7 @@ def _backtest_sweep(args, config) -> int:
     for day in days:
         if open_recording(day).events is None:
             raise UserError(f"--data {day}: a version-1 recording; the sweep needs imported days")
-    taker = _taker_fee(args.fees)
+    fees = _fees(args.fees)
     tasks = grid(dims, days)
     for _, combo in tasks[: len(tasks) // len(days)]:
         apply(config, combo)  # every value checked here, before a worker sees it
@@ -807,7 +846,7 @@ def _backtest_sweep(args, config) -> int:
         rows, wall = run_sweep(
             tasks,
             str(args.config) if args.config else None,
-            taker,
+            fees,
             workers=args.workers,
             scheduler=args.scheduler,
             progress=lambda n: bar.advance(task, n),
@@ -874,7 +913,7 @@ def cmd_backtest(args) -> int:
         )
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    taker = _taker_fee(args.fees)
+    fees = _fees(args.fees)
     check_output_dir(args.report, "--report", 1 << 20)
     recording = open_recording(args.data)
     if recording.events is None:
@@ -882,10 +921,10 @@ def cmd_backtest(args) -> int:
             f"--data {args.data}: a version-1 (L2) recording has no order events to fill "
             "against; import one (`trading-service import lobster ...`)"
         )
-    result = run_backtest(recording, config, latency, taker_fee=taker)
+    result = run_backtest(recording, config, latency, fees=fees)
     sensitivity = []
     for order_ns in sorted({*SENSITIVITY_NS, latency.order_ns}):
-        other = run_backtest(recording, config, Latency(latency.feed_ns, order_ns), taker_fee=taker)
+        other = run_backtest(recording, config, Latency(latency.feed_ns, order_ns), fees=fees)
         sensitivity.append((order_ns, other.stats["pnl"]))
     write_report(result, sensitivity, args.report, f"Backtest of {args.data.name}")
     s = result.stats

@@ -200,6 +200,30 @@ class EngineConfig(_Section):
     model_file: str = _opt("", "model weights (TOML); empty uses the shipped default model")
     signal_threshold: float = _opt(0.15, "model score beyond which the strategy trades", min=0.0)
     order_qty: int = _opt(1, "lots per order", min=1)
+    order_style: str = _opt(
+        "take",
+        "take: immediate-or-cancel at the best opposite price; join: rest at the best price "
+        "of the order's own side, behind the queue there, for up to order_ttl_us",
+        choices=("take", "join"),
+    )
+    order_ttl_us: int = _opt(
+        1000, "how long a joined order rests unfilled before it is cancelled, us", min=1
+    )
+
+
+@dataclass(frozen=True)
+class OrderBookConfig(_Section):
+    """The order-level book's fixed pools (research path: import, book, backtest). Smaller
+    pools stay in cache: a LOBSTER day rests a few thousand orders at once."""
+
+    SECTION: ClassVar[str] = "order_book"
+
+    max_orders: int = _opt(
+        1 << 16, "resting orders the order-level book holds, all instruments", min=16, max=1 << 28
+    )
+    max_levels: int = _opt(
+        4096, "price levels per side and instrument in the order-level book", min=16, max=1 << 20
+    )
 
 
 @dataclass(frozen=True)
@@ -279,6 +303,7 @@ class Config:
     feed: FeedConfig = field(default_factory=FeedConfig)
     rings: RingsConfig = field(default_factory=RingsConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
+    order_book: OrderBookConfig = field(default_factory=OrderBookConfig)
     risk: RiskConfig = field(default_factory=RiskConfig)
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
     slo: SloConfig = field(default_factory=SloConfig)
@@ -301,6 +326,7 @@ _SECTION_TYPES = {
     "feed": FeedConfig,
     "rings": RingsConfig,
     "engine": EngineConfig,
+    "order_book": OrderBookConfig,
     "risk": RiskConfig,
     "gateway": GatewayConfig,
     "slo": SloConfig,

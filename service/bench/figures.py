@@ -96,6 +96,7 @@ class Figures(TypedDict):
     book_updates_per_s: float
     inference_per_s: float
     order_book_msgs_per_s: float  # LOBSTER-like order events (bench.order_events) on one core
+    backtest_events_per_s: float  # the same events backtested (service.research) on one core
     e2e_layout: dict[str, int]  # stage -> CPU
     e2e_split_layout: dict[str, int]
     e2e_split: dict[str, E2ERun]  # by offered rate, msgs/s

@@ -12,6 +12,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -20,7 +21,7 @@ from service.bench import BenchError, baseline
 from service.bench.figures import Percentiles, Tail, tail
 from service.bench.harness import FLOOR, RING, RTT, Pair, mpq_echo, mpq_produce
 from service.bench.order_events import order_events
-from service.config import Config
+from service.config import Config, OrderBookConfig
 from service.kernels.book import book_throughput_kernel, new_book
 from service.kernels.feed import new_simulator, sim_fill
 from service.kernels.order_book import (
@@ -31,7 +32,9 @@ from service.kernels.order_book import (
 )
 from service.kernels.probes import W_END_NS, W_ERRORS, W_START_NS, W_SUM
 from service.kernels.signals import inference_throughput_kernel
+from service.research.backtest import Latency, run_backtest
 from service.runtime.model import default_model_path, load_model
+from service.runtime.recording import EVENTS_VERSION, Recording, market_data_of
 
 
 def measure_floor(cpus: Sequence[int], rounds: int) -> dict[str, float]:
@@ -148,8 +151,8 @@ def measure_kernels(repeats: int) -> tuple[float, float]:
 
 
 ORDER_EVENTS = 200_000  # events in the order book's stream, applied ``repeats`` times
-# the book's pools as service.research.lobster sizes them for a day of LOBSTER messages
-ORDER_BOOK_ORDERS, ORDER_BOOK_LEVELS = 1 << 20, 4096
+# the book's pools as the research path sizes them (the config's [order_book])
+ORDER_BOOK_ORDERS, ORDER_BOOK_LEVELS = OrderBookConfig.max_orders, OrderBookConfig.max_levels
 
 
 def measure_order_book(repeats: int) -> float:
@@ -169,3 +172,22 @@ def measure_order_book(repeats: int) -> float:
     if checksum != once * repeats:  # every pass starts from an empty book: the same sum
         raise BenchError(f"order book checksum failed: {checksum} != {repeats} x {once}")
     return rate
+
+
+def measure_backtest(repeats: int) -> float:
+    """Single-core backtest events/s (``service.research.backtest``): the order events of
+    ``order_events`` and the market data they imply, through the embedded config's engine at
+    20 us feed and 50 us order latency; the median of ``repeats`` runs after one that compiles."""
+    stream = order_events(ORDER_EVENTS).events
+    recording = Recording(
+        Path("<generated order events>"),
+        market_data_of(stream),
+        1,
+        version=EVENTS_VERSION,
+        events=stream,
+        tick_nano=10_000_000,
+    )
+    config, latency = Config(), Latency(20_000, 50_000)
+    run_backtest(recording, config, latency)
+    rates = [run_backtest(recording, config, latency).stats["events_per_s"] for _ in range(repeats)]
+    return float(np.median(rates))

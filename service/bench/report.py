@@ -34,6 +34,7 @@ def ratios(f: Figures) -> dict[str, float | None]:
     r["metrics_p99_ms_20_clients"] = f["metrics_under_load"].get("p99_ms")
     # an absolute rate, like the ms above: in millions, so that it reads like the others
     r["order_book_million_msgs_per_s"] = f["order_book_msgs_per_s"] / 1e6
+    r["backtest_million_events_per_s"] = f["backtest_events_per_s"] / 1e6
     if "cpp_ring_items_per_s" in f:
         r["ring_vs_cpp"] = f["ring_items_per_s"] / f["cpp_ring_items_per_s"]
         r["ring_batch_vs_cpp_batch"] = f["ring_batch_items_per_s"] / f["cpp_ring_batch_items_per_s"]
@@ -55,6 +56,7 @@ TARGETS = {
     "scrape_interference": (1.05, "max"),
     "metrics_p99_ms_20_clients": (5.0, "max"),
     "order_book_million_msgs_per_s": (20.0, "min"),
+    "backtest_million_events_per_s": (10.0, "min"),
 }
 
 
@@ -117,6 +119,7 @@ def _figures_table(f: Figures) -> Table:
     t.add_row("book updates/s (1 core)", f"{f['book_updates_per_s']:,.0f}")
     t.add_row("inferences/s (1 core)", f"{f['inference_per_s']:,.0f}")
     t.add_row("order book messages/s (1 core)", f"{f['order_book_msgs_per_s']:,.0f}")
+    t.add_row("backtest events/s (1 core)", f"{f['backtest_events_per_s']:,.0f}")
     t.add_row(
         "e2e layout (the service's own) / split",
         f"{_layout(f['e2e_layout'])} / {_layout(f['e2e_split_layout'])}",

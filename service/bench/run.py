@@ -28,6 +28,7 @@ from service.bench.figures import E2ERun, Figures, Hiccups, Machine, Percentiles
 from service.bench.jitter import measure_jitter
 from service.bench.measures import (
     CppRing,
+    measure_backtest,
     measure_cpp_ring,
     measure_floor,
     measure_kernels,
@@ -146,6 +147,7 @@ class Measures:
     cpp_ring: Callable[[Sequence[int], int, int], CppRing] = measure_cpp_ring
     kernels: Callable[[int], tuple[float, float]] = measure_kernels
     order_book: Callable[[int], float] = measure_order_book
+    backtest: Callable[[int], float] = measure_backtest
     e2e: E2EMeasure = measure_e2e
     service_cores: Callable[[], dict[str, int]] = default_cores
 
@@ -251,6 +253,7 @@ class _Bench:
         books, inferences = self.m.kernels(self.sizes.kernel_repeats)
         f["book_updates_per_s"], f["inference_per_s"] = books, inferences
         f["order_book_msgs_per_s"] = self.m.order_book(self.sizes.kernel_repeats)
+        f["backtest_events_per_s"] = self.m.backtest(self.sizes.kernel_repeats)
 
     def e2e_split(self, rate: int, f: Figures) -> None:
         f["e2e_split"][str(rate)] = self.m.e2e(self.split, rate, self.sizes.e2e_s)

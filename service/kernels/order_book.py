@@ -8,12 +8,14 @@ events are applied, and a full pool is an error status, never a resize.
 
 Pools and indices (all int64 arrays)::
 
-    orders    slot -> id, qty, level slot, prev, next (the level's FIFO, -1 ends it)
+    orders    slot -> id, qty, level slot, prev, next (the level's FIFO, -1 ends it), and
+              priority (a stamp from the add counter: lower stamps rest ahead of higher)
     levels    slot -> instrument, side, price, qty (visible total), anon, head, tail
     order_ix  open-addressing hash: order id -> order slot
     level_ix  open-addressing hash: (instrument, side, price) -> level slot
-    ranked    per instrument and side, level slots best first (bids high to low, asks low
-              to high); ``n_ranked`` how many
+    ranked    per instrument and side, level slots worst first and best last (bids low
+              to high, asks high to low); ``n_ranked`` how many; ``ob_level_at`` reads the
+              k-th best
 
 ``anon`` is volume the book knows only as a size at a price: orders that predate the data
 (LOBSTER's files start with a full book) or a level taken from a source's book. It sits at
@@ -24,7 +26,8 @@ An execution or cancel of an order the book never saw is taken from ``anon`` and
 The hashes use linear probing with backward-shift deletion (no tombstones, so a long day of
 adds and deletes never degrades a probe). Ranked arrays are kept sorted by insertion with a
 shift: a level is created or removed far less often than its size changes, and a real book
-has a few hundred levels per side at most.
+has a few hundred levels per side at most. The best level is last, because that is where
+levels come and go most: a new best level is appended, not shifted in ahead of the rest.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ from contracts.records import (
     ORDER_EXECUTE,
     SNAPSHOT_BEGIN,
 )
-from service.kernels.jit import kernel
+from service.kernels.jit import inline_kernel, kernel
 
 # Status of applying one event (``ob_apply``): OK, or why it was refused.
 OK = 0
@@ -63,6 +66,18 @@ STATUS_TEXT = {
     E_BAD_EVENT: "a non-positive price or size, or an instrument outside the book",
 }
 
+
+def refusal_text(status: int, max_orders: int, max_levels: int, orders: str, levels: str) -> str:
+    """Why the order book refused an event, and what to raise when a pool was too small
+    (``orders``/``levels``: how the caller's user sets the two pool sizes)."""
+    why = STATUS_TEXT.get(status, f"status {status}")
+    if status == E_ORDER_POOL_FULL:
+        return f"{why} ({max_orders:,} resting orders): raise {orders}"
+    if status == E_LEVEL_POOL_FULL:
+        return f"{why} ({max_levels:,} price levels a side): raise {levels}"
+    return why
+
+
 # counters[...]
 C_EVENTS = 0  # events applied
 C_UNKNOWN_ORDER = 1  # cancel/delete/execute of an id never seen: taken from the level's anon
@@ -70,6 +85,7 @@ C_SHORTFALL = 2  # a reduction larger than the level held: the level emptied, th
 C_HIDDEN = 3  # hidden executions (the visible book unchanged)
 C_HALTS = 4  # trading halt indicators
 C_RESYNCS = 5  # levels set from a source's book (LEVEL events)
+C_STAMP = 6  # the priority stamp the next added order gets (ob_order_priority)
 N_COUNTERS = 8
 
 NONE = -1
@@ -77,7 +93,7 @@ _EMPTY_KEY = -1  # a free hash slot; order ids and level keys are >= 0
 
 OrderBook = namedtuple(
     "OrderBook",
-    "o_id o_qty o_level o_prev o_next o_free "
+    "o_id o_qty o_level o_prev o_next o_prio o_free "
     "l_inst l_side l_price l_qty l_anon l_head l_tail l_free "
     "order_keys order_vals level_keys level_vals ranked n_ranked counters",
 )
@@ -110,6 +126,7 @@ def new_order_book(n_instruments: int, max_orders: int, max_levels: int) -> Orde
         o_level=np.full(n_orders, NONE, np.int64),
         o_prev=np.full(n_orders, NONE, np.int64),
         o_next=np.full(n_orders, NONE, np.int64),
+        o_prio=np.zeros(n_orders, np.int64),
         o_free=np.concatenate(([n_orders], free_orders)).astype(np.int64),  # [0] = count
         l_inst=np.zeros(n_levels, np.int64),
         l_side=np.zeros(n_levels, np.int64),
@@ -132,13 +149,13 @@ def new_order_book(n_instruments: int, max_orders: int, max_levels: int) -> Orde
 # ------------------------------------------------------------------------------ hashes
 
 
-@kernel
+@inline_kernel
 def _hash_slot(key, mask):
     # Fibonacci hashing: consecutive ids (the common case) spread over the table.
     return np.int64((np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(20)) & mask
 
 
-@kernel
+@inline_kernel
 def _find(keys, vals, key):
     """The value stored under ``key``, or NONE."""
     mask = keys.shape[0] - 1
@@ -152,7 +169,7 @@ def _find(keys, vals, key):
         i = (i + 1) & mask
 
 
-@kernel
+@inline_kernel
 def _insert(keys, vals, key, value):
     """Store ``value`` under ``key`` (absent); the table is never more than half full."""
     mask = keys.shape[0] - 1
@@ -163,7 +180,7 @@ def _insert(keys, vals, key, value):
     vals[i] = value
 
 
-@kernel
+@inline_kernel
 def _remove(keys, vals, key):
     """Delete ``key`` (present) and shift the probe chain behind it back (Knuth's R)."""
     mask = keys.shape[0] - 1
@@ -184,7 +201,7 @@ def _remove(keys, vals, key):
     keys[i] = _EMPTY_KEY
 
 
-@kernel
+@inline_kernel
 def _level_key(inst, side, price):
     return (inst << 41) | (side << 40) | price
 
@@ -192,18 +209,26 @@ def _level_key(inst, side, price):
 # ------------------------------------------------------------------------------ levels
 
 
-@kernel
+@inline_kernel
 def _rank_key(side, price):
-    """Sort key, best first: bids by descending price, asks by ascending price."""
-    return -price if side == BID else price
+    """Sort key, worst first and best last: bids by ascending price, asks by descending."""
+    return price if side == BID else -price
 
 
-@kernel
+@inline_kernel
+def ob_level_at(ob, inst, side, k):
+    """The slot of the ``k``-th best level of ``inst``'s ``side`` (0 = best; k < n_ranked)."""
+    return ob.ranked[inst, side, ob.n_ranked[inst, side] - 1 - k]
+
+
+@inline_kernel
 def _rank_position(ob, inst, side, price):
     """Index of the first ranked level whose key is >= ``price``'s (binary search)."""
     lo = 0
     hi = ob.n_ranked[inst, side]
     key = _rank_key(side, price)
+    if hi == 0 or _rank_key(side, ob.l_price[ob.ranked[inst, side, hi - 1]]) < key:
+        return hi  # a new best level, the common case: no search
     while lo < hi:
         mid = (lo + hi) >> 1
         if _rank_key(side, ob.l_price[ob.ranked[inst, side, mid]]) < key:
@@ -213,7 +238,7 @@ def _rank_position(ob, inst, side, price):
     return lo
 
 
-@kernel
+@inline_kernel
 def _get_level(ob, inst, side, price, create):
     """The level slot at ``price``; with ``create`` a new empty one when there is none.
     NONE when absent (and not created) or when a pool is full (``E_LEVEL_POOL_FULL``)."""
@@ -242,7 +267,7 @@ def _get_level(ob, inst, side, price, create):
     return slot
 
 
-@kernel
+@inline_kernel
 def _drop_level(ob, slot):
     """Remove an empty level (no orders, no anon) from the hash and its ranking."""
     inst = ob.l_inst[slot]
@@ -250,7 +275,7 @@ def _drop_level(ob, slot):
     price = ob.l_price[slot]
     _remove(ob.level_keys, ob.level_vals, _level_key(inst, side, price))
     n = ob.n_ranked[inst, side]
-    pos = _rank_position(ob, inst, side, price)
+    pos = n - 1 if ob.ranked[inst, side, n - 1] == slot else _rank_position(ob, inst, side, price)
     for k in range(pos, n - 1):
         ob.ranked[inst, side, k] = ob.ranked[inst, side, k + 1]
     ob.n_ranked[inst, side] = n - 1
@@ -261,7 +286,7 @@ def _drop_level(ob, slot):
 # ------------------------------------------------------------------------------ orders
 
 
-@kernel
+@inline_kernel
 def _unlink(ob, o):
     """Take order slot ``o`` out of its level's queue and the id hash; free the slot."""
     lv = ob.o_level[o]
@@ -281,7 +306,7 @@ def _unlink(ob, o):
     ob.o_free[ob.o_free[0]] = o
 
 
-@kernel
+@inline_kernel
 def ob_add(ob, inst, side, order_id, price, qty):
     """A new order of ``qty`` at ``price`` joins the back of its level's queue."""
     if _find(ob.order_keys, ob.order_vals, order_id) != NONE:
@@ -296,6 +321,8 @@ def ob_add(ob, inst, side, order_id, price, qty):
     ob.o_id[o] = order_id
     ob.o_qty[o] = qty
     ob.o_level[o] = lv
+    ob.o_prio[o] = ob.counters[C_STAMP]
+    ob.counters[C_STAMP] += 1
     ob.o_next[o] = NONE
     tail = ob.l_tail[lv]
     ob.o_prev[o] = tail
@@ -309,7 +336,7 @@ def ob_add(ob, inst, side, order_id, price, qty):
     return OK
 
 
-@kernel
+@inline_kernel
 def ob_reduce(ob, inst, side, order_id, price, qty, whole):  # noqa: PLR0913 -- an event's fields
     """Take ``qty`` off an order (cancel or execution), or all of it with ``whole``
     (delete). An id the book never saw is taken from the level's anonymous volume."""
@@ -339,7 +366,7 @@ def ob_reduce(ob, inst, side, order_id, price, qty, whole):  # noqa: PLR0913 -- 
     return OK
 
 
-@kernel
+@inline_kernel
 def ob_set_level(ob, inst, side, price, qty):
     """Make the visible size at ``price`` exactly ``qty``, all of it anonymous: a level taken
     from a source's book (a snapshot, or a level that was out of sight) says only its total,
@@ -360,7 +387,16 @@ def ob_set_level(ob, inst, side, price, qty):
     return OK
 
 
-@kernel
+@inline_kernel
+def ob_order_priority(ob, order_id):
+    """The priority stamp of resting order ``order_id``: it rests ahead of every order added
+    when ``ob.counters[C_STAMP]`` was greater. NONE for an id the book does not know (its
+    volume is anonymous, which rests ahead of every known order)."""
+    o = _find(ob.order_keys, ob.order_vals, order_id)
+    return NONE if o == NONE else ob.o_prio[o]
+
+
+@inline_kernel
 def ob_level_qty(ob, inst, side, price):
     """The visible size resting at ``price`` on ``side``; 0 when there is no level."""
     lv = _get_level(ob, inst, side, price, False)
@@ -372,7 +408,7 @@ def ob_reset(ob, inst):
     """Clear every level and order of ``inst`` (a snapshot begins)."""
     for side in range(2):
         while ob.n_ranked[inst, side] > 0:
-            lv = ob.ranked[inst, side, 0]
+            lv = ob_level_at(ob, inst, side, 0)
             while ob.l_head[lv] != NONE:
                 o = ob.l_head[lv]
                 ob.l_qty[lv] -= ob.o_qty[o]
@@ -383,7 +419,7 @@ def ob_reset(ob, inst):
             _drop_level(ob, lv)
 
 
-@kernel
+@inline_kernel
 def ob_apply(ob, events, i):
     """Apply MARKET_EVENT ``events[i]``; returns OK or an E_* status (the book unchanged)."""
     ev = events[i]
@@ -428,7 +464,7 @@ def ob_top(ob, inst, levels, row):
         for side in range(2):
             col = 4 * k + (0 if side == ASK else 2)
             if k < ob.n_ranked[inst, side]:
-                lv = ob.ranked[inst, side, k]
+                lv = ob_level_at(ob, inst, side, k)
                 row[col] = ob.l_price[lv]
                 row[col + 1] = ob.l_qty[lv]
             else:
@@ -460,7 +496,7 @@ def ob_throughput_kernel(ob, events, repeats):
             ob_apply(ob, events, i)
             inst = np.int64(events[i]["instrument"])
             if ob.n_ranked[inst, 0] > 0:
-                checksum += ob.l_price[ob.ranked[inst, 0, 0]]
+                checksum += ob.l_price[ob_level_at(ob, inst, 0, 0)]
         for inst in range(ob.n_ranked.shape[0]):
             ob_reset(ob, inst)
     return checksum

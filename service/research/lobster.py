@@ -44,6 +44,7 @@ from contracts.records import (
     SNAPSHOT_BEGIN,
     SNAPSHOT_END,
 )
+from service.config import OrderBookConfig
 from service.kernels import order_book as ob_mod
 from service.kernels.jit import kernel
 from service.runtime.recording import open_recording, write_events
@@ -283,7 +284,7 @@ def _side_diffs(ob, inst, side, prev, row, levels, diffs, n_diffs):  # noqa: PLR
             n_diffs += 1
     # book levels the row says are not there (within the row's visible range)
     for k in range(ob.n_ranked[inst, side]):
-        lv = ob.ranked[inst, side, k]
+        lv = ob_mod.ob_level_at(ob, inst, side, k)
         price = ob.l_price[lv]
         if row_full and sign * (price - deepest_row) > 0:
             break  # beyond what the row shows: unknown, kept
@@ -352,7 +353,10 @@ def verify_kernel(ob, events, rows, levels, resyncs, stats, diffs):  # noqa: PLR
             side = diffs[d, 0]
             if diffs[d, 4]:
                 differs = True
-                best = ob.n_ranked[inst, side] == 0 or ob.l_price[ob.ranked[inst, side, 0]]
+                best = (
+                    ob.n_ranked[inst, side] == 0
+                    or ob.l_price[ob_mod.ob_level_at(ob, inst, side, 0)]
+                )
                 if best == diffs[d, 1] or diffs[d, 1] == row[0 if side == ASK else 2]:
                     best_differs = True
                 if diffs[d, 3] == 0:
@@ -425,8 +429,8 @@ def import_lobster(
     *,
     orderbook: Path | None = None,
     tick: float = 0.01,
-    max_orders: int = 1 << 20,
-    max_levels: int = 4096,
+    max_orders: int = OrderBookConfig.max_orders,
+    max_levels: int = OrderBookConfig.max_levels,
 ) -> ImportReport:
     """Import ``messages`` (and check against ``orderbook``) into the recording ``out``."""
     units_per_tick = round(tick * PRICE_UNITS)
@@ -467,7 +471,7 @@ def import_lobster(
                 break
             capacity *= 4
         book = trial
-        _raise_refused(messages, events, stats)
+        _raise_refused(messages, events, stats, max_orders, max_levels)
         resyncs = resyncs[:n]
         report.rows_verified = len(events)
         report.mismatches = int(stats[0])
@@ -483,7 +487,7 @@ def import_lobster(
         book = ob_mod.new_order_book(1, max_orders, max_levels)
         stats = np.full(8, -1, np.int64)
         _messages_only_kernel(book, events, stats)
-        _raise_refused(messages, events, stats)
+        _raise_refused(messages, events, stats, max_orders, max_levels)
         written = events
     report.unknown_orders = int(book.counters[ob_mod.C_UNKNOWN_ORDER])
     written["seq"] = np.arange(1, len(written) + 1)
@@ -510,14 +514,15 @@ def _messages_only_kernel(ob, events, stats):
             return
 
 
-def _raise_refused(path: Path, events: np.ndarray, stats: np.ndarray) -> None:
+def _raise_refused(
+    path: Path, events: np.ndarray, stats: np.ndarray, max_orders: int, max_levels: int
+) -> None:
     if stats[5] < 0:
         return
     i = int(stats[5])
-    why = ob_mod.STATUS_TEXT.get(int(stats[6]), f"status {int(stats[6])}")
     raise LobsterError(
         f"{path}:{int(events[i]['seq'])}: cannot apply order {int(events[i]['order_id'])}: "
-        f"{why} (raise the pool sizes if the book is that deep)"
+        + ob_mod.refusal_text(int(stats[6]), max_orders, max_levels, "--max-orders", "--max-levels")
     )
 
 
@@ -553,7 +558,12 @@ def _with_resyncs(head: np.ndarray, events: np.ndarray, resyncs: np.ndarray) -> 
 # ------------------------------------------------------------------------------ book out
 
 
-def book_rows(path: Path, levels: int) -> tuple[np.ndarray, int]:
+def book_rows(
+    path: Path,
+    levels: int,
+    max_orders: int = OrderBookConfig.max_orders,
+    max_levels: int = OrderBookConfig.max_levels,
+) -> tuple[np.ndarray, int]:
     """The top ``levels`` after every message of a recording, in LOBSTER's orderbook order
     and units (a missing level as LOBSTER writes it); returns (rows, units per tick)."""
     recording = open_recording(path)
@@ -574,10 +584,12 @@ def book_rows(path: Path, levels: int) -> tuple[np.ndarray, int]:
     row_of = np.cumsum(message) - 1
     row_of[snapshot] = -1
     rows = np.zeros((int(message.sum()), 4 * levels), np.int64)
-    book = ob_mod.new_order_book(recording.n_instruments, 1 << 20, 4096)
+    book = ob_mod.new_order_book(recording.n_instruments, max_orders, max_levels)
     failed = ob_mod.ob_replay(book, events, 0, levels, rows, row_of)
     if failed >= 0:
-        raise LobsterError(f"{path}: event {failed} cannot be applied to the book")
+        status = ob_mod.ob_apply(book, events, failed)
+        why = ob_mod.refusal_text(status, max_orders, max_levels, "--max-orders", "--max-levels")
+        raise LobsterError(f"{path}: event {failed + 1} cannot be applied to the book: {why}")
     units = recording.tick_nano // 100_000 if recording.tick_nano else 1
     prices = rows[:, 0::2]
     ask_cols = np.zeros(prices.shape[1], dtype=bool)

@@ -137,7 +137,15 @@ def _summary(stats: dict, title: str, curve: np.ndarray) -> str:
             "realized / unrealized",
             f"${stats['realized_pnl']:,.2f} / ${stats['unrealized_pnl']:,.2f}",
         ),
-        ("fees", f"${stats['fees']:,.2f} ({stats['taker_fee_per_share']} per share)"),
+        (
+            "fees",
+            f"${stats['fees']:,.2f} (per share: taker {stats['taker_fee_per_share']}, "
+            f"maker {stats['maker_fee_per_share']})",
+        ),
+        (
+            "joined orders: rested / expired / qty filled resting",
+            f"{stats['rested_orders']:,} / {stats['expired_orders']:,} / {stats['maker_qty']:,}",
+        ),
         ("max drawdown", f"${stats['max_drawdown']:,.2f}"),
         ("Sharpe", f"{stats['sharpe']:.4f} per {stats['sharpe_period']}"),
         ("orders / trades (fills)", f"{stats['orders']:,} / {stats['trades']:,}"),

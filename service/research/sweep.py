@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from service.config import Config, ConfigError, load
-from service.research.backtest import Latency, parse_duration_ns, run_backtest
+from service.research.backtest import Fees, Latency, parse_duration_ns, run_backtest
 from service.runtime.recording import open_recording
 
 LATENCY_KEYS = ("latency.feed", "latency.order")
@@ -86,19 +86,17 @@ def grid(dims: dict[str, list[str]], days: Sequence[Path]) -> list[tuple[str, di
     return [(str(day), combo) for day in days for combo in combos]
 
 
-def one_backtest(
-    day: str, overrides: dict[str, str], config_path: str | None, taker_fee: float
-) -> dict:
+def one_backtest(day: str, overrides: dict[str, str], config_path: str | None, fees: Fees) -> dict:
     """One cell of the sweep (runs on a worker): the backtest's headline figures."""
     config, latency = apply(load(Path(config_path) if config_path else None), overrides)
-    result = run_backtest(open_recording(day), config, latency, taker_fee=taker_fee)
+    result = run_backtest(open_recording(day), config, latency, fees=fees)
     return {"day": day, **overrides, **{k: result.stats[k] for k in KEPT}}
 
 
 def run_sweep(
     tasks: list[tuple[str, dict[str, str]]],
     config_path: str | None,
-    taker_fee: float,
+    fees: Fees,
     *,
     workers: int = 2,
     scheduler: str | None = None,
@@ -128,7 +126,7 @@ def run_sweep(
     try:
         started = time.perf_counter()
         futures = [
-            client.submit(one_backtest, day, combo, config_path, taker_fee, pure=False)
+            client.submit(one_backtest, day, combo, config_path, fees, pure=False)
             for day, combo in tasks
         ]
         index = {f.key: i for i, f in enumerate(futures)}

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from contracts import stats_layout as L
-from contracts.records import MARKET_DATA, ORDER
+from contracts.records import MARKET_DATA, ORDER, ORDER_POST
 from service.config import Config
 from service.kernels.book import new_book
 from service.kernels.feed import new_simulator
@@ -17,6 +17,7 @@ from service.kernels.signals import new_features
 from service.kernels.stages import (
     E_INSTRUMENTS,
     E_NEXT_ORDER_ID,
+    E_ORDER_FLAGS,
     E_ORDER_QTY,
     F_INTERVAL_NS,
     F_NEXT_NS,
@@ -68,6 +69,7 @@ def new_engine_state(config: Config, n_instruments: int, decisions: int = 0) -> 
     ivars[E_NEXT_ORDER_ID] = 1
     ivars[E_INSTRUMENTS] = n_instruments
     ivars[E_ORDER_QTY] = e.order_qty
+    ivars[E_ORDER_FLAGS] = ORDER_POST if e.order_style == "join" else 0
     fvars = np.array([e.ewma_alpha, e.signal_threshold], dtype=np.float64)
     return EngineState(
         new_book(n_instruments, e.book_window_ticks),

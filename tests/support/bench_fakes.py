@@ -90,6 +90,7 @@ class FakeMeasures:
             cpp_ring=self.cpp_ring,
             kernels=lambda repeats: (5.0e7, 7.0e7),
             order_book=lambda repeats: 2.5e7,
+            backtest=lambda repeats: 8e6,
             e2e=self.e2e,
             service_cores=lambda: {"feed": 1, "engine": 1, "gateway": 1},
         )

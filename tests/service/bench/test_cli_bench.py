@@ -45,6 +45,7 @@ def test_quick_bench_writes_every_figure_as_numbers(tmp_path):
     ):
         assert _number(f[key]) and f[key] >= 0, key
     assert _number(f["order_book_msgs_per_s"]) and f["order_book_msgs_per_s"] > 0
+    assert _number(f["backtest_events_per_s"]) and f["backtest_events_per_s"] > 0
     for e in [f[key][rate] for key in ("e2e", "e2e_split") for rate in ("100000", "1000000")]:
         assert all(_number(e[k]) for k in ("p50", "p90", "p99", "p999", "max", "drops")), e
         assert e["p50"] <= e["p90"] <= e["p99"] <= e["p999"] <= e["max"]
@@ -69,6 +70,9 @@ def test_quick_bench_writes_every_figure_as_numbers(tmp_path):
     )
     assert f["ratios"]["order_book_million_msgs_per_s"] == pytest.approx(
         f["order_book_msgs_per_s"] / 1e6
+    )
+    assert f["ratios"]["backtest_million_events_per_s"] == pytest.approx(
+        f["backtest_events_per_s"] / 1e6
     )
 
 

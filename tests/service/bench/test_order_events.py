@@ -29,7 +29,7 @@ def test_every_event_applies_cleanly_and_leaves_the_book_the_generator_says(stre
     rows, row_of = np.zeros((N, 4 * DEPTH), np.int64), np.arange(N, dtype=np.int64)
     assert ob.ob_replay(book, events, 0, DEPTH, rows, row_of) == -1  # every event OK
     assert resting_orders(book) == stream.resting_orders
-    ranked = [book.ranked[0, side, k] for side in (BID, ASK) for k in range(book.n_ranked[0, side])]
+    ranked = [ob.ob_level_at(book, 0, s, k) for s in (BID, ASK) for k in range(book.n_ranked[0, s])]
     assert sum(int(book.l_qty[lv]) for lv in ranked) == stream.resting_qty
     assert book.counters[ob.C_UNKNOWN_ORDER] == book.counters[ob.C_SHORTFALL] == 0
     # and the size the generator gives for the event's level is the book's

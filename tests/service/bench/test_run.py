@@ -33,6 +33,7 @@ KEYS = [
     "book_updates_per_s",
     "inference_per_s",
     "order_book_msgs_per_s",
+    "backtest_events_per_s",
     "e2e_layout",
     "e2e_split_layout",
     "e2e_split",
@@ -48,18 +49,24 @@ KEYS = [
 
 
 ORDER_BOOK_RATE = 2.5e7
+BACKTEST_RATE = 8e6
 
 
 def fake_measures(fake: FakeMeasures, repeats: list[int] | None = None) -> Measures:
-    """``fake``'s measures with the order book's faked too (``FakeMeasures`` leaves it at the
-    real one), appending each call's repeats to ``repeats``."""
+    """``fake``'s measures, with the order book's and the backtest's calls appending their
+    repeats to ``repeats``."""
 
     def order_book(n: int) -> float:
         if repeats is not None:
             repeats.append(n)
         return ORDER_BOOK_RATE
 
-    return replace(fake.measures(), order_book=order_book)
+    def backtest(n: int) -> float:
+        if repeats is not None:
+            repeats.append(n)
+        return BACKTEST_RATE
+
+    return replace(fake.measures(), order_book=order_book, backtest=backtest)
 
 
 def fake_run(fake: FakeMeasures, quick: bool = True) -> tuple[dict, Progress]:
@@ -118,7 +125,7 @@ def test_the_pipeline_runs_use_both_layouts_and_the_full_sizes():
     assert [c["load_requests"] for c in loaded] == [10_000]
 
 
-def test_the_order_book_is_measured_with_the_kernels_and_fewer_repeats_when_quick():
+def test_the_order_book_and_backtest_are_measured_with_the_kernels_fewer_times_when_quick():
     repeats: list[int] = []
     for quick in (True, False):
         figures = run_bench(
@@ -126,7 +133,9 @@ def test_the_order_book_is_measured_with_the_kernels_and_fewer_repeats_when_quic
         )
         assert figures["order_book_msgs_per_s"] == ORDER_BOOK_RATE
         assert figures["ratios"]["order_book_million_msgs_per_s"] == pytest.approx(25.0)
-    assert repeats == [QUICK.kernel_repeats, FULL.kernel_repeats]
+        assert figures["backtest_events_per_s"] == BACKTEST_RATE
+        assert figures["ratios"]["backtest_million_events_per_s"] == pytest.approx(8.0)
+    assert repeats == [QUICK.kernel_repeats] * 2 + [FULL.kernel_repeats] * 2
     assert QUICK.kernel_repeats < FULL.kernel_repeats
 
 

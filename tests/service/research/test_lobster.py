@@ -160,5 +160,10 @@ def test_the_cli_refuses_in_one_line(tmp_path):
     assert run("record", "--out", str(v1), "--messages", "100").returncode == 0
     book = run("book", "--data", str(v1), "--csv", str(tmp_path / "b.csv"))
     assert book.returncode == 2 and "needs an imported (version-2) recording" in book.stderr
-    for result in (missing, verify, book):
+    out = tmp_path / "small.lmd"  # the slice rests more than 16 orders at once
+    small = run("import", "lobster", str(MESSAGES), "--out", str(out), "--max-orders", "16")
+    assert small.returncode == 2 and not out.exists()
+    assert "the order pool is full (16 resting orders): raise --max-orders" in small.stderr
+    assert ":" in small.stderr.split(" cannot apply")[0]  # file:line of the refused message
+    for result in (missing, verify, book, small):
         assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
