@@ -13,6 +13,11 @@ place with relaxed atomics (``service.kernels.histogram.hist_record``), so recor
 path no copy; a reader derives a histogram's count from its buckets, so count and buckets always
 agree.
 
+After the stage sections, the engine owns one more seqlocked section, the market section
+(``MARKET_*``): its top of book, mid, features and model score per instrument, for researchers
+reading a running engine (``service.research.live``). It holds no metrics: nothing in
+``CATALOG`` points into it and nothing exports it.
+
 Offsets are plain module-level ints so numba compiles them in as constants.
 """
 
@@ -22,6 +27,7 @@ from typing import NamedTuple
 
 from contracts.buckets import HIST_WORDS
 from contracts.constants import LINE_WORDS
+from contracts.features import N_FEATURES
 from contracts.stages import ENGINE, FEED, GATEWAY
 
 REJECT_REASONS = (  # risk.risk_check returns 1 + an index into this; the order is the check order
@@ -98,6 +104,37 @@ GATEWAY_END = _w.next
 
 SECTION_START = (FEED_SECTION, ENGINE_SECTION, GATEWAY_SECTION)
 SECTION_END = (FEED_END, ENGINE_END, GATEWAY_END)
+
+# --- market section (the engine's; not metrics, not in SECTION_START: see the module docstring).
+# Published by the engine with its own section, every stats interval, over only the records of
+# the instruments it has: [MARKET_SECTION, MARKET_RECORDS + n * MARKET_RECORD_WORDS).
+# Words from MARKET_SECTION: SEQ and HEARTBEAT_NS as in every section (publish_section and
+# read_section work on it unchanged), then:
+#   MARKET_INSTRUMENTS    how many instruments the engine has (records 0..n-1 are published)
+#   MARKET_FEATURE_COUNT  how many feature words of each record it fills (N_FEATURES of
+#                         service.kernels.signals, where the features are defined and named)
+#   MARKET_RECORDS        record of instrument i at MARKET_RECORDS + i * MARKET_RECORD_WORDS
+# Words of a record, from its start (prices in ticks; floats as their float64 bit pattern, read
+# them with .view(numpy.float64)):
+MARKET_BID_PX = 0  # best bid price, -1 when the bid side is empty (service.kernels.book.EMPTY)
+MARKET_BID_QTY = 1  # size resting at the best bid, 0 when the side is empty
+MARKET_ASK_PX = 2  # best ask price, -1 when the ask side is empty
+MARKET_ASK_QTY = 3  # size resting at the best ask, 0 when the side is empty
+MARKET_MID = 4  # float64: mid of the last two-sided uncrossed book, NaN before the first one
+MARKET_SCORE = 5  # float64: the engine's model score of the features below
+MARKET_FEATURE_WORDS = 6  # float64s: the features, in contracts.features.FEATURE_NAMES order
+# Room for features in a record: N_FEATURES of contracts.features today, with room for more
+# without moving a word (10: a record is 16 words, one 128-byte line).
+MARKET_MAX_FEATURES = 10
+assert N_FEATURES <= MARKET_MAX_FEATURES, "raise MARKET_MAX_FEATURES: a record holds the features"
+MARKET_RECORD_WORDS = MARKET_FEATURE_WORDS + MARKET_MAX_FEATURES
+
+MARKET_SECTION = _w.line()
+_w.take(1)  # heartbeat
+MARKET_INSTRUMENTS = _w.take()
+MARKET_FEATURE_COUNT = _w.take()
+MARKET_RECORDS = _w.take(MAX_INSTRUMENTS * MARKET_RECORD_WORDS)
+MARKET_END = _w.next
 
 # --- histograms (not seqlocked: see the module docstring)
 H_FEED_LAG = _w.line()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.live_engine import running_engine
 from tests.support.paths import REPO
 
 EXAMPLES = REPO / "examples"
@@ -56,3 +58,25 @@ def test_train_and_backtest(tmp_path):
     assert "3. backtest: P&L" in result.stdout
     for name in ("equity.png", "summary.md", "stats.json", "model.toml"):
         assert (out / name).stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_live_reader(tmp_path):
+    nothing = tmp_path / "nothing.toml"
+    nothing.write_text(f'[service]\nshm_dir = "{tmp_path}"\nshm_prefix = "nobody-here"\n')
+    refused = run(EXAMPLES / "live_reader.py", "--config", nothing)
+    assert refused.returncode == 1 and not refused.stdout
+    assert refused.stderr.count("\n") == 1 and "no such segment" in refused.stderr
+    with running_engine(tmp_path, "[feed]\nrate = 50000\n") as config:
+        reader = (EXAMPLES / "live_reader.py", "--config", config)
+        polled = run(*reader, "--count", "3", "--interval", "0.1", "--json")
+        table = run(*reader, "--count", "1")
+    assert polled.returncode == 0, polled.stderr
+    docs = [json.loads(line) for line in polled.stdout.splitlines()]
+    assert len(docs) == 3 and docs[0]["heartbeat_ns"] < docs[-1]["heartbeat_ns"]
+    for doc in docs:
+        assert [row["instrument"] for row in doc["instruments"]] == list(range(8))
+        assert any(0 < row["bid_px"] < row["ask_px"] for row in doc["instruments"])
+        assert {"imbalance", "score", "position"} <= set(doc["instruments"][0])
+    assert table.returncode == 0, table.stderr
+    assert "snapshot 1: 8 instruments" in table.stdout and "imbalance" in table.stdout

@@ -33,6 +33,7 @@ from contracts.records import (
     CANCELLED,
     FILLED,
     LEVEL,
+    ORDER_POST,
     SNAPSHOT_BEGIN,
     SNAPSHOT_END,
     TRADE,
@@ -49,6 +50,7 @@ from service.kernels.book import book_reset, book_set_level
 from service.kernels.feed import sim_next, sim_next_interval_ns
 from service.kernels.histogram import hist_record
 from service.kernels.jit import inline_kernel, kernel
+from service.kernels.market import publish_market
 from service.kernels.ring import (
     ring_claim,
     ring_occupancy,
@@ -86,6 +88,7 @@ F_START_NS = 3  # when the paced replay's first message was due
 # EngineState.ivars / fvars
 E_EXPECTED_SEQ, E_NEXT_ORDER_ID, E_INSTRUMENTS, E_ORDER_QTY, E_STALE, E_CLOSED = range(6)
 E_DECISIONS = 6  # orders copied into EngineState.decisions (a log for tests; empty live)
+E_ORDER_FLAGS = 7  # ORDER.flags of every order: ORDER_POST when the strategy joins the queue
 E_ALPHA, E_THRESHOLD = 0, 1
 # GatewayState.ivars / fvars
 G_PENDING, G_BATCH_SIZE, G_TIMEOUT_NS, G_RNG = range(4)
@@ -213,7 +216,9 @@ def engine_on_message(engine, inst, kind, side, price, qty, now, kill_on):  # no
             )
             order_side = strategy_decide(score, engine.fvars[E_THRESHOLD], engine.last_signal, inst)
             if order_side >= 0:
-                order_price = strategy_order_price(engine.book, inst, order_side)
+                order_price = strategy_order_price(
+                    engine.book, inst, order_side, engine.ivars[E_ORDER_FLAGS] & ORDER_POST
+                )
                 reason = risk_check(
                     engine.limits,
                     engine.risk,
@@ -293,7 +298,7 @@ def engine_step(engine, rings, ctrl, shared_stats, local, now):
                 order.qty = qty
                 order.instrument = inst
                 order.side = side
-                order.flags = 0
+                order.flags = engine.ivars[E_ORDER_FLAGS]
                 orders += 1
                 log_decision(engine, order)
             else:
@@ -401,7 +406,8 @@ def gateway_step(gateway, rings, ctrl, shared_stats, local, now):
 
 
 @kernel
-def _publish(stages, rings, shared_stats, local, now):
+def _publish(stages, rings, engine, shared_stats, local, now):
+    """Publish the section of each stage in ``stages``; the engine's market section with its own."""
     for stage in range(N_STAGES):
         if stages & (1 << stage):
             if stage == ENGINE:
@@ -419,6 +425,8 @@ def _publish(stages, rings, shared_stats, local, now):
                 )
             start = L.SECTION_START[stage]
             publish_section(shared_stats, local, start, L.SECTION_END[stage], now)
+            if stage == ENGINE:
+                publish_market(engine, engine.ivars[E_INSTRUMENTS], shared_stats, local, now)
 
 
 @kernel
@@ -453,7 +461,7 @@ def run_loop(  # noqa: PLR0913 -- the stages' arrays are its arguments: numba ta
             finished |= GATEWAY_BIT
         if now - last_publish >= stats_interval_ns or finished == stages:
             local[L.KILL_SWITCH_ON] = load_relaxed(ctrl, C.KILL_SWITCH)
-            _publish(stages, rings, shared_stats, local, now)
+            _publish(stages, rings, engine, shared_stats, local, now)
             last_publish = now
         iterations += 1
         if finished == stages or (max_iterations >= 0 and iterations >= max_iterations):
