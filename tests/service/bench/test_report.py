@@ -27,6 +27,7 @@ ROWS = [
     "book updates/s (1 core)",
     "inferences/s (1 core)",
     "order book messages/s (1 core)",
+    "backtest events/s (1 core)",
     "e2e layout (the service's own) / split",
     "split: tick-to-order @ 100,000/s p50/p90/p99/p99.9/max",
     "split: tick-to-order @ 1,000,000/s p50/p90/p99/p99.9/max",
@@ -76,6 +77,7 @@ def test_each_ratio_with_a_goal_is_marked():
     assert lines["ring_vs_mpqueue"].endswith(">= 500 ok │")  # exactly the goal
     assert lines["scrape_interference"].endswith("<= 1.05 MISSED │")  # the fakes give 1.1
     assert lines["order_book_million_msgs_per_s"].endswith(">= 20 ok │")  # 25M/s
+    assert lines["backtest_million_events_per_s"].endswith(">= 10 MISSED │")  # the fakes: 8M/s
     assert lines["ring_batch_vs_cpp_batch"].split("│")[3].strip() == ""  # no goal, no mark
     assert all(name in lines for name in TARGETS)
 
