@@ -30,7 +30,6 @@ or a segment of another build, ``snapshot()`` raises the segments' one-line erro
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -81,7 +80,6 @@ class LiveMarket:
         self._copy = np.zeros(L.STATS_WORDS, dtype=np.int64)  # read_section's destination
         self._segment: Segment | None = None
         self._shared: np.ndarray | None = None
-        self._inode = 0
         self._attach()
 
     def _attach(self) -> np.ndarray:
@@ -98,16 +96,10 @@ class LiveMarket:
                 f"{self.path}: left by a run that has ended (pid {pid}): is the service running?"
             )
         self._segment, self._shared = segment, shared
-        self._inode = os.stat(self.path).st_ino
         return shared
 
     def _current(self) -> bool:
-        """Still the segment under that name, and its run still alive?"""
-        try:
-            same = os.stat(self.path).st_ino == self._inode
-        except FileNotFoundError:
-            return False
-        return same and self._segment is not None and self._segment.owner_alive()
+        return self._segment is not None and self._segment.current()
 
     def _read(self, shared: np.ndarray, start: int, end: int) -> None:
         """Copy words [start, end) of a section into ``self._copy`` under its seqlock."""

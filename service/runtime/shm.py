@@ -83,6 +83,7 @@ class Segment:
         prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
         # MAP_POPULATE: fault every page in now, not on the hot path's first touch
         self._mmap = mmap.mmap(fd, size, flags=mmap.MAP_SHARED | mmap.MAP_POPULATE, prot=prot)
+        self.inode = os.fstat(fd).st_ino  # the file mapped: a new run's segment is another
         os.close(fd)
         self.header = np.frombuffer(self._mmap, dtype=np.int64, count=HEADER_BYTES // 8)
 
@@ -195,6 +196,15 @@ class Segment:
 
     def owner_alive(self) -> bool:
         return _owner_alive(self.header)
+
+    def current(self) -> bool:
+        """Still the segment under its name (no new run has replaced it), its creator alive?
+        A reader holding an attached segment asks before each read, and attaches anew if not."""
+        try:
+            same = os.stat(self.path).st_ino == self.inode
+        except FileNotFoundError:
+            return False
+        return same and self.owner_alive()
 
     def close(self) -> None:
         """Unmap. Views from ``array()`` must be dropped first (numpy holds the buffer)."""

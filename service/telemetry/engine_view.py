@@ -16,7 +16,6 @@ A sample is a lock-free copy (``service.runtime.stats.snapshot``): reading never
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,17 +77,11 @@ class _Attached:
         self.stats_path = shm_dir / f"{prefix}.stats"
         self.stats_seg = Segment.attach(shm_dir, self.stats_path.name, C.KIND_STATS, False)
         self.control_seg = Segment.attach(shm_dir, f"{prefix}.control", C.KIND_CONTROL, False)
-        self.inode = os.stat(self.stats_path).st_ino
         self.stats = self.stats_seg.array(np.int64, C.HEADER_BYTES, L.STATS_WORDS)
         self.control = self.control_seg.array(np.int64, C.HEADER_BYTES, C.CONTROL_WORDS)
 
     def current(self) -> bool:
-        """Still the segment under that name, and its run still alive?"""
-        try:
-            same = os.stat(self.stats_path).st_ino == self.inode
-        except FileNotFoundError:
-            return False
-        return same and self.stats_seg.owner_alive()
+        return self.stats_seg.current()
 
 
 class EngineView:
