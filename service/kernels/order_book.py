@@ -49,7 +49,7 @@ from contracts.records import (
     ORDER_EXECUTE,
     SNAPSHOT_BEGIN,
 )
-from service.kernels.jit import inline_kernel, kernel
+from service.kernels.jit import kernel, llvm_inline_kernel
 
 # Status of applying one event (``ob_apply``): OK, or why it was refused.
 OK = 0
@@ -149,13 +149,13 @@ def new_order_book(n_instruments: int, max_orders: int, max_levels: int) -> Orde
 # ------------------------------------------------------------------------------ hashes
 
 
-@inline_kernel
+@llvm_inline_kernel
 def _hash_slot(key, mask):
     # Fibonacci hashing: consecutive ids (the common case) spread over the table.
     return np.int64((np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(20)) & mask
 
 
-@inline_kernel
+@llvm_inline_kernel
 def _find(keys, vals, key):
     """The value stored under ``key``, or NONE."""
     mask = keys.shape[0] - 1
@@ -169,7 +169,7 @@ def _find(keys, vals, key):
         i = (i + 1) & mask
 
 
-@inline_kernel
+@llvm_inline_kernel
 def _insert(keys, vals, key, value):
     """Store ``value`` under ``key`` (absent); the table is never more than half full."""
     mask = keys.shape[0] - 1
@@ -180,7 +180,7 @@ def _insert(keys, vals, key, value):
     vals[i] = value
 
 
-@inline_kernel
+@llvm_inline_kernel
 def _remove(keys, vals, key):
     """Delete ``key`` (present) and shift the probe chain behind it back (Knuth's R)."""
     mask = keys.shape[0] - 1
@@ -201,7 +201,7 @@ def _remove(keys, vals, key):
     keys[i] = _EMPTY_KEY
 
 
-@inline_kernel
+@llvm_inline_kernel
 def _level_key(inst, side, price):
     return (inst << 41) | (side << 40) | price
 
@@ -209,19 +209,19 @@ def _level_key(inst, side, price):
 # ------------------------------------------------------------------------------ levels
 
 
-@inline_kernel
+@llvm_inline_kernel
 def _rank_key(side, price):
     """Sort key, worst first and best last: bids by ascending price, asks by descending."""
     return price if side == BID else -price
 
 
-@inline_kernel
+@llvm_inline_kernel
 def ob_level_at(ob, inst, side, k):
     """The slot of the ``k``-th best level of ``inst``'s ``side`` (0 = best; k < n_ranked)."""
     return ob.ranked[inst, side, ob.n_ranked[inst, side] - 1 - k]
 
 
-@inline_kernel
+@llvm_inline_kernel
 def _rank_position(ob, inst, side, price):
     """Index of the first ranked level whose key is >= ``price``'s (binary search)."""
     lo = 0
@@ -238,7 +238,7 @@ def _rank_position(ob, inst, side, price):
     return lo
 
 
-@inline_kernel
+@llvm_inline_kernel
 def _get_level(ob, inst, side, price, create):
     """The level slot at ``price``; with ``create`` a new empty one when there is none.
     NONE when absent (and not created) or when a pool is full (``E_LEVEL_POOL_FULL``)."""
@@ -267,7 +267,7 @@ def _get_level(ob, inst, side, price, create):
     return slot
 
 
-@inline_kernel
+@llvm_inline_kernel
 def _drop_level(ob, slot):
     """Remove an empty level (no orders, no anon) from the hash and its ranking."""
     inst = ob.l_inst[slot]
@@ -286,7 +286,7 @@ def _drop_level(ob, slot):
 # ------------------------------------------------------------------------------ orders
 
 
-@inline_kernel
+@llvm_inline_kernel
 def _unlink(ob, o):
     """Take order slot ``o`` out of its level's queue and the id hash; free the slot."""
     lv = ob.o_level[o]
@@ -306,7 +306,7 @@ def _unlink(ob, o):
     ob.o_free[ob.o_free[0]] = o
 
 
-@inline_kernel
+@llvm_inline_kernel
 def ob_add(ob, inst, side, order_id, price, qty):
     """A new order of ``qty`` at ``price`` joins the back of its level's queue."""
     if _find(ob.order_keys, ob.order_vals, order_id) != NONE:
@@ -336,7 +336,7 @@ def ob_add(ob, inst, side, order_id, price, qty):
     return OK
 
 
-@inline_kernel
+@llvm_inline_kernel
 def ob_reduce(ob, inst, side, order_id, price, qty, whole):  # noqa: PLR0913 -- an event's fields
     """Take ``qty`` off an order (cancel or execution), or all of it with ``whole``
     (delete). An id the book never saw is taken from the level's anonymous volume."""
@@ -366,7 +366,7 @@ def ob_reduce(ob, inst, side, order_id, price, qty, whole):  # noqa: PLR0913 -- 
     return OK
 
 
-@inline_kernel
+@llvm_inline_kernel
 def ob_set_level(ob, inst, side, price, qty):
     """Make the visible size at ``price`` exactly ``qty``, all of it anonymous: a level taken
     from a source's book (a snapshot, or a level that was out of sight) says only its total,
@@ -387,7 +387,7 @@ def ob_set_level(ob, inst, side, price, qty):
     return OK
 
 
-@inline_kernel
+@llvm_inline_kernel
 def ob_order_priority(ob, order_id):
     """The priority stamp of resting order ``order_id``: it rests ahead of every order added
     when ``ob.counters[C_STAMP]`` was greater. NONE for an id the book does not know (its
@@ -396,7 +396,7 @@ def ob_order_priority(ob, order_id):
     return NONE if o == NONE else ob.o_prio[o]
 
 
-@inline_kernel
+@llvm_inline_kernel
 def ob_level_qty(ob, inst, side, price):
     """The visible size resting at ``price`` on ``side``; 0 when there is no level."""
     lv = _get_level(ob, inst, side, price, False)
@@ -419,7 +419,7 @@ def ob_reset(ob, inst):
             _drop_level(ob, lv)
 
 
-@inline_kernel
+@llvm_inline_kernel
 def ob_apply(ob, events, i):
     """Apply MARKET_EVENT ``events[i]``; returns OK or an E_* status (the book unchanged)."""
     ev = events[i]
