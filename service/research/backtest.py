@@ -59,7 +59,7 @@ from service.kernels.stages import (
     log_decision,
 )
 from service.runtime.recording import Recording
-from service.runtime.state import new_engine_state
+from service.runtime.state import new_engine_state, pre_touch
 
 NS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
 
@@ -394,6 +394,9 @@ def backtest_kernel(  # noqa: PLR0913 -- the run's arrays: numba takes no object
     next_sample = md[0].send_ns if md.shape[0] > 0 else 0
     n_curve = 0
     n_md = md.shape[0]
+    # a backtest has no kill switch; a run-time bool as live passes, where a literal False
+    # would type (and compile) the decision kernel a second time
+    no_kill = n_md < 0
     for j in range(n_md + 1):  # one more pass: the rest of the day, orders still in flight
         # one call site: _exchange_until is inlined whole, and compiling it twice costs minutes
         now = md[j].send_ns + feed_latency if j < n_md else np.int64(1) << 61
@@ -410,7 +413,7 @@ def backtest_kernel(  # noqa: PLR0913 -- the run's arrays: numba takes no object
         msg = md[j]
         inst = np.int64(msg.instrument)
         side, price, reason = engine_on_message(
-            engine, inst, msg.kind, np.int64(msg.side), msg.price, np.int64(msg.qty), now, False
+            engine, inst, msg.kind, np.int64(msg.side), msg.price, np.int64(msg.qty), now, no_kill
         )
         counters[C_MESSAGES] += 1
         if side < 0:
@@ -538,6 +541,9 @@ def run_backtest(
     rest = new_resting(RESTING_CAPACITY)
     order = np.zeros(1, dtype=ORDER)
     _compile(config, events, md, n, params)
+    # as the live stages do: no first-touch page fault inside the run (the book's pools and
+    # the wire are megabytes of np.zeros, mapped on first write)
+    pre_touch((engine, book, wire, rest, acct, counters, curve))
     started = time.perf_counter()
     stopped_at = backtest_kernel(
         engine, book, events, md, wire, rest, acct, counters, curve, params, order

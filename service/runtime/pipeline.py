@@ -60,7 +60,7 @@ from service.runtime.model import load_model
 from service.runtime.recording import RecordingError, open_recording
 from service.runtime.segments import attach_segments, create_segments, prepare_shm_dir
 from service.runtime.shm import remove_stale
-from service.runtime.state import new_engine_state, new_feed_state, new_gateway_state
+from service.runtime.state import new_engine_state, new_feed_state, new_gateway_state, pre_touch
 from service.runtime.stats import snapshot
 
 logger = logging.getLogger(__name__)
@@ -148,20 +148,6 @@ def stage_process(config: Config, core: int, stage_names: tuple[str, ...]) -> No
         for start in starts:
             set_state(live.stats, local, start, S_FAILED)
         raise
-
-
-def pre_touch(state) -> None:
-    """Write one byte per page of every array in ``state`` (nested tuples), in place.
-
-    np.zeros memory is mapped on first write; a page fault on the hot path costs microseconds.
-    """
-    if isinstance(state, np.ndarray):
-        if state.flags.writeable and state.nbytes:
-            pages = state.reshape(-1).view(np.uint8)[::4096]
-            pages[:] = pages  # same values: only the first touch is the point
-    elif isinstance(state, tuple):
-        for item in state:
-            pre_touch(item)
 
 
 def _warm_up(config: Config, replay, interval_ns: int) -> None:

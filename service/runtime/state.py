@@ -107,3 +107,17 @@ def new_gateway_state(config: Config, seed: int = 0x9E3779B97F4A7C15) -> Gateway
         np.array([g.fill_ratio], dtype=np.float64),
         slo_thresholds(config),
     )
+
+
+def pre_touch(state) -> None:
+    """Write one byte per page of every array in ``state`` (nested tuples), in place.
+
+    np.zeros memory is mapped on first write; a page fault on the hot path costs microseconds.
+    """
+    if isinstance(state, np.ndarray):
+        if state.flags.writeable and state.nbytes:
+            pages = state.reshape(-1).view(np.uint8)[::4096]
+            pages[:] = pages  # same values: only the first touch is the point
+    elif isinstance(state, tuple):
+        for item in state:
+            pre_touch(item)

@@ -26,6 +26,7 @@ from contracts.stages import ALL_STAGES
 from service.config import load
 from service.kernels import order_book as ob
 from service.kernels import stages as S
+from service.kernels.risk import risk_check, risk_on_execution
 from service.research import backtest as B
 from service.research.backtest import Fees, Latency, parse_duration_ns, run_backtest
 from service.runtime.recording import open_recording
@@ -99,6 +100,9 @@ def test_with_zero_latency_the_backtest_decides_exactly_as_the_live_loop(tmp_pat
     assert len(backtest) == len(live)
     for field in fields:
         assert np.array_equal(backtest[field], live[field]), field
+    # and from one compiled decision: the backtest types the risk kernels as live does
+    for fn in (risk_check, risk_on_execution):
+        assert len(fn.signatures) == 1, (fn.__name__, fn.signatures)
 
 
 def test_latency_changes_what_the_orders_meet(tmp_path, day):
