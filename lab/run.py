@@ -174,6 +174,13 @@ class Lab:
         assert self.remote is not None
         fab = self._fab("check-host")
         counts = steps.check_host_counts(self.remote)
+        if counts["unexpected_failures"] == ["irqs_on_isolated"]:
+            # one window of /proc/interrupts just after a deploy under emulation can catch its
+            # last function-call IPIs on the isolated CPU (seen once in CI): look once more,
+            # and keep what the first look saw in the summary
+            first = counts["failed_details"]["irqs_on_isolated"]
+            counts = steps.check_host_counts(self.remote)
+            counts["irqs_on_isolated_first_look"] = first
         return {"ok": not counts["unexpected_failures"], "fab_exit": fab["exit"], **counts}
 
     def step_prometheus(self) -> dict[str, Any]:
