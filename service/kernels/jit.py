@@ -122,5 +122,5 @@ inline_kernel = numba.njit(inline="always", **KERNEL_OPTIONS)
 # numba compiles each once and LLVM inlines the machine-level function into every caller
 # (``alwaysinline``). numba's own inlining above copies and re-types the whole call tree at
 # each call site: the order book's apply took 33-52 s to compile that way and 12 s this way,
-# at the same speed (25-28 M msgs/s both, tests/ and docs/performance.md).
+# at the same speed (25-28 M msgs/s both; docs/performance.md).
 llvm_inline_kernel = numba.njit(forceinline=True, **KERNEL_OPTIONS)
