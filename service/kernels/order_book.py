@@ -90,6 +90,7 @@ N_COUNTERS = 8
 
 NONE = -1
 _EMPTY_KEY = -1  # a free hash slot; order ids and level keys are >= 0
+_SCAN = 16  # levels from the best that _rank_position scans before it bisects
 
 OrderBook = namedtuple(
     "OrderBook",
@@ -223,12 +224,20 @@ def ob_level_at(ob, inst, side, k):
 
 @llvm_inline_kernel
 def _rank_position(ob, inst, side, price):
-    """Index of the first ranked level whose key is >= ``price``'s (binary search)."""
-    lo = 0
+    """Index of the first ranked level whose key is >= ``price``'s. Levels come and go near
+    the best (the end): a short scan back from there, then a binary search over the rest.
+    The sample LOBSTER day keeps up to 427 levels a side (orders that left the visible depth
+    are never cancelled in its file) and every level it creates or drops is within 16 of the
+    best: with a binary search alone (two dependent loads and an unpredictable branch a step)
+    its book took 50 ns an event, with this 46 (docs/performance.md)."""
     hi = ob.n_ranked[inst, side]
     key = _rank_key(side, price)
-    if hi == 0 or _rank_key(side, ob.l_price[ob.ranked[inst, side, hi - 1]]) < key:
-        return hi  # a new best level, the common case: no search
+    stop = max(hi - _SCAN, 0)
+    while hi > stop:
+        if _rank_key(side, ob.l_price[ob.ranked[inst, side, hi - 1]]) < key:
+            return hi
+        hi -= 1
+    lo = 0
     while lo < hi:
         mid = (lo + hi) >> 1
         if _rank_key(side, ob.l_price[ob.ranked[inst, side, mid]]) < key:

@@ -94,17 +94,22 @@ def test_full_pools_and_duplicate_ids_are_refused_and_leave_the_book_as_it_was()
         ob.new_order_book(1, 0, 8)
 
 
-def test_a_long_random_stream_agrees_with_a_python_model():
+@pytest.mark.parametrize("width", [10, 60])
+def test_a_long_random_stream_agrees_with_a_python_model(width):
     """Thousands of adds, partial cancels, executions and deletes over few prices (so
-    levels empty and refill and the id hash wraps and shifts back) against dicts."""
+    levels empty and refill and the id hash wraps and shifts back) against dicts; over 60
+    prices a side, levels come and go beyond the 16 that the ranking scans from the best
+    before it bisects."""
     rng = np.random.default_rng(7)
-    book = ob.new_order_book(1, 512, 64)
+    book = ob.new_order_book(1, 512, 2 * width)
     resting: dict[int, list[int]] = {}  # id -> [side, price, qty]
     next_id = 1
     for _ in range(20_000):
         if not resting or (len(resting) < 400 and rng.random() < 0.5):
             side = int(rng.integers(2))
-            price = int(rng.integers(90, 100) if side == BID else rng.integers(100, 110))
+            price = int(
+                rng.integers(100 - width, 100) if side == BID else rng.integers(100, 100 + width)
+            )
             qty = int(rng.integers(1, 50))
             assert apply(book, ORDER_ADD, side, next_id, price, qty) == ob.OK
             resting[next_id] = [side, price, qty]
@@ -124,7 +129,7 @@ def test_a_long_random_stream_agrees_with_a_python_model():
             if s == side:
                 sizes[price] = sizes.get(price, 0) + qty
         ranked = sorted(sizes, reverse=side == BID)
-        got = top(book, 20)[(0 if side == ASK else 2) :: 4]
+        got = top(book, width)[(0 if side == ASK else 2) :: 4]
         assert got[: len(ranked)] == ranked
         for price in ranked:
             assert ob.ob_level_qty(book, 0, side, price) == sizes[price]
