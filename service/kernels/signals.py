@@ -14,6 +14,12 @@ instrument, with weight ``alpha`` on the newest observation. The first two-sided
 instrument contributes a mid change of 0. A book that is one-sided, crossed or locked is not
 valid: its features are left as they were and the caller should not trade on them.
 
+Every EWMA step flushes a result below ``TINY`` to 0. In a quiet market (a mid that does not
+move, a side that does not trade) an average decays geometrically and, after some 70,000 steps
+at alpha 0.01, becomes a subnormal float; on x86 each operation on one takes a microcode assist.
+The engine took 195 ns a message on a stream whose mid never moved, 34 ns on a real day,
+until this flush (docs/performance.md).
+
 The model is linear in the features, ``z = bias + w . x``; a logistic model reports
 ``sigmoid(z) - 0.5`` so that both kinds give a score centred on 0 (positive: buy). Models are
 TOML files read by ``service.runtime.model.load_model``, off the hot path.
@@ -38,12 +44,13 @@ import numpy as np
 from contracts.features import N_FEATURES
 from contracts.records import BUY, SELL
 from service.kernels.book import EMPTY
-from service.kernels.jit import kernel
+from service.kernels.jit import inline_kernel, kernel
 
 # Column of each feature in Features.values (compile-time constants inside kernels).
 MID_RETURN, MICROPRICE_OFFSET, SPREAD_TICKS, IMBALANCE, VOLATILITY, TRADE_FLOW = range(N_FEATURES)
 
 NO_ORDER = -1  # strategy_decide: nothing to send
+TINY = 1e-100  # an EWMA below this is 0: far above subnormals (2.2e-308), far below any signal
 MODEL_KINDS = ("logistic", "linear")
 
 Features = namedtuple("Features", "values mid valid buy_flow sell_flow var ret")
@@ -72,6 +79,13 @@ def new_features(n_instruments: int) -> Features:
     )
 
 
+@inline_kernel
+def ewma_step(average, observation, alpha):
+    """``average`` moved ``alpha`` of the way to ``observation``; 0 once below ``TINY``."""
+    value = (1.0 - alpha) * average + alpha * observation
+    return value if abs(value) >= TINY else 0.0
+
+
 @kernel
 def update_book_features(features, book, inst, alpha):
     """Recompute the book features of ``inst``; True when its book is two-sided and uncrossed."""
@@ -98,8 +112,8 @@ def update_book_features(features, book, inst, alpha):
         new_mid = (bid + ask) * 0.5
         change = 0.0 if np.isnan(mid) else new_mid - mid
         mid = new_mid
-        ret = (1.0 - alpha) * ret + alpha * change
-        var = (1.0 - alpha) * var + alpha * change * change
+        ret = ewma_step(ret, change, alpha)
+        var = ewma_step(var, change * change, alpha)
         top = bid_size + ask_size  # > 0: a best price always has size
         mid_return = ret
         microprice_offset = (bid * ask_size + ask * bid_size) / top - mid
@@ -125,8 +139,8 @@ def update_trade_flow(features, inst, aggressor_side, qty, alpha):
     row = np.uint64(inst)
     bought = qty * (aggressor_side == BUY)
     sold = qty * (aggressor_side == SELL)
-    buy_flow = (1.0 - alpha) * features.buy_flow[row] + alpha * bought
-    sell_flow = (1.0 - alpha) * features.sell_flow[row] + alpha * sold
+    buy_flow = ewma_step(features.buy_flow[row], bought, alpha)
+    sell_flow = ewma_step(features.sell_flow[row], sold, alpha)
     total = buy_flow + sell_flow
     flow = (buy_flow - sell_flow) / total if total > 0.0 else 0.0
     features.buy_flow[row] = buy_flow
