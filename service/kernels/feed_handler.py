@@ -43,12 +43,13 @@ LIVE, RECOVERY = 0, 1  # handler_on_datagram's source
 
 # ivars[...]
 I_NEXT_SEQ = 0  # the next sequence number to deliver; 0 until the first packet (then joined)
-I_GAP_TO = 1  # a gap is open up to here (exclusive); 0 when none
-I_GAP_SINCE_NS = 2  # when the open gap was found
-I_HELD = 3  # datagrams in the hold pool
-I_ENDED = 4  # the session's end was seen
-I_N_INSTRUMENTS = 5
-N_IVARS = 6
+I_KNOWN_END = 1  # every number below this one has been sent (packets and heartbeats say so)
+I_GAP_OPEN = 2  # numbers from I_NEXT_SEQ on are missing, not merely held
+I_GAP_SINCE_NS = 3  # when the open gap was found
+I_HELD = 4  # datagrams in the hold pool
+I_ENDED = 5  # the session's end was seen
+I_N_INSTRUMENTS = 6
+N_IVARS = 7
 
 # counters[...]: what the telemetry shows
 C_PACKETS = 0
@@ -125,17 +126,6 @@ def _hold(h, buf, n, seq, source):
 
 
 @kernel
-def _open_gap(h, until, now):
-    """Messages from I_NEXT_SEQ up to ``until`` (exclusive) are missing."""
-    if h.ivars[I_GAP_TO] == 0:
-        h.counters[C_GAPS] += 1
-        h.ivars[I_GAP_SINCE_NS] = now
-        h.ivars[I_GAP_TO] = until
-    else:
-        h.ivars[I_GAP_TO] = min(h.ivars[I_GAP_TO], until)
-
-
-@kernel
 def _first_held(h):
     """Slot of the held datagram with the lowest sequence number, -1 when none."""
     best = -1
@@ -146,45 +136,59 @@ def _first_held(h):
 
 
 @kernel
+def _missing_end(h):
+    """Where the run of missing numbers from I_NEXT_SEQ ends (exclusive): the first held
+    datagram, or else what the sender is known to have sent."""
+    k = _first_held(h)
+    return h.held_seq[k] if k >= 0 else h.ivars[I_KNOWN_END]
+
+
+@kernel
+def _track_gap(h, now):
+    """Open a gap (counted, timed from ``now``) when numbers are missing; close it when not."""
+    missing = _missing_end(h) > h.ivars[I_NEXT_SEQ]
+    if missing and h.ivars[I_GAP_OPEN] == 0:
+        h.counters[C_GAPS] += 1
+        h.ivars[I_GAP_SINCE_NS] = now
+    h.ivars[I_GAP_OPEN] = missing
+
+
+@kernel
 def handler_release(h, md):
-    """Deliver the held datagrams that are next in sequence, in order, while the ring has room;
-    closes the gap when nothing is missing any more. Returns messages delivered."""
+    """Deliver the held datagrams that are next in sequence, in order, while the ring has
+    room. Returns messages delivered."""
     delivered = 0
     while h.ivars[I_HELD] > 0:
         k = _first_held(h)
-        seq = h.held_seq[k]
-        if seq > h.ivars[I_NEXT_SEQ]:
-            h.ivars[I_GAP_TO] = seq  # still missing up to the first held one
-            return delivered
-        n = h.held_len[k]
-        _verdict, seq, count = packet_check(h.held[k], n, h.session, h.ivars[I_N_INSTRUMENTS])
+        if h.held_seq[k] > h.ivars[I_NEXT_SEQ]:
+            break  # numbers before it are still missing
+        _, seq, count = packet_check(h.held[k], h.held_len[k], h.session, h.ivars[I_N_INSTRUMENTS])
         if seq + count <= h.ivars[I_NEXT_SEQ]:
             h.counters[C_DUPLICATES] += count
         else:
             before = h.counters[C_MESSAGES]
             if not _deliver(h, h.held[k], seq, count, md, h.held_source[k]):
-                return delivered  # no room: it stays held
+                break  # no room: it stays held
             delivered += h.counters[C_MESSAGES] - before
         h.held_seq[k] = 0
         h.ivars[I_HELD] -= 1
-    if h.ivars[I_GAP_TO] != 0 and h.ivars[I_NEXT_SEQ] >= h.ivars[I_GAP_TO]:
-        h.ivars[I_GAP_TO] = 0
+    if h.ivars[I_GAP_OPEN] != 0 and _missing_end(h) <= h.ivars[I_NEXT_SEQ]:
+        h.ivars[I_GAP_OPEN] = 0
     return delivered
 
 
 @kernel
-def _give_up(h, md):
-    """Stop waiting for the open gap: count its messages lost, jump past it, deliver what is
-    held (the engine sees the jump in sequence numbers)."""
-    until = h.ivars[I_GAP_TO]
-    k = _first_held(h)
-    if k >= 0:
-        until = min(until, h.held_seq[k]) if until != 0 else h.held_seq[k]
+def _give_up(h, md, now):
+    """Stop waiting for the missing run: count it lost, jump past it, deliver what is held
+    (the engine sees the jump in sequence numbers); a later run is a new gap from ``now``."""
+    until = _missing_end(h)
     if until > h.ivars[I_NEXT_SEQ]:
         h.counters[C_LOST] += until - h.ivars[I_NEXT_SEQ]
         h.ivars[I_NEXT_SEQ] = until
-    h.ivars[I_GAP_TO] = 0
-    return handler_release(h, md)
+    h.ivars[I_GAP_OPEN] = 0
+    delivered = handler_release(h, md)
+    _track_gap(h, now)
+    return delivered
 
 
 @kernel
@@ -203,41 +207,41 @@ def handler_on_datagram(h, buf, n, md, source, now):
         return 0
     if h.ivars[I_NEXT_SEQ] == 0:
         h.ivars[I_NEXT_SEQ] = seq  # joined mid-session: the engine needs a snapshot anyway
+    # a heartbeat's number is the sender's next one; a packet ends at its last number plus one
+    h.ivars[I_KNOWN_END] = max(h.ivars[I_KNOWN_END], seq + count)
+    delivered = 0
     if verdict in (P_HEARTBEAT, P_END):
         c[C_HEARTBEATS] += verdict == P_HEARTBEAT
         h.ivars[I_ENDED] = verdict == P_END
-        if seq > h.ivars[I_NEXT_SEQ]:  # its number is the sender's next: we missed some
-            _open_gap(h, seq, now)
-        return 0
-    if seq + count <= h.ivars[I_NEXT_SEQ]:
+    elif seq + count <= h.ivars[I_NEXT_SEQ]:
         c[C_DUPLICATES] += count
-        return 0
-    if seq > h.ivars[I_NEXT_SEQ] or h.ivars[I_HELD] > 0:
-        if seq > h.ivars[I_NEXT_SEQ]:
-            _open_gap(h, seq, now)
-        delivered = 0
-        if not _hold(h, buf, n, seq, source):  # the pool is full: the gap is given up
-            delivered = _give_up(h, md)
+    elif seq > h.ivars[I_NEXT_SEQ] or h.ivars[I_HELD] > 0:  # after a gap, or behind held ones
+        if not _hold(h, buf, n, seq, source):  # the pool is full: give the gap up
+            delivered = _give_up(h, md, now)
             if not _hold(h, buf, n, seq, source):
                 return delivered  # the ring is full too: lost, as on the wire
-        return delivered + handler_release(h, md)
-    before = c[C_MESSAGES]
-    if not _deliver(h, buf, seq, count, md, source):
-        _hold(h, buf, n, seq, source)  # the ring is full: later, in order
-    return c[C_MESSAGES] - before
+        delivered += handler_release(h, md)
+    else:
+        before = c[C_MESSAGES]
+        if not _deliver(h, buf, seq, count, md, source):
+            _hold(h, buf, n, seq, source)  # the ring is full: later, in order
+        delivered = c[C_MESSAGES] - before
+    _track_gap(h, now)
+    return delivered
 
 
 @kernel
 def handler_missing(h):
     """(first sequence number, count) the recovery client should ask for; count 0 if none."""
-    if h.ivars[I_GAP_TO] == 0:
-        return h.ivars[I_NEXT_SEQ], np.int64(0)
-    return h.ivars[I_NEXT_SEQ], h.ivars[I_GAP_TO] - h.ivars[I_NEXT_SEQ]
+    first = h.ivars[I_NEXT_SEQ]
+    if first == 0:
+        return first, np.int64(0)
+    return first, max(_missing_end(h) - first, 0)
 
 
 @kernel
 def handler_expire(h, md, now, timeout_ns):
     """Give up a gap open for longer than ``timeout_ns``; returns messages delivered."""
-    if h.ivars[I_GAP_TO] != 0 and now - h.ivars[I_GAP_SINCE_NS] > timeout_ns:
-        return _give_up(h, md)
+    if h.ivars[I_GAP_OPEN] != 0 and now - h.ivars[I_GAP_SINCE_NS] > timeout_ns:
+        return _give_up(h, md, now)
     return 0

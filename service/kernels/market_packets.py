@@ -44,7 +44,7 @@ _SEND_NS = LENGTH_PREFIX + field_offset(MD_MESSAGE, "send_ns")
 
 
 @inline_kernel
-def _get(buf, at, width):
+def read_be(buf, at, width):
     """Unsigned big-endian integer of ``width`` bytes at ``buf[at]``."""
     value = np.uint64(0)
     for k in range(width):
@@ -53,7 +53,7 @@ def _get(buf, at, width):
 
 
 @inline_kernel
-def _put(buf, at, width, value):
+def write_be(buf, at, width, value):
     """Store the low ``width`` bytes of ``value`` big-endian at ``buf[at]``."""
     v = np.uint64(value)
     for k in range(width - 1, -1, -1):
@@ -77,8 +77,8 @@ def packet_check(buf, n, session, n_instruments):
     for k in range(SESSION_BYTES):
         if buf[k] != session[k]:
             return P_WRONG_SESSION, zero, zero
-    seq = np.int64(_get(buf, _SEQ, 8))
-    count = np.int64(_get(buf, _COUNT, 2))
+    seq = np.int64(read_be(buf, _SEQ, 8))
+    count = np.int64(read_be(buf, _COUNT, 2))
     if seq <= 0:  # numbers start at 1; beyond 2^63 is not a sequence number either
         return P_MALFORMED, zero, zero
     if count == END_OF_SESSION:
@@ -87,15 +87,15 @@ def packet_check(buf, n, session, n_instruments):
         return P_MALFORMED, zero, zero
     for m in range(count):
         at = HEADER_BYTES + m * _SLOT
-        if _get(buf, at, LENGTH_PREFIX) != MESSAGE_BYTES:
+        if read_be(buf, at, LENGTH_PREFIX) != MESSAGE_BYTES:
             return P_MALFORMED, zero, zero
         kind = buf[at + _KIND]
         if kind < LEVEL or kind > SNAPSHOT_END or buf[at + _SIDE] > 1:
             return P_MALFORMED, zero, zero
-        if np.int64(_get(buf, at + _INSTRUMENT, 2)) >= n_instruments:
+        if np.int64(read_be(buf, at + _INSTRUMENT, 2)) >= n_instruments:
             return P_MALFORMED, zero, zero
-        qty = _signed32(_get(buf, at + _QTY, 4))
-        price = np.int64(_get(buf, at + _PRICE, 8))
+        qty = _signed32(read_be(buf, at + _QTY, 4))
+        price = np.int64(read_be(buf, at + _PRICE, 8))
         if (kind in (LEVEL, TRADE)) and (price <= 0 or qty < 0):
             return P_MALFORMED, zero, zero
     return (P_HEARTBEAT if count == 0 else P_DATA), seq, count
@@ -108,10 +108,10 @@ def packet_message(buf, m, seq, out, i):
     at = HEADER_BYTES + m * _SLOT
     rec = out[i]
     rec.seq = seq
-    rec.send_ns = np.int64(_get(buf, at + _SEND_NS, 8))
-    rec.price = np.int64(_get(buf, at + _PRICE, 8))
-    rec.qty = _signed32(_get(buf, at + _QTY, 4))
-    rec.instrument = _get(buf, at + _INSTRUMENT, 2)
+    rec.send_ns = np.int64(read_be(buf, at + _SEND_NS, 8))
+    rec.price = np.int64(read_be(buf, at + _PRICE, 8))
+    rec.qty = _signed32(read_be(buf, at + _QTY, 4))
+    rec.instrument = read_be(buf, at + _INSTRUMENT, 2)
     rec.kind = buf[at + _KIND]
     rec.side = buf[at + _SIDE]
 
@@ -122,20 +122,20 @@ def packet_build(buf, session, seq, records, start, count):
     into ``buf``; returns its length. ``count`` 0 is a heartbeat, END_OF_SESSION the end."""
     for k in range(SESSION_BYTES):
         buf[k] = session[k]
-    _put(buf, _SEQ, 8, seq)
-    _put(buf, _COUNT, 2, count)
+    write_be(buf, _SEQ, 8, seq)
+    write_be(buf, _COUNT, 2, count)
     if count == END_OF_SESSION:
         return HEADER_BYTES
     for m in range(count):
         at = HEADER_BYTES + m * _SLOT
         rec = records[start + m]
-        _put(buf, at, LENGTH_PREFIX, MESSAGE_BYTES)
+        write_be(buf, at, LENGTH_PREFIX, MESSAGE_BYTES)
         buf[at + _KIND] = rec.kind
         buf[at + _SIDE] = rec.side
-        _put(buf, at + _INSTRUMENT, 2, rec.instrument)
-        _put(buf, at + _QTY, 4, rec.qty)
-        _put(buf, at + _PRICE, 8, rec.price)
-        _put(buf, at + _SEND_NS, 8, rec.send_ns)
+        write_be(buf, at + _INSTRUMENT, 2, rec.instrument)
+        write_be(buf, at + _QTY, 4, rec.qty)
+        write_be(buf, at + _PRICE, 8, rec.price)
+        write_be(buf, at + _SEND_NS, 8, rec.send_ns)
     return HEADER_BYTES + count * _SLOT
 
 

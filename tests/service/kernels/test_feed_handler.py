@@ -13,14 +13,8 @@ from contracts.records import LEVEL, MARKET_DATA
 from contracts.wire import MAX_DATAGRAM
 from service.kernels import feed_handler as fh
 from service.kernels import market_packets as mp
-from service.kernels.ring import (
-    CONTROL_WORDS,
-    Ring,
-    new_local,
-    ring_read_slot,
-    ring_readable,
-    ring_release,
-)
+from tests.support.local_ring import drain as drain_records
+from tests.support.local_ring import local_ring
 
 SESSION = mp.session_bytes("LOWLAT0001")
 PER_PACKET = 10
@@ -43,16 +37,12 @@ def packet(recs: np.ndarray, first_seq: int, count: int = PER_PACKET) -> np.ndar
     return buf[:n].copy()
 
 
-def ring(capacity: int = 1024) -> Ring:
-    ctrl = np.zeros(CONTROL_WORDS, np.int64)
-    return Ring(ctrl, np.zeros(capacity, MARKET_DATA), new_local(ctrl), capacity - 1)
+def ring(capacity: int = 1024):
+    return local_ring(capacity)
 
 
-def drain(md: Ring) -> list[int]:
-    n = ring_readable(md, 1 << 30)
-    seqs = [int(md.data[ring_read_slot(md, k)]["seq"]) for k in range(n)]
-    ring_release(md, n)
-    return seqs
+def drain(md) -> list[int]:
+    return drain_records(md)["seq"].tolist()
 
 
 def feed(h, md, buf, source=fh.LIVE, now=0) -> int:
