@@ -88,10 +88,11 @@ class RecoveryService:
         """The bytes that answer a request for ``count`` messages from ``first``."""
         out = bytearray()
         buf = np.zeros(MAX_DATAGRAM, np.uint8)
-        end = min(first + count, self.published() + 1)  # exclusive
+        published_end = self.published() + 1  # read once: the publisher moves on meanwhile
+        end = min(first + count, published_end)  # exclusive
         seq = first - (first - 1) % self.per_packet  # the packet that carries ``first``
         while seq < end:
-            n = min(self.per_packet, self.published() + 1 - seq)
+            n = min(self.per_packet, published_end - seq)
             size = packet_build(buf, self.session, seq, self.records, seq - 1, n)
             out += size.to_bytes(LENGTH_PREFIX, "big") + buf[:size].tobytes()
             seq += n

@@ -64,7 +64,9 @@ C_WRONG_SESSION = 8
 C_HEARTBEATS = 9
 N_COUNTERS = 10
 
-FeedHandler = namedtuple("FeedHandler", "session ivars counters held held_len held_seq held_source")
+FeedHandler = namedtuple(
+    "FeedHandler", "session ivars counters held held_count held_seq held_source"
+)
 FeedHandler.__doc__ = "One session's sequencing state, counters and pool of held datagrams."
 
 
@@ -85,7 +87,7 @@ def new_feed_handler(
         ivars=ivars,
         counters=np.zeros(N_COUNTERS, np.int64),
         held=np.zeros((hold, MAX_DATAGRAM), np.uint8),
-        held_len=np.zeros(hold, np.int64),
+        held_count=np.zeros(hold, np.int64),  # messages in the held packet (checked)
         held_seq=np.zeros(hold, np.int64),  # 0: a free slot
         held_source=np.zeros(hold, np.int64),  # LIVE or RECOVERY
     )
@@ -111,13 +113,13 @@ def _deliver(h, buf, seq, count, md, source):
 
 
 @kernel
-def _hold(h, buf, n, seq, source):
+def _hold(h, buf, n, seq, count, source):
     """Keep a datagram for later; False when the pool is full."""
     for k in range(h.held_seq.shape[0]):
         if h.held_seq[k] == 0:
             for b in range(n):  # no slices: a kernel never allocates (jit.py)
                 h.held[k, b] = buf[b]
-            h.held_len[k] = n
+            h.held_count[k] = count
             h.held_seq[k] = seq
             h.held_source[k] = source
             h.ivars[I_HELD] += 1
@@ -162,7 +164,8 @@ def handler_release(h, md):
         k = _first_held(h)
         if h.held_seq[k] > h.ivars[I_NEXT_SEQ]:
             break  # numbers before it are still missing
-        _, seq, count = packet_check(h.held[k], h.held_len[k], h.session, h.ivars[I_N_INSTRUMENTS])
+        seq = h.held_seq[k]
+        count = h.held_count[k]
         if seq + count <= h.ivars[I_NEXT_SEQ]:
             h.counters[C_DUPLICATES] += count
         else:
@@ -216,15 +219,15 @@ def handler_on_datagram(h, buf, n, md, source, now):
     elif seq + count <= h.ivars[I_NEXT_SEQ]:
         c[C_DUPLICATES] += count
     elif seq > h.ivars[I_NEXT_SEQ] or h.ivars[I_HELD] > 0:  # after a gap, or behind held ones
-        if not _hold(h, buf, n, seq, source):  # the pool is full: give the gap up
+        if not _hold(h, buf, n, seq, count, source):  # the pool is full: give the gap up
             delivered = _give_up(h, md, now)
-            if not _hold(h, buf, n, seq, source):
+            if not _hold(h, buf, n, seq, count, source):
                 return delivered  # the ring is full too: lost, as on the wire
         delivered += handler_release(h, md)
     else:
         before = c[C_MESSAGES]
         if not _deliver(h, buf, seq, count, md, source):
-            _hold(h, buf, n, seq, source)  # the ring is full: later, in order
+            _hold(h, buf, n, seq, count, source)  # the ring is full: later, in order
         delivered = c[C_MESSAGES] - before
     _track_gap(h, now)
     return delivered
