@@ -32,6 +32,10 @@ from contracts.constants import cache_dir
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # holds service/ and contracts/
 DIGESTED_PACKAGES = ("service", "contracts")
+# kernels defined in these packages are filed by the digest too: a test's kernel compiles in
+# the layout constants of ``contracts``, and numba's own locator, which checks only the test
+# file's time stamp, would load one compiled against the layout before a change
+DIGEST_FILED_PACKAGES = (*DIGESTED_PACKAGES, "tests")
 
 
 def source_digest(root: Path = PACKAGE_ROOT) -> str:
@@ -59,7 +63,7 @@ class ReleaseCacheLocator(UserProvidedCacheLocator):
 
     @classmethod
     def from_function(cls, py_func: Any, py_file: str) -> Any:
-        if not py_func.__module__.startswith(tuple(p + "." for p in DIGESTED_PACKAGES)):
+        if not py_func.__module__.startswith(tuple(p + "." for p in DIGEST_FILED_PACKAGES)):
             return None  # not ours: numba's own locators below
         return super().from_function(py_func, py_file)
 
