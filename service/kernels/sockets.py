@@ -1,7 +1,9 @@
 """libc's socket calls, callable from compiled code: the transports' hot path has no Python.
 
-Sockets are opened, bound and joined to groups in Python (the ``socket`` module), once, before
-the stage starts; the stage's kernel then busy-polls the file descriptor with these. They are
+UDP sockets are opened, bound and joined to groups in Python (the ``socket`` module), once,
+before the stage starts; the stage's kernel then busy-polls the file descriptor with these. TCP
+connections are opened, and opened again after a drop, from compiled code (``tcp_link``): a
+stage reconnects without leaving its loop. They are
 numba ``ExternalFunction``s: the JIT links them by name against libc (loaded into its symbol
 space below), so the kernels that call them are cached like any other, which a ctypes function
 pointer, baked in as an address, would prevent.
@@ -27,8 +29,18 @@ llvm.load_library_permanently(ctypes.util.find_library("c"))
 
 MSG_DONTWAIT = int(socket.MSG_DONTWAIT)
 MSG_NOSIGNAL = int(socket.MSG_NOSIGNAL)  # a send to a closed peer returns EPIPE, never SIGPIPE
-EAGAIN = 11  # = EWOULDBLOCK, on x86_64 and aarch64 Linux
+# errno values, the same on x86_64 and aarch64 Linux (asm-generic)
 EINTR = 4
+EAGAIN = 11  # = EWOULDBLOCK
+EALREADY = 114
+EINPROGRESS = 115
+EISCONN = 106
+ECONNREFUSED = 111
+SOCK_STREAM = int(socket.SOCK_STREAM)
+SOCK_NONBLOCK = int(socket.SOCK_NONBLOCK)
+SOCK_CLOEXEC = int(socket.SOCK_CLOEXEC)
+IPPROTO_TCP = int(socket.IPPROTO_TCP)
+TCP_NODELAY = int(socket.TCP_NODELAY)
 
 # ssize_t recv(int fd, void *buf, size_t len, int flags)
 recv = types.ExternalFunction("recv", types.intp(types.int32, types.intp, types.uintp, types.int32))
@@ -38,6 +50,16 @@ send = types.ExternalFunction("send", types.intp(types.int32, types.intp, types.
 recvmmsg = types.ExternalFunction(
     "recvmmsg", types.int32(types.int32, types.intp, types.uint32, types.int32, types.intp)
 )
+# int socket(int domain, int type, int protocol)
+socket_open = types.ExternalFunction("socket", types.int32(types.int32, types.int32, types.int32))
+# int connect(int fd, const struct sockaddr *addr, socklen_t len)
+connect = types.ExternalFunction("connect", types.int32(types.int32, types.intp, types.uint32))
+# int setsockopt(int fd, int level, int name, const void *value, socklen_t len)
+setsockopt = types.ExternalFunction(
+    "setsockopt", types.int32(types.int32, types.int32, types.int32, types.intp, types.uint32)
+)
+# int close(int fd)
+close = types.ExternalFunction("close", types.int32(types.int32))
 _errno_location = types.ExternalFunction("__errno_location", types.CPointer(types.int32)())
 
 
