@@ -14,6 +14,7 @@ busy-polling processes on one core would take turns instead of polling (``defaul
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import os
 import re
@@ -25,6 +26,7 @@ from typing import Any, ClassVar
 from contracts import slo
 from contracts.documents import toml_value
 from contracts.errors import LowlatError
+from contracts.network import Endpoint, parse_endpoint
 from contracts.profile import parse_cpulist
 from contracts.stages import STAGES, stage_cores
 from contracts.stats_layout import MAX_INSTRUMENTS
@@ -107,7 +109,12 @@ class ServiceConfig(_Section):
 class FeedConfig(_Section):
     SECTION: ClassVar[str] = "feed"
 
-    source: str = _opt("simulator", "where market data comes from", choices=("simulator", "replay"))
+    source: str = _opt(
+        "simulator",
+        "where market data comes from: the in-process simulator, a recording, or the exchange's "
+        "UDP feed ([exchange] market_data)",
+        choices=("simulator", "replay", "udp"),
+    )
     replay_file: str = _opt(
         "", 'recording to replay when source = "replay" (see `trading-service record`)'
     )
@@ -252,6 +259,68 @@ class GatewayConfig(_Section):
     fill_ratio: float = _opt(0.7, "share of orders the simulated exchange fills", min=0.0, max=1.0)
 
 
+_SESSION_PATTERN = (r"[ -~]{1,10}", "1 to 10 printable ASCII characters, e.g. LOWLAT0001")
+
+
+@dataclass(frozen=True)
+class ExchangeConfig(_Section):
+    """Where the exchange is: the feed's UDP market data and TCP recovery, the gateway's TCP
+    order entry. ``trading-service exchange`` serves the same addresses; the CDK app and the
+    host firewall open exactly these."""
+
+    SECTION: ClassVar[str] = "exchange"
+    ENDPOINTS: ClassVar[tuple[str, ...]] = ("market_data", "recovery", "orders")
+
+    market_data: str = _opt(
+        "127.0.0.1:31001",
+        "UDP market data, IP:port: a multicast group the feed joins, or a unicast address of "
+        "this host the exchange sends to",
+    )
+    interface: str = _opt(
+        "",
+        "IP address of this host's interface that joins the multicast group; empty: the "
+        "kernel's choice",
+    )
+    recovery: str = _opt("127.0.0.1:31002", "TCP recovery service (re-sends lost packets), IP:port")
+    orders: str = _opt("127.0.0.1:31003", "TCP order entry, IP:port")
+    session: str = _opt("LOWLAT0001", "market-data session name", pattern=_SESSION_PATTERN)
+    gap_timeout_ms: int = _opt(
+        50, "longest a gap waits for recovery before it is given up, ms", min=1, max=60_000
+    )
+    hold_packets: int = _opt(
+        1024, "datagrams held behind a gap while it is recovered", min=1, max=65_536
+    )
+    reconnect_min_ms: int = _opt(
+        10, "first wait before a TCP reconnect, ms (doubles after each failure)", min=1
+    )
+    reconnect_max_ms: int = _opt(500, "longest wait between TCP reconnects, ms", min=1)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in self.ENDPOINTS:
+            try:
+                parse_endpoint(getattr(self, name))
+            except ValueError as exc:
+                raise ConfigError(f"[exchange] {name} = {exc}") from None
+        if self.interface:
+            try:
+                ipaddress.ip_address(self.interface)
+            except ValueError:
+                raise ConfigError(
+                    f"[exchange] interface = {self.interface!r} is not allowed: use this host's "
+                    "IP address on the exchange's network, e.g. 10.0.1.10, or empty"
+                ) from None
+        if self.reconnect_max_ms < self.reconnect_min_ms:
+            raise ConfigError(
+                f"[exchange] reconnect_max_ms = {self.reconnect_max_ms} is not allowed: use at "
+                f"least reconnect_min_ms = {self.reconnect_min_ms}"
+            )
+
+    def endpoint(self, name: str) -> Endpoint:
+        """``market_data``, ``recovery`` or ``orders`` as an Endpoint."""
+        return parse_endpoint(getattr(self, name))
+
+
 @dataclass(frozen=True)
 class SloConfig(_Section):
     SECTION: ClassVar[str] = "slo"
@@ -306,6 +375,7 @@ class Config:
     order_book: OrderBookConfig = field(default_factory=OrderBookConfig)
     risk: RiskConfig = field(default_factory=RiskConfig)
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
+    exchange: ExchangeConfig = field(default_factory=ExchangeConfig)
     slo: SloConfig = field(default_factory=SloConfig)
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     source: str = "<embedded default>"
@@ -329,6 +399,7 @@ _SECTION_TYPES = {
     "order_book": OrderBookConfig,
     "risk": RiskConfig,
     "gateway": GatewayConfig,
+    "exchange": ExchangeConfig,
     "slo": SloConfig,
     "telemetry": TelemetryConfig,
 }

@@ -144,6 +144,30 @@ BAD = {
     "cores bool": ({"cores": {"engine": True}}, ["[cores] engine", "True", "CPU number >= 0"]),
     "cores string": ({"cores": {"feed": "1"}}, ["[cores] feed", "'1'", "CPU number >= 0"]),
     "cores float": ({"cores": {"feed": 1.0}}, ["[cores] feed", "1.0", "CPU number >= 0"]),
+    "exchange host name": (
+        {"exchange": {"orders": "exchange.example:31003"}},
+        ["[exchange] orders", "exchange.example", "host names are not allowed"],
+    ),
+    "exchange no port": (
+        {"exchange": {"market_data": "239.192.0.1"}},
+        ["[exchange] market_data", "239.192.0.1", "has no port"],
+    ),
+    "exchange bad port": (
+        {"exchange": {"recovery": "10.0.0.1:70000"}},
+        ["[exchange] recovery", "70000", "from 1 to 65535"],
+    ),
+    "exchange interface": (
+        {"exchange": {"interface": "eth0"}},
+        ["[exchange] interface", "'eth0'", "IP address"],
+    ),
+    "exchange session": (
+        {"exchange": {"session": "LOWLAT-SESSION-1"}},
+        ["[exchange] session", "1 to 10 printable ASCII"],
+    ),
+    "exchange backoff": (
+        {"exchange": {"reconnect_min_ms": 100, "reconnect_max_ms": 10}},
+        ["[exchange] reconnect_max_ms", "10", "reconnect_min_ms = 100"],
+    ),
 }
 
 
