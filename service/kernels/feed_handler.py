@@ -49,7 +49,9 @@ I_GAP_SINCE_NS = 3  # when the open gap was found
 I_HELD = 4  # datagrams in the hold pool
 I_ENDED = 5  # the session's end was seen
 I_N_INSTRUMENTS = 6
-N_IVARS = 7
+I_GAP_UNTIL = 7  # where the open gap's run of missing numbers ended when it was found
+I_LIVE_END = 8  # the end of the highest numbers the live feed has sent us
+N_IVARS = 9
 
 # counters[...]: what the telemetry shows
 C_PACKETS = 0
@@ -58,7 +60,7 @@ C_MESSAGES = 2  # delivered into the ring
 C_GAPS = 3  # gaps found (each may span many messages)
 C_RECOVERED = 4  # messages delivered from recovery
 C_LOST = 5  # messages given up: the gap expired or the hold pool filled
-C_DUPLICATES = 6  # messages seen again, dropped
+C_DUPLICATES = 6  # messages the live feed sent again, dropped (not recovery's overlaps)
 C_MALFORMED = 7  # datagrams refused by packet_check
 C_WRONG_SESSION = 8
 C_HEARTBEATS = 9
@@ -106,7 +108,6 @@ def _deliver(h, buf, seq, count, md, source):
     ring_publish(md, want)
     h.ivars[I_NEXT_SEQ] = seq + count
     h.counters[C_MESSAGES] += want
-    h.counters[C_DUPLICATES] += first
     if source == RECOVERY:
         h.counters[C_RECOVERED] += want
     return True
@@ -147,11 +148,15 @@ def _missing_end(h):
 
 @kernel
 def _track_gap(h, now):
-    """Open a gap (counted, timed from ``now``) when numbers are missing; close it when not."""
-    missing = _missing_end(h) > h.ivars[I_NEXT_SEQ]
-    if missing and h.ivars[I_GAP_OPEN] == 0:
+    """Open a gap (counted, timed from ``now``) when numbers are missing; close it when not.
+    A run of missing numbers behind the one just filled is a new gap with its own time."""
+    end = _missing_end(h)
+    missing = end > h.ivars[I_NEXT_SEQ]
+    new_run = h.ivars[I_GAP_OPEN] == 0 or h.ivars[I_NEXT_SEQ] >= h.ivars[I_GAP_UNTIL]
+    if missing and new_run:
         h.counters[C_GAPS] += 1
         h.ivars[I_GAP_SINCE_NS] = now
+        h.ivars[I_GAP_UNTIL] = end
     h.ivars[I_GAP_OPEN] = missing
 
 
@@ -166,9 +171,7 @@ def handler_release(h, md):
             break  # numbers before it are still missing
         seq = h.held_seq[k]
         count = h.held_count[k]
-        if seq + count <= h.ivars[I_NEXT_SEQ]:
-            h.counters[C_DUPLICATES] += count
-        else:
+        if seq + count > h.ivars[I_NEXT_SEQ]:  # else recovery delivered it all meanwhile
             before = h.counters[C_MESSAGES]
             if not _deliver(h, h.held[k], seq, count, md, h.held_source[k]):
                 break  # no room: it stays held
@@ -210,21 +213,23 @@ def handler_on_datagram(h, buf, n, md, source, now):
         return 0
     if h.ivars[I_NEXT_SEQ] == 0:
         h.ivars[I_NEXT_SEQ] = seq  # joined mid-session: the engine needs a snapshot anyway
+    if source == LIVE:  # what the live feed sent twice (recovery's overlaps are not counted)
+        c[C_DUPLICATES] += max(min(seq + count, h.ivars[I_LIVE_END]) - seq, 0)
+        h.ivars[I_LIVE_END] = max(h.ivars[I_LIVE_END], seq + count)
     # a heartbeat's number is the sender's next one; a packet ends at its last number plus one
     h.ivars[I_KNOWN_END] = max(h.ivars[I_KNOWN_END], seq + count)
     delivered = 0
+    new = seq + count > h.ivars[I_NEXT_SEQ]  # else delivered already (sent twice, or recovered)
     if verdict in (P_HEARTBEAT, P_END):
         c[C_HEARTBEATS] += verdict == P_HEARTBEAT
         h.ivars[I_ENDED] = verdict == P_END
-    elif seq + count <= h.ivars[I_NEXT_SEQ]:
-        c[C_DUPLICATES] += count
-    elif seq > h.ivars[I_NEXT_SEQ] or h.ivars[I_HELD] > 0:  # after a gap, or behind held ones
+    elif new and (seq > h.ivars[I_NEXT_SEQ] or h.ivars[I_HELD] > 0):  # after a gap or held ones
         if not _hold(h, buf, n, seq, count, source):  # the pool is full: give the gap up
             delivered = _give_up(h, md, now)
             if not _hold(h, buf, n, seq, count, source):
                 return delivered  # the ring is full too: lost, as on the wire
         delivered += handler_release(h, md)
-    else:
+    elif new:
         before = c[C_MESSAGES]
         if not _deliver(h, buf, seq, count, md, source):
             _hold(h, buf, n, seq, count, source)  # the ring is full: later, in order

@@ -5,7 +5,8 @@ RECOVERY_REQUEST (``contracts.wire``) at a time for it over a connected, non-blo
 socket, reads the reply (packets, each behind a u16 length, then a packet of count 0) as the
 stream delivers it, and hands each packet to the handler as RECOVERY. A reply that leaves part
 of the range missing (the service no longer holds it) makes the next poll ask again, at most
-once per ``retry_ns``; the handler gives the gap up when its own time runs out.
+once per ``retry_ns``; a gap beyond what was asked is asked for as soon as the reply is in.
+The handler gives a gap up when its own time runs out.
 
 A frame longer than a datagram, or shorter than a packet header, is a broken stream: the
 client counts it and reports the connection unusable (``R_BROKEN``); the stage reconnects.
@@ -31,7 +32,8 @@ R_FILL = 3  # bytes of the reply waiting in ``inbuf``
 R_REQUESTS = 4  # requests sent (counter)
 R_BROKEN = 5  # frames that broke the stream (counter)
 R_RETRY_NS = 6
-N_IVARS = 7
+R_ASKED_END = 7  # the end (exclusive) of the range last asked for
+N_IVARS = 8
 
 # recovery_poll's result
 POLL_OK = 0
@@ -69,6 +71,7 @@ def _ask(client, session, first, count, now):
         return sent < 0 and errno() in (EAGAIN, EINTR)
     client.ivars[R_OUTSTANDING] = 1
     client.ivars[R_SENT_NS] = now
+    client.ivars[R_ASKED_END] = first + min(count, 0xFFFE)
     client.ivars[R_REQUESTS] += 1
     return True
 
@@ -81,12 +84,11 @@ def recovery_poll(client, handler, md, now):
     if iv[R_FD] < 0:
         return POLL_OK
     first, count = handler_missing(handler)
-    if (
-        count > 0
-        and iv[R_OUTSTANDING] == 0
-        and (iv[R_REQUESTS] == 0 or now - iv[R_SENT_NS] >= iv[R_RETRY_NS])
-        and not _ask(client, handler.session, first, count, now)
-    ):
+    # a gap not asked for yet is asked at once; one whose reply left it missing, again after
+    # retry_ns (the service may not hold it yet, or any more)
+    asked_before = first < iv[R_ASKED_END] and now - iv[R_SENT_NS] < iv[R_RETRY_NS]
+    ask = count > 0 and iv[R_OUTSTANDING] == 0 and not asked_before
+    if ask and not _ask(client, handler.session, first, count, now):
         return POLL_BROKEN
     buf = client.inbuf
     room = buf.shape[0] - iv[R_FILL]

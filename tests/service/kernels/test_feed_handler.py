@@ -100,6 +100,40 @@ def test_a_gap_not_recovered_in_time_is_given_up_and_the_jump_delivered():
     assert feed(h, md, packet(recs, 11), source=fh.RECOVERY) == 0  # too late: a duplicate
 
 
+def test_recovery_that_overlaps_what_the_feed_sent_is_not_a_duplicate():
+    recs, h, md = stream(40), fh.new_feed_handler(SESSION, 1, 4), ring()
+    feed(h, md, packet(recs, 1, 5))
+    feed(h, md, packet(recs, 11, 5))  # 6..10 lost: held
+    # recovery answers with its own packet cut, 1..20, overlapping both live ones
+    assert feed(h, md, packet(recs, 1, 20), source=fh.RECOVERY) == 15
+    feed(h, md, packet(recs, 16, 5))  # then the live feed goes on: 16..20 recovered already
+    feed(h, md, packet(recs, 16, 5))  # and sends 16..20 once more: that is a duplicate
+    assert drain(md) == list(range(1, 21))
+    c = counters(h)
+    assert (c["duplicates"], c["recovered"], c["messages"]) == (5, 15, 20)
+
+
+def test_each_gap_behind_a_recovered_one_gets_its_own_time():
+    recs, h, md = stream(40), fh.new_feed_handler(SESSION, 1, 8), ring()
+    feed(h, md, packet(recs, 1), now=0)
+    feed(h, md, packet(recs, 21), now=10)  # 11..20 missing from t=10
+    feed(h, md, packet(recs, 31), now=TIMEOUT_NS)  # ...and 31..40 arrives: held
+    feed(h, md, packet(recs, 11), source=fh.RECOVERY, now=TIMEOUT_NS)  # the first gap filled
+    assert fh.handler_missing(h) == (41, 0) and counters(h)["gaps"] == 1
+    # two gaps one after the other: the second is timed from when the first was filled
+    h2, md2 = fh.new_feed_handler(SESSION, 1, 8), ring()
+    feed(h2, md2, packet(recs, 1, 5), now=0)
+    feed(h2, md2, packet(recs, 11, 5), now=10)  # 6..10 missing from t=10
+    feed(h2, md2, packet(recs, 21, 5), now=20)  # 16..20 missing behind it
+    later = 10 + TIMEOUT_NS // 2
+    feed(h2, md2, packet(recs, 6, 5), source=fh.RECOVERY, now=later)
+    assert fh.handler_missing(h2) == (16, 5) and counters(h2)["gaps"] == 2
+    # the first gap's time would have run out here; the second's has not
+    assert fh.handler_expire(h2, md2, 11 + TIMEOUT_NS, TIMEOUT_NS) == 0
+    assert fh.handler_expire(h2, md2, later + TIMEOUT_NS + 1, TIMEOUT_NS) == 5
+    assert counters(h2)["lost"] == 5
+
+
 def test_a_full_hold_pool_gives_the_gap_up_rather_than_block():
     recs, h, md = stream(60), fh.new_feed_handler(SESSION, 1, 2), ring()
     feed(h, md, packet(recs, 1))
