@@ -68,6 +68,21 @@ _w.take(3)  # heartbeat, state, pid
 MD_SENT = _w.take()
 MD_DROPPED = _w.take()
 MD_RING_FULL = _w.take()
+# the UDP feed's (source = "udp"; 0 for the other sources): service.kernels.udp_feed
+UDP_PACKETS = _w.take()
+UDP_BYTES = _w.take()
+FEED_GAPS = _w.take()
+MD_RECOVERED = _w.take()
+MD_GIVEN_UP = _w.take()
+MD_DUPLICATES = _w.take()
+UDP_MALFORMED = _w.take()
+UDP_WRONG_SESSION = _w.take()
+UDP_HEARTBEATS = _w.take()
+UDP_SOCKET_ERRORS = _w.take()
+RECOVERY_CONNECTED = _w.take()
+RECOVERY_CONNECTS = _w.take()
+RECOVERY_REQUESTS = _w.take()
+RECOVERY_DROPS = _w.take()
 FEED_END = _w.next
 
 # --- engine section
@@ -181,6 +196,68 @@ CATALOG = (
         "Messages dropped at a fixed offered rate because the market-data ring was full",
     ),
     Metric("md_ring_full", "counter", FEED, MD_RING_FULL, "Times the market-data ring was full"),
+    Metric("udp_packets", "counter", FEED, UDP_PACKETS, "Market-data datagrams received"),
+    Metric("udp_bytes", "counter", FEED, UDP_BYTES, "Bytes of market-data datagrams received"),
+    Metric("feed_gaps", "counter", FEED, FEED_GAPS, "Gaps the UDP feed handler found"),
+    Metric(
+        "md_messages_recovered",
+        "counter",
+        FEED,
+        MD_RECOVERED,
+        "Messages of gaps delivered from the recovery service",
+    ),
+    Metric(
+        "md_messages_given_up",
+        "counter",
+        FEED,
+        MD_GIVEN_UP,
+        "Messages of gaps not recovered in time (the engine counts them lost)",
+    ),
+    Metric(
+        "md_messages_duplicate",
+        "counter",
+        FEED,
+        MD_DUPLICATES,
+        "Messages received again and dropped",
+    ),
+    Metric(
+        "udp_packets_malformed",
+        "counter",
+        FEED,
+        UDP_MALFORMED,
+        "Datagrams dropped whole: malformed, truncated or oversized",
+    ),
+    Metric(
+        "udp_packets_wrong_session",
+        "counter",
+        FEED,
+        UDP_WRONG_SESSION,
+        "Datagrams of another session, dropped",
+    ),
+    Metric("udp_heartbeats", "counter", FEED, UDP_HEARTBEATS, "Heartbeats from the exchange"),
+    Metric(
+        "udp_socket_errors",
+        "counter",
+        FEED,
+        UDP_SOCKET_ERRORS,
+        "Errors the market-data socket returned",
+    ),
+    Metric(
+        "recovery_connected",
+        "gauge",
+        FEED,
+        RECOVERY_CONNECTED,
+        "1 while the feed is connected to the recovery service",
+    ),
+    Metric("recovery_connects", "counter", FEED, RECOVERY_CONNECTS, "Recovery connections made"),
+    Metric("recovery_requests", "counter", FEED, RECOVERY_REQUESTS, "Recovery requests sent"),
+    Metric(
+        "recovery_drops",
+        "counter",
+        FEED,
+        RECOVERY_DROPS,
+        "Recovery connections given up (closed by the service or a broken stream)",
+    ),
     Metric("md_messages_processed", "counter", ENGINE, MD_PROCESSED, "Messages the engine applied"),
     Metric("sequence_gaps", "counter", ENGINE, SEQUENCE_GAPS, "Market-data sequence gaps seen"),
     Metric("md_messages_lost", "counter", ENGINE, MD_LOST, "Messages missing in sequence gaps"),

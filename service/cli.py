@@ -45,6 +45,8 @@ examples:
   trading-service backtest --data 'days/*.lmd' --sweep engine.signal_threshold=0.1,0.2 \
       --sweep latency.order=0,50us,1ms --report sweep/
   trading-service bench --quick --json bench.json
+  trading-service exchange --messages 1000000   an exchange: UDP market data, TCP recovery
+  trading-service run --config udp.toml         ...and a run whose [feed] source = "udp"
   trading-service kill-switch on                every new order is rejected until 'off'
   trading-service clean --dry-run               segments a crashed run left behind
   trading-service telemetry                     the API: /ready /latest /metrics /docs on :8000
@@ -186,6 +188,42 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="A,B",
         help="the two CPUs to measure on (default: the last two this process may use)",
     )
+
+    exch = add(
+        "exchange",
+        "be the exchange: publish market data over UDP and serve its recovery over TCP",
+        "Publish one session of market data as sequenced UDP packets (MoldUDP64-like) to "
+        "[exchange] market_data and re-send lost packets on request over TCP at [exchange] "
+        "recovery, until --messages have gone out or SIGTERM/SIGINT; then end the session and "
+        'serve recovery for --linger seconds. A run with [feed] source = "udp" and the same '
+        "[exchange] section trades on it. The messages are the [feed] simulator's at [feed] "
+        "rate, or a recording's (--replay).",
+    )
+    exch.add_argument("--config", type=Path, help="TOML config: its [exchange] and [feed]")
+    exch.add_argument(
+        "--messages",
+        type=_positive_int,
+        default=1_000_000,
+        help="messages in the session (default 1000000)",
+    )
+    exch.add_argument("--replay", type=Path, metavar="PATH", help="publish this recording")
+    exch.add_argument(
+        "--drop-every",
+        type=_positive_int,
+        metavar="N",
+        help="leave out every N-th packet (recovery re-sends it): loss without a network",
+    )
+    exch.add_argument(
+        "--linger",
+        type=_non_negative_float,
+        default=2.0,
+        metavar="S",
+        help="serve recovery S seconds after the end of the session (default 2)",
+    )
+    exch.add_argument(
+        "--spin", action="store_true", help="busy-poll the schedule (pin it to a free core)"
+    )
+    exch.add_argument("--json", type=Path, metavar="PATH", help="write what was sent as JSON")
 
     tel = add(
         "telemetry",
@@ -498,6 +536,38 @@ def _check_port(host: str, port: int) -> None:
             "uses the port or set [telemetry] port",
             EXIT_FAILED,
         ) from None
+
+
+def cmd_exchange(args) -> int:
+    from service.exchange.venue import run_exchange
+    from service.runtime.recording import open_recording
+
+    config = load(args.config)
+    if args.json:
+        check_output(args.json, "--json")
+    replay = open_recording(args.replay).records if args.replay else None
+    log_lines.setup()
+    try:
+        result = run_exchange(
+            config,
+            args.messages,
+            replay=replay,
+            drop_every=args.drop_every or 0,
+            linger_s=args.linger,
+            spin=args.spin,
+            log=logger.info,
+        )
+    except OSError as exc:
+        raise UserError(
+            f"[exchange] cannot open its sockets ({exc.strerror}): check market_data and "
+            "recovery, and that no other exchange uses them",
+            EXIT_FAILED,
+        ) from None
+    figures = result.as_dict()
+    print(" ".join(f"{key}={value}" for key, value in figures.items()))
+    if args.json:
+        _write_json(args.json, figures)
+    return EXIT_OK
 
 
 def cmd_telemetry(args) -> int:
@@ -990,6 +1060,7 @@ COMMANDS = {
     "config": cmd_config,
     "record": cmd_record,
     "bench": cmd_bench,
+    "exchange": cmd_exchange,
     "kill-switch": cmd_kill_switch,
     "clean": cmd_clean,
     "check-host": cmd_check_host,

@@ -5,7 +5,8 @@
     feed ──ring md──► engine (book ► features ► model ► strategy ► risk) ──ring orders──►
     gateway (batcher ► simulated exchange) ──ring fills──► engine (positions)
 
-Each ``*_step`` does a bounded amount of work and returns; ``run_loop`` calls the steps of the
+The feed is the simulator, a recording, or the exchange's UDP feed (``udp_feed``). Each
+``*_step`` does a bounded amount of work and returns; ``run_loop`` calls the steps of the
 stages that share its core (one stage per core on a host, all three fused on a small machine)
 until they have all drained, publishing counters every ``stats_interval_ns``. Nothing here
 allocates or touches a Python object: all state is numpy arrays created by ``new_*_state``.
@@ -69,11 +70,12 @@ from service.kernels.signals import (
     update_book_features,
     update_trade_flow,
 )
+from service.kernels.udp_feed import U_FD, udp_feed_step
 
 BATCH = 64  # most records a step moves at once: bounds the time between two heartbeats
 
 Rings = namedtuple("Rings", "md orders fills")
-FeedState = namedtuple("FeedState", "sim replay scratch ivars fvars")
+FeedState = namedtuple("FeedState", "sim replay scratch ivars fvars net")
 EngineState = namedtuple(
     "EngineState",
     "book features model limits risk last_signal stale snap_clean ivars fvars decisions",
@@ -103,8 +105,11 @@ def feed_step(feed, md, ctrl, shared_stats, local, now):  # noqa: C901 -- one bo
     """Publish the messages due by ``now``; True once stopped (or the replay has ended).
 
     Simulator and replay share the schedule, the ring claim and the drop accounting, so one
-    loop serves both: a step is bounded by BATCH messages.
+    loop serves both: a step is bounded by BATCH messages. The UDP feed has its own step
+    (``udp_feed.udp_feed_step``): the exchange sets its pace.
     """
+    if feed.net.ivars[U_FD] >= 0:
+        return udp_feed_step(feed.net, md, ctrl, shared_stats, local, now)
     if load_acquire(ctrl, C.STOP) != 0:
         return True
     replaying = feed.replay.shape[0] > 0

@@ -8,7 +8,7 @@
    warms every kernel on a private shadow copy of the segments with the production types
    (so the real run never compiles), says ``warm`` and waits for ``GO``;
 3. once all are warm, set ``GO``; then wait for the duration, SIGTERM/SIGINT, the end of a
-   replay, or a stage dying;
+   replay or of the exchange's session (``source = "udp"``), or a stage dying;
 4. set ``STOP``, let the stages drain front to back, print what was measured, unlink
    everything, and exit 0; if a stage died or had to be killed, exit 1 so a service manager
    restarts the service.
@@ -56,11 +56,19 @@ from service.config import Config, housekeeping_cpus
 from service.kernels import stages as S
 from service.kernels.control import set_word, wait_for_go
 from service.kernels.seqlock import set_state
+from service.kernels.tcp_link import link_close
 from service.runtime.model import load_model
+from service.runtime.network import open_market_data_socket
 from service.runtime.recording import RecordingError, open_recording
 from service.runtime.segments import attach_segments, create_segments, prepare_shm_dir
 from service.runtime.shm import remove_stale
-from service.runtime.state import new_engine_state, new_feed_state, new_gateway_state, pre_touch
+from service.runtime.state import (
+    new_engine_state,
+    new_feed_state,
+    new_gateway_state,
+    new_udp_feed_state,
+    pre_touch,
+)
 from service.runtime.stats import snapshot
 
 logger = logging.getLogger(__name__)
@@ -129,6 +137,12 @@ def stage_process(config: Config, core: int, stage_names: tuple[str, ...]) -> No
         rings = S.Rings(live.rings["md"], live.rings["orders"], live.rings["fills"])
         _warm_up(config, replay, interval_ns)
         feed, engine, gateway = _stage_states(config, replay)
+        market_data = None
+        if config.feed.source == "udp" and "feed" in stage_names:
+            # opened now, after the warm-up: the datagrams that arrive from here on wait in its
+            # buffer; the handler asks recovery for any the buffer could not keep
+            market_data = open_market_data_socket(config)
+            feed = feed._replace(net=new_udp_feed_state(config, market_data.fileno()))
         pre_touch((feed, engine, gateway, local))  # no page fault once the clock runs
         for start in starts:
             set_state(live.stats, local, start, S_WARM)
@@ -144,6 +158,9 @@ def stage_process(config: Config, core: int, stage_names: tuple[str, ...]) -> No
         )
         for start in starts:
             set_state(live.stats, local, start, S_STOPPED)
+        if market_data is not None:
+            link_close(feed.net.link)
+            market_data.close()
     except BaseException:
         for start in starts:
             set_state(live.stats, local, start, S_FAILED)
@@ -266,6 +283,8 @@ def _supervise(
     stop: threading.Event | None,
 ) -> RunResult:
     replay = open_replay(config)  # fail on a bad recording or model before anything starts
+    if config.feed.source == "udp":
+        open_market_data_socket(config).close()  # and on an address this host cannot bind
     if config.engine.model_file:
         load_model(config.engine.model_file)
     n_instruments = _instrument_count(config, replay)

@@ -12,6 +12,9 @@ from contracts.records import MARKET_DATA, ORDER, ORDER_POST
 from service.config import Config
 from service.kernels.book import new_book
 from service.kernels.feed import new_simulator
+from service.kernels.feed_handler import new_feed_handler
+from service.kernels.market_packets import session_bytes
+from service.kernels.recovery import new_recovery_client
 from service.kernels.risk import RiskLimits, new_risk_state
 from service.kernels.signals import new_features
 from service.kernels.stages import (
@@ -19,6 +22,7 @@ from service.kernels.stages import (
     E_NEXT_ORDER_ID,
     E_ORDER_FLAGS,
     E_ORDER_QTY,
+    E_STALE,
     F_INTERVAL_NS,
     F_NEXT_NS,
     F_NEXT_SEQ,
@@ -31,12 +35,19 @@ from service.kernels.stages import (
     FeedState,
     GatewayState,
 )
+from service.kernels.tcp_link import new_tcp_link
+from service.kernels.udp_feed import UdpFeed, new_udp_feed
 from service.runtime.model import default_model_path, load_model
 
 
 def new_feed_state(
-    config: Config, replay: np.ndarray | None = None, start_ns: float = 0.0
+    config: Config,
+    replay: np.ndarray | None = None,
+    start_ns: float = 0.0,
+    net: UdpFeed | None = None,
 ) -> FeedState:
+    """The feed's state: the simulator, the ``replay`` records, or ``net``, the UDP feed
+    (``new_udp_feed_state``, on a socket the caller opened)."""
     if replay is None:
         replay = np.zeros(0, dtype=MARKET_DATA)
     ivars = np.zeros(4, dtype=np.int64)
@@ -47,9 +58,32 @@ def new_feed_state(
     fvars[F_START_NS] = start_ns
     if config.feed.replay_pace == "recorded":
         fvars[F_SPEED] = config.feed.replay_speed
+    if net is None:
+        net = new_udp_feed_state(config, -1)
     return FeedState(
-        new_simulator(config.feed), replay, np.zeros(1, dtype=MARKET_DATA), ivars, fvars
+        new_simulator(config.feed), replay, np.zeros(1, dtype=MARKET_DATA), ivars, fvars, net
     )
+
+
+def new_udp_feed_state(config: Config, fd: int) -> UdpFeed:
+    """The UDP feed on bound socket ``fd``, with its handler, recovery client and link to
+    ``[exchange] recovery``; ``fd`` -1 makes the placeholder the other sources carry (the
+    state's types are the same for every source, so one compiled loop serves them all)."""
+    x = config.exchange
+    live = fd >= 0
+    handler = new_feed_handler(
+        session_bytes(x.session), config.feed.instruments, x.hold_packets if live else 1, 0
+    )  # first_seq 0: join the session at the first packet seen (the engine waits for snapshots)
+    recovery = x.endpoint("recovery")
+    # a request unanswered this long is asked again (the service may have lost it)
+    client = new_recovery_client(-1, retry_ns=max(x.gap_timeout_ms * 1_000_000 // 4, 1_000_000))
+    link = new_tcp_link(
+        recovery.host,
+        recovery.port,
+        x.reconnect_min_ms * 1_000_000,
+        x.reconnect_max_ms * 1_000_000,
+    )
+    return new_udp_feed(fd, handler, client, link, x.gap_timeout_ms * 1_000_000)
 
 
 def new_engine_state(config: Config, n_instruments: int, decisions: int = 0) -> EngineState:
@@ -71,6 +105,10 @@ def new_engine_state(config: Config, n_instruments: int, decisions: int = 0) -> 
     ivars[E_ORDER_QTY] = e.order_qty
     ivars[E_ORDER_FLAGS] = ORDER_POST if e.order_style == "join" else 0
     fvars = np.array([e.ewma_alpha, e.signal_threshold], dtype=np.float64)
+    # the UDP feed joins the exchange's session wherever it is: no book is true before its
+    # first snapshot (the simulator and a recording start with one)
+    joins_live = config.feed.source == "udp"
+    ivars[E_STALE] = n_instruments if joins_live else 0
     return EngineState(
         new_book(n_instruments, e.book_window_ticks),
         new_features(n_instruments),
@@ -78,7 +116,7 @@ def new_engine_state(config: Config, n_instruments: int, decisions: int = 0) -> 
         limits,
         new_risk_state(n_instruments, limits),
         np.full(n_instruments, -1, dtype=np.int64),
-        np.zeros(n_instruments, dtype=np.int64),
+        np.full(n_instruments, int(joins_live), dtype=np.int64),  # stale
         np.zeros(n_instruments, dtype=np.int64),
         ivars,
         fvars,
