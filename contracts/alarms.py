@@ -55,7 +55,11 @@ WIDGETS = (
     Widget("Rejects by reason", "risk rejects per second, one line per reason"),
     Widget("Ring occupancy", "md, order and fill ring fill level"),
     Widget("Ring full events", "pushes that found a ring full, per ring"),
-    Widget("Sequence gaps and drops", "feed sequence gaps, dropped and lost messages"),
+    Widget(
+        "Sequence gaps and drops",
+        "feed sequence gaps, dropped and lost messages; the UDP feed's gaps, recovered and "
+        "given-up messages",
+    ),
     Widget("CPU per core", "busy share of each isolated core (should be ~100) and housekeeping"),
     Widget("Memory", "memory used percent, swap used (should be 0)"),
     Widget("Hugepages free", "free 2 MiB hugepages against the profile's count"),
@@ -86,6 +90,13 @@ ALARMS = (
         "the engine is up but processed no market data for several minutes",
         "Market data and order rates",
         missing_data_breaches=True,
+    ),
+    Alarm(
+        f"{ALARM_PREFIX}FeedGapRateHigh",
+        CRITICAL,
+        "the UDP feed finds gaps often, or gives gaps up: the network to the exchange loses "
+        "packets and the engine's books go stale",
+        "Sequence gaps and drops",
     ),
     Alarm(
         f"{ALARM_PREFIX}RejectsHigh",

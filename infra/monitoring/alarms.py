@@ -29,8 +29,10 @@ from infra.monitoring.names import (
     CPU_IDLE,
     DISK_USED_PERCENT,
     ENA_ALLOWANCE,
+    FEED_GAPS,
     HOST_TUNED,
     HUGEPAGES_FREE,
+    MD_GIVEN_UP,
     MD_PROCESSED,
     ORDERS_REJECTED,
     ORDERS_SENT,
@@ -52,6 +54,8 @@ from infra.monitoring.names import (
 ENGINE_DOWN_MINUTES = 2  # trading_up below 1 for this many consecutive minutes
 TICK_TO_ORDER_DATAPOINTS = (3, 5)  # minutes over the SLO, out of the last N minutes
 MD_STALLED_MINUTES = 3  # consecutive minutes without one market-data message processed
+FEED_GAPS_PER_WINDOW = 50  # UDP feed gaps in FEED_GAP_WINDOW: ten a minute, even if recovered
+FEED_GAP_WINDOW = cdk.Duration.minutes(5)
 REJECTS_PERCENT = 5.0  # rejects / (orders sent + rejects), over REJECTS_WINDOW
 REJECTS_WINDOW = cdk.Duration.minutes(5)
 EVENT_WINDOW = cdk.Duration.minutes(5)  # ring full and ENA allowance: any event in 5 minutes
@@ -120,6 +124,34 @@ def market_data_stalled(w: Watch, host: MonitoredHost) -> list[Rule]:
     metric = w.emf(MD_PROCESSED, host, cw.Stats.SUM)
     words = f"{MD_PROCESSED} sums to 0 (or is missing) in each of {n} consecutive minutes"
     return [Rule(metric, 0, _LE, n, n, words)]
+
+
+def feed_gap_rate_high(w: Watch, host: MonitoredHost) -> list[Rule]:
+    # two alarms: many gaps (recovered so far, but the network is losing packets), and any gap
+    # given up (messages the engine never saw: its books are stale until the next snapshot)
+    window = FEED_GAP_WINDOW
+    minutes = window.to_minutes()
+    gaps = w.emf(FEED_GAPS, host, cw.Stats.SUM, window)
+    given_up = w.emf(MD_GIVEN_UP, host, cw.Stats.SUM, window)
+    return [
+        Rule(
+            gaps,
+            FEED_GAPS_PER_WINDOW,
+            _GT,
+            1,
+            1,
+            f"{FEED_GAPS} sums to more than {FEED_GAPS_PER_WINDOW} in {minutes} minutes",
+        ),
+        Rule(
+            given_up,
+            0,
+            _GT,
+            1,
+            1,
+            f"{MD_GIVEN_UP} is above 0 in {minutes} minutes",
+            variant="GivenUp",
+        ),
+    ]
 
 
 def rejects_high(w: Watch, host: MonitoredHost) -> list[Rule]:
@@ -251,6 +283,7 @@ RULES: dict[str, Callable[[Watch, MonitoredHost], list[Rule]]] = {
     f"{_P}EngineDown": engine_down,
     f"{_P}TickToOrderP99High": tick_to_order_p99_high,
     f"{_P}MarketDataStalled": market_data_stalled,
+    f"{_P}FeedGapRateHigh": feed_gap_rate_high,
     f"{_P}RejectsHigh": rejects_high,
     f"{_P}RingFull": ring_full,
     f"{_P}IsolatedCoreIdle": isolated_core_idle,

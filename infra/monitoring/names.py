@@ -69,6 +69,9 @@ FILLS = family("fills")
 SEQUENCE_GAPS = family("sequence_gaps")
 MD_DROPPED = family("md_messages_dropped")
 MD_LOST = family("md_messages_lost")
+FEED_GAPS = family("feed_gaps")  # the UDP feed's (source = "udp")
+MD_RECOVERED = family("md_messages_recovered")
+MD_GIVEN_UP = family("md_messages_given_up")
 # the rings, as the catalog names them: md, order, fill
 RINGS = tuple(m.name.removesuffix("_ring_full") for m in L.CATALOG if m.name.endswith("_ring_full"))
 RING_FULL = {ring: family(f"{ring}_ring_full") for ring in RINGS}

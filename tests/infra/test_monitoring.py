@@ -37,6 +37,8 @@ from tests.support.synth_monitoring import (
 
 TWO_HOSTS = (4, 8)  # host1: c6g.xlarge profile, host2: c6g.2xlarge profile
 STATUS = f"{catalog.ALARM_PREFIX}StatusCheckFailed"
+# the kinds with a second alarm per host, and its variant
+SECOND_ALARMS = {STATUS: "instance", f"{catalog.ALARM_PREFIX}FeedGapRateHigh": "GivenUp"}
 
 
 @pytest.fixture(scope="module")
@@ -68,16 +70,16 @@ def host_alarm(template: dict, kind: str, host: str, variant: str = "") -> dict:
 
 
 @pytest.mark.parametrize("vcpus", [(4,), TWO_HOSTS])
-def test_one_alarm_per_kind_and_host_plus_the_instance_check(vcpus):
+def test_one_alarm_per_kind_and_host_plus_the_second_ones(vcpus):
     template = synth(vcpus)
     names = sorted(by_name(template))
     hosts = [f"host{i}" for i in range(1, len(vcpus) + 1)]
     expected = sorted(
         [mon.alarm_name(a.name, "prod", h) for a in catalog.ALARMS for h in hosts]
-        + [mon.alarm_name(STATUS, "prod", h, "instance") for h in hosts]
+        + [mon.alarm_name(k, "prod", h, v) for k, v in SECOND_ALARMS.items() for h in hosts]
     )
     assert names == expected
-    assert len(alarms(template)) == (len(catalog.ALARMS) + 1) * len(vcpus)
+    assert len(alarms(template)) == (len(catalog.ALARMS) + len(SECOND_ALARMS)) * len(vcpus)
 
 
 def test_alarm_names_are_camel_case_with_the_shared_prefix(two):
@@ -391,7 +393,7 @@ def test_bad_arguments_are_refused_with_a_clear_message(overrides, message):
 def test_attributes(two):
     m = _monitoring()
     assert m.dashboard_name == "prod-lowlat"
-    assert len(m.alarms) == len(catalog.ALARMS) + 1
+    assert len(m.alarms) == len(catalog.ALARMS) + len(SECOND_ALARMS)
     assert m.dashboard is not None
 
 
