@@ -115,6 +115,14 @@ EXCHANGE_CANCELS = _w.take()
 FILL_RING_FULL = _w.take()
 ORDER_RING_OCCUPANCY = _w.take()
 ORDER_RING_OCCUPANCY_MAX = _w.take()
+# order entry over TCP ([gateway] exchange = "tcp"; 0 with the simulated exchange)
+EXCHANGE_CONNECTED = _w.take()
+ORDERS_ENTERED = _w.take()
+ORDERS_RESENT = _w.take()
+ORDERS_OPEN = _w.take()
+EXCHANGE_REJECTS = _w.take()
+EXCHANGE_SESSIONS = _w.take()
+EXCHANGE_DROPS = _w.take()
 GATEWAY_END = _w.next
 
 SECTION_START = (FEED_SECTION, ENGINE_SECTION, GATEWAY_SECTION)
@@ -321,6 +329,39 @@ CATALOG = (
         GATEWAY,
         ORDER_RING_OCCUPANCY_MAX,
         "Highest order ring occupancy seen",
+    ),
+    Metric(
+        "exchange_connected",
+        "gauge",
+        GATEWAY,
+        EXCHANGE_CONNECTED,
+        "1 while the order-entry session with the exchange is up and caught up",
+    ),
+    Metric("orders_entered", "counter", GATEWAY, ORDERS_ENTERED, "Orders sent to the exchange"),
+    Metric(
+        "orders_resent",
+        "counter",
+        GATEWAY,
+        ORDERS_RESENT,
+        "Orders sent again after a reconnect (the exchange had not seen them)",
+    ),
+    Metric("orders_open", "gauge", GATEWAY, ORDERS_OPEN, "Orders at the exchange, not ended"),
+    Metric(
+        "exchange_rejects", "counter", GATEWAY, EXCHANGE_REJECTS, "Orders the exchange rejected"
+    ),
+    Metric(
+        "exchange_sessions",
+        "counter",
+        GATEWAY,
+        EXCHANGE_SESSIONS,
+        "Order-entry sessions logged in and caught up",
+    ),
+    Metric(
+        "exchange_drops",
+        "counter",
+        GATEWAY,
+        EXCHANGE_DROPS,
+        "Order-entry connections lost (closed, broken or silent)",
     ),
     Metric(
         "feed_lag",

@@ -193,11 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
         "exchange",
         "be the exchange: publish market data over UDP and serve its recovery over TCP",
         "Publish one session of market data as sequenced UDP packets (MoldUDP64-like) to "
-        "[exchange] market_data and re-send lost packets on request over TCP at [exchange] "
-        "recovery, until --messages have gone out or SIGTERM/SIGINT; then end the session and "
-        'serve recovery for --linger seconds. A run with [feed] source = "udp" and the same '
-        "[exchange] section trades on it. The messages are the [feed] simulator's at [feed] "
-        "rate, or a recording's (--replay).",
+        "[exchange] market_data, re-send lost packets on request over TCP at [exchange] "
+        "recovery and take orders over TCP at [exchange] orders (OUCH-like, matched against "
+        "the published book), until --messages have gone out or SIGTERM/SIGINT; then end the "
+        'session and serve for --linger seconds. A run with [feed] source = "udp", '
+        '[gateway] exchange = "tcp" and the same [exchange] section trades on it. The '
+        "messages are the [feed] simulator's at [feed] rate, or a recording's (--replay).",
     )
     exch.add_argument("--config", type=Path, help="TOML config: its [exchange] and [feed]")
     exch.add_argument(
@@ -212,6 +213,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         metavar="N",
         help="leave out every N-th packet (recovery re-sends it): loss without a network",
+    )
+    exch.add_argument(
+        "--disconnect-every",
+        type=_positive_int,
+        metavar="N",
+        help="close the order-entry connection after every N-th order (the gateway reconnects "
+        "and reconciles)",
     )
     exch.add_argument(
         "--linger",
@@ -553,6 +561,7 @@ def cmd_exchange(args) -> int:
             args.messages,
             replay=replay,
             drop_every=args.drop_every or 0,
+            disconnect_every=args.disconnect_every or 0,
             linger_s=args.linger,
             spin=args.spin,
             log=logger.info,

@@ -257,6 +257,25 @@ class GatewayConfig(_Section):
         20, "longest an order waits for its batch to fill, microseconds", min=0
     )
     fill_ratio: float = _opt(0.7, "share of orders the simulated exchange fills", min=0.0, max=1.0)
+    exchange: str = _opt(
+        "simulated",
+        'where orders go: "simulated", the gateway fills them itself (fill_ratio); "tcp", '
+        "to the exchange at [exchange] orders (see `trading-service exchange`)",
+        choices=("simulated", "tcp"),
+    )
+    open_orders: int = _opt(
+        4096,
+        "orders at the exchange not yet ended that the gateway tracks (tcp)",
+        min=64,
+        max=1 << 20,
+        power_of_two=True,
+    )
+    heartbeat_ms: int = _opt(
+        1000,
+        "order-entry heartbeat when idle, ms; an exchange silent for three is gone (tcp)",
+        min=10,
+        max=60_000,
+    )
 
 
 _SESSION_PATTERN = (r"[ -~]{1,10}", "1 to 10 printable ASCII characters, e.g. LOWLAT0001")

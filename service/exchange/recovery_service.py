@@ -6,23 +6,23 @@ from the records alone: the service keeps no copy of what was sent. A request (s
 first, count: ``contracts.wire.RECOVERY_REQUEST``) gets the packets that carry the part of the
 range already published, each behind a u16 length, then a packet of count 0 numbered with the
 next sequence number: the reply's end. A request for another session, or a connection that
-sends anything else, is closed. It runs on its own threads, off the publisher's hot path.
+sends anything else, is closed. It runs on its own threads, off the publisher's hot path
+(``tcp_service``).
 """
 
 from __future__ import annotations
 
 import socket
-import socketserver
-import threading
 from collections.abc import Callable
 
 import numpy as np
 
 from contracts.wire import LENGTH_PREFIX, MAX_DATAGRAM, RECOVERY_REQUEST
+from service.exchange.tcp_service import TcpService, read_exactly
 from service.kernels.market_packets import packet_build
 
 
-class RecoveryService:
+class RecoveryService(TcpService):
     """Serve recovery for ``records`` (MARKET_DATA) of ``session`` on ``address`` (port 0: any
     free one; ``address`` after ``start``). ``published()`` says how many records have gone
     out so far: nothing beyond them is re-sent."""
@@ -40,42 +40,12 @@ class RecoveryService:
         self.per_packet = per_packet
         self.published = published
         self.requests = 0
-        service = self
+        super().__init__(address)
 
-        class Handler(socketserver.BaseRequestHandler):
-            def handle(self) -> None:
-                service._serve(self.request)
-
-        class Server(socketserver.ThreadingTCPServer):
-            daemon_threads = True
-            allow_reuse_address = True
-
-        self._server = Server(address, Handler, bind_and_activate=True)
-        self.address: tuple[str, int] = self._server.server_address[:2]  # type: ignore[assignment]
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> RecoveryService:
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._thread is not None:  # shutdown() waits for serve_forever, which must be running
-            self._server.shutdown()
-            self._thread.join()
-            self._thread = None
-        self._server.server_close()
-
-    def __enter__(self) -> RecoveryService:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _serve(self, conn: socket.socket) -> None:
+    def serve(self, conn: socket.socket) -> None:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         while True:
-            raw = _read_exactly(conn, RECOVERY_REQUEST.itemsize)
+            raw = read_exactly(conn, RECOVERY_REQUEST.itemsize)
             if raw is None:
                 return
             request = np.frombuffer(raw, RECOVERY_REQUEST)[0]
@@ -99,13 +69,3 @@ class RecoveryService:
         size = packet_build(buf, self.session, max(seq, end), self.records, 0, 0)
         out += size.to_bytes(LENGTH_PREFIX, "big") + buf[:size].tobytes()
         return bytes(out)
-
-
-def _read_exactly(conn: socket.socket, n: int) -> bytes | None:
-    data = b""
-    while len(data) < n:
-        chunk = conn.recv(n - len(data))
-        if not chunk:
-            return None
-        data += chunk
-    return data

@@ -1,18 +1,23 @@
 """``trading-service exchange``: the other side of the wire, as its own process.
 
 It publishes a session of market data as sequenced UDP packets to ``[exchange] market_data``
-(``publisher``) and serves recovery on ``[exchange] recovery`` (``recovery_service``) from the
-same records. The messages are the feed simulator's (``[feed]``: instruments, rate, bursts,
-snapshots) or a recording's. When the last message has gone out, or on SIGTERM/SIGINT, it
-sends the end of the session, keeps answering recovery for ``linger_s`` so a feed can fetch
-what it missed at the end, and stops.
+(``publisher``), serves recovery on ``[exchange] recovery`` (``recovery_service``) from the
+same records, and takes orders on ``[exchange] orders`` (``order_entry_service``). The
+messages are the feed simulator's (``[feed]``: instruments, rate, bursts, snapshots) or a
+recording's. Orders are matched against the simulator's top of book, as published: a buy at
+or above the best ask fills up to the lots there, at that price, a sell likewise at the best
+bid, and the rest is cancelled (nothing rests). With a recording there is no book to match:
+an order fills whole at its price with probability ``[gateway] fill_ratio``.
+
+When the last message has gone out, or on SIGTERM/SIGINT, it sends the end of the session,
+keeps answering recovery and orders for ``linger_s`` so a feed can fetch what it missed at the
+end and open orders can end, and stops.
 
 It runs on the CPUs the config leaves free of stages (``housekeeping_cpus``): an exchange on
 the same machine that the scheduler put on a stage's core would take turns with a busy
 poller. Between packets it sleeps rather than spins unless asked to (``spin``), since it
-shares those CPUs with the supervisor and the telemetry API.
-A message still carries its intended time, so what sleeping delays shows in the receiver's
-latency, not hidden.
+shares those CPUs with the supervisor and the telemetry API. A message still carries its
+intended time, so what sleeping delays shows in the receiver's latency, not hidden.
 """
 
 from __future__ import annotations
@@ -21,14 +26,17 @@ import contextlib
 import os
 import signal
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+from contracts.records import BUY, SELL
 from service.config import Config, housekeeping_cpus
 from service.exchange import publisher as P
+from service.exchange.order_entry_service import OrderEntryService
 from service.exchange.recovery_service import RecoveryService
 from service.kernels.market_packets import session_bytes
 
@@ -44,6 +52,10 @@ class ExchangeResult:
     heartbeats: int
     send_errors: int
     recovery_requests: int
+    orders: int
+    order_fills: int
+    order_logins: int
+    duplicate_enters: int
     elapsed_s: float
 
     def as_dict(self) -> dict:
@@ -81,6 +93,7 @@ def run_exchange(  # noqa: PLR0913 -- the session's whole description
     messages: int,
     replay: np.ndarray | None = None,
     drop_every: int = 0,
+    disconnect_every: int = 0,
     linger_s: float = 2.0,
     spin: bool = False,
     log: Callable[[str], None] = print,
@@ -101,6 +114,15 @@ def run_exchange(  # noqa: PLR0913 -- the session's whole description
         replay=replay,
         drop_every=drop_every,
     )
+    book_lock = threading.Lock()  # the simulator's book: the publisher moves it, orders read it
+    orders_at = x.endpoint("orders")
+    orders = OrderEntryService(
+        session.tobytes(),
+        config.feed.instruments if replay is None else int(replay["instrument"].max()) + 1,
+        _matcher(pub, book_lock, replay is not None, config.gateway.fill_ratio),
+        (orders_at.host, orders_at.port),
+        disconnect_every=disconnect_every,
+    )
     recovery_at = x.endpoint("recovery")
     service = RecoveryService(
         pub.records,
@@ -116,15 +138,18 @@ def run_exchange(  # noqa: PLR0913 -- the session's whole description
     }
     start = time.monotonic()
     try:
-        with service, sender:
+        with service, orders, sender:
             log(
                 f"exchange: session {x.session.strip()}, {int(pub.ivars[P.P_TOTAL])} messages "
-                f"to {x.market_data} (udp), recovery on {x.recovery} (tcp)"
+                f"to {x.market_data} (udp), recovery on {x.recovery} (tcp), orders on "
+                f"{x.orders} (tcp)"
             )
             total = int(pub.ivars[P.P_TOTAL])
             while int(pub.ivars[P.P_PUBLISHED]) < total and not signalled and not stop():
                 now = time.monotonic_ns()
-                if P.publish_due(pub, now) == 0 and not spin:
+                with book_lock:
+                    published = P.publish_due(pub, now)
+                if published == 0 and not spin:
                     due = int(P.next_due_ns(pub))
                     time.sleep(min(MAX_NAP_S, max(0.0, (due - now) / 1e9)) if due else 0)
             for _ in range(END_REPEATS):
@@ -143,8 +168,33 @@ def run_exchange(  # noqa: PLR0913 -- the session's whole description
         heartbeats=int(iv[P.P_HEARTBEATS]),
         send_errors=int(iv[P.P_SEND_ERRORS]),
         recovery_requests=service.requests,
+        orders=orders.orders,
+        order_fills=orders.fills,
+        order_logins=orders.logins,
+        duplicate_enters=orders.duplicate_enters,
         elapsed_s=elapsed,
     )
+
+
+def _matcher(pub, lock: threading.Lock, replaying: bool, fill_ratio: float):
+    """The match: an order in, (lots filled, price) out."""
+    sim = pub.sim
+    draw = np.random.default_rng(1)
+
+    def match(instrument: int, side: int, qty: int, price: int) -> tuple[int, int]:
+        if replaying:
+            return (qty, price) if draw.random() < fill_ratio else (0, 0)
+        with lock:
+            bid = int(sim.best_bid[instrument])
+            ask = bid + int(sim.spread[instrument])
+            at_bid, at_ask = int(sim.bid_size[instrument, 0]), int(sim.ask_size[instrument, 0])
+        if side == BUY and price >= ask:
+            return min(qty, at_ask), ask
+        if side == SELL and price <= bid:
+            return min(qty, at_bid), bid
+        return 0, 0
+
+    return match
 
 
 def _warm_up(config: Config, session: np.ndarray) -> None:

@@ -52,6 +52,23 @@ from service.kernels.feed import sim_next, sim_next_interval_ns
 from service.kernels.histogram import hist_record
 from service.kernels.jit import inline_kernel, kernel
 from service.kernels.market import publish_market
+from service.kernels.order_entry import (
+    O_BROKEN,
+    O_CANCELED,
+    O_CONNECTS,
+    O_ENTERED,
+    O_FILLED,
+    O_ON,
+    O_OPEN,
+    O_REJECTED,
+    O_RESENT,
+    O_SESSION,
+    SESSION_READY,
+    order_entry_enter,
+    order_entry_gone,
+    order_entry_poll,
+    order_entry_send,
+)
 from service.kernels.ring import (
     ring_claim,
     ring_occupancy,
@@ -80,7 +97,7 @@ EngineState = namedtuple(
     "EngineState",
     "book features model limits risk last_signal stale snap_clean ivars fvars decisions",
 )
-GatewayState = namedtuple("GatewayState", "batch pop_ns ivars fvars slo_ns")
+GatewayState = namedtuple("GatewayState", "batch pop_ns ivars fvars slo_ns net")
 
 # FeedState.ivars / fvars
 F_NEXT_SEQ, F_REPLAY_POS = 0, 1
@@ -338,8 +355,47 @@ def _xorshift(state):
 
 
 @kernel
+def _record_sent(gateway, k, shared_stats, sent_ns):
+    """Tick-to-order and the batcher's wait of order ``k`` of the batch, sent at ``sent_ns``."""
+    order = gateway.batch[k]
+    tick_to_order = sent_ns - order.tick_ns
+    hist_record(shared_stats, L.H_TICK_TO_ORDER, tick_to_order)
+    for j in range(L.MAX_SLO_THRESHOLDS):
+        if tick_to_order <= gateway.slo_ns[j]:  # unused thresholds are 0: never counted
+            w = L.SLO_TICK_TO_ORDER_WITHIN + j
+            store_relaxed(shared_stats, w, load_relaxed(shared_stats, w) + 1)
+    hist_record(shared_stats, L.H_ORDER_WAIT, sent_ns - gateway.pop_ns[k])
+
+
+@kernel
+def _gateway_send(gateway, shared_stats, local, now):
+    """Send the batch to the exchange over TCP (``order_entry``): its reports come back
+    through ``order_entry_poll``. An order whose table slot is still taken waits, with those
+    behind it, for the next flush."""
+    oe = gateway.net
+    pending = gateway.ivars[G_PENDING]
+    entered = 0
+    while entered < pending and order_entry_enter(oe, gateway.batch[entered], now):
+        entered += 1
+    order_entry_send(oe, now)
+    sent_ns = monotonic_ns()
+    for k in range(entered):
+        _record_sent(gateway, k, shared_stats, sent_ns)
+    for k in range(pending - entered):  # what waits moves to the front
+        gateway.batch[k] = gateway.batch[entered + k]
+        gateway.pop_ns[k] = gateway.pop_ns[entered + k]
+    gateway.ivars[G_PENDING] = pending - entered
+    if entered > 0:
+        local[L.BATCHES] += 1
+    return entered > 0
+
+
+@kernel
 def _gateway_flush(gateway, fills, shared_stats, local, now):
-    """Send the batch to the simulated exchange; its reports go back through the fill ring."""
+    """Send the batch to the exchange: over TCP, or to the simulated one, whose reports go
+    back through the fill ring at once."""
+    if gateway.net.ivars[O_ON] != 0:
+        return _gateway_send(gateway, shared_stats, local, now)
     pending = gateway.ivars[G_PENDING]
     if ring_claim(fills, pending) < pending:
         local[L.FILL_RING_FULL] += 1
@@ -347,13 +403,7 @@ def _gateway_flush(gateway, fills, shared_stats, local, now):
     sent_ns = monotonic_ns()
     for k in range(pending):
         order = gateway.batch[k]
-        tick_to_order = sent_ns - order.tick_ns
-        hist_record(shared_stats, L.H_TICK_TO_ORDER, tick_to_order)
-        for j in range(L.MAX_SLO_THRESHOLDS):
-            if tick_to_order <= gateway.slo_ns[j]:  # unused thresholds are 0: never counted
-                w = L.SLO_TICK_TO_ORDER_WITHIN + j
-                store_relaxed(shared_stats, w, load_relaxed(shared_stats, w) + 1)
-        hist_record(shared_stats, L.H_ORDER_WAIT, sent_ns - gateway.pop_ns[k])
+        _record_sent(gateway, k, shared_stats, sent_ns)
         report = fills.data[ring_write_slot(fills, k)]
         report.order_id = order.order_id
         report.instrument = order.instrument
@@ -381,8 +431,26 @@ def _gateway_flush(gateway, fills, shared_stats, local, now):
 
 
 @kernel
+def _order_entry_counters(oe, local):
+    iv = oe.ivars
+    local[L.EXCHANGE_CONNECTED] = iv[O_SESSION] == SESSION_READY
+    local[L.ORDERS_ENTERED] = iv[O_ENTERED]
+    local[L.ORDERS_RESENT] = iv[O_RESENT]
+    local[L.ORDERS_OPEN] = iv[O_OPEN]
+    local[L.EXCHANGE_REJECTS] = iv[O_REJECTED]
+    local[L.EXCHANGE_SESSIONS] = iv[O_CONNECTS]
+    local[L.EXCHANGE_DROPS] = iv[O_BROKEN]
+    local[L.EXCHANGE_FILLS] = iv[O_FILLED]
+    local[L.EXCHANGE_CANCELS] = iv[O_CANCELED]
+
+
+@kernel
 def gateway_step(gateway, rings, ctrl, shared_stats, local, now):
     """Batch orders and flush on size, on timeout, or as soon as the order ring runs empty."""
+    tcp = gateway.net.ivars[O_ON] != 0
+    if tcp:
+        order_entry_poll(gateway.net, rings.fills, now)
+        _order_entry_counters(gateway.net, local)
     engine_done = load_acquire(ctrl, C.ENGINE_DONE) != 0
     pending = gateway.ivars[G_PENDING]
     size = gateway.ivars[G_BATCH_SIZE]
@@ -396,7 +464,10 @@ def gateway_step(gateway, rings, ctrl, shared_stats, local, now):
         pending += n
         gateway.ivars[G_PENDING] = pending
     if pending == 0:
-        if engine_done and ring_readable(rings.orders, 1) == 0:
+        # over TCP, the orders out at the exchange end first (across a reconnect), unless the
+        # exchange is gone
+        waiting = tcp and gateway.net.ivars[O_OPEN] > 0 and not order_entry_gone(gateway.net, now)
+        if engine_done and ring_readable(rings.orders, 1) == 0 and not waiting:
             store_release(ctrl, C.GATEWAY_DONE, 1)
             return True
         return False

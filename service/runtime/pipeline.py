@@ -66,6 +66,7 @@ from service.runtime.state import (
     new_engine_state,
     new_feed_state,
     new_gateway_state,
+    new_order_entry_state,
     new_udp_feed_state,
     pre_touch,
 )
@@ -143,6 +144,8 @@ def stage_process(config: Config, core: int, stage_names: tuple[str, ...]) -> No
             # buffer; the handler asks recovery for any the buffer could not keep
             market_data = open_market_data_socket(config)
             feed = feed._replace(net=new_udp_feed_state(config, market_data.fileno()))
+        if config.gateway.exchange == "tcp" and "gateway" in stage_names:
+            gateway = gateway._replace(net=new_order_entry_state(config, live=True))
         pre_touch((feed, engine, gateway, local))  # no page fault once the clock runs
         for start in starts:
             set_state(live.stats, local, start, S_WARM)
@@ -161,6 +164,7 @@ def stage_process(config: Config, core: int, stage_names: tuple[str, ...]) -> No
         if market_data is not None:
             link_close(feed.net.link)
             market_data.close()
+        link_close(gateway.net.link)
     except BaseException:
         for start in starts:
             set_state(live.stats, local, start, S_FAILED)

@@ -14,6 +14,7 @@ from service.kernels.book import new_book
 from service.kernels.feed import new_simulator
 from service.kernels.feed_handler import new_feed_handler
 from service.kernels.market_packets import session_bytes
+from service.kernels.order_entry import OrderEntry, new_order_entry
 from service.kernels.recovery import new_recovery_client
 from service.kernels.risk import RiskLimits, new_risk_state
 from service.kernels.signals import new_features
@@ -144,7 +145,22 @@ def new_gateway_state(config: Config, seed: int = 0x9E3779B97F4A7C15) -> Gateway
         ivars,
         np.array([g.fill_ratio], dtype=np.float64),
         slo_thresholds(config),
+        new_order_entry_state(config, live=False),
     )
+
+
+def new_order_entry_state(config: Config, live: bool) -> OrderEntry:
+    """Order entry to ``[exchange] orders`` (``live``: the gateway's real one; else the
+    placeholder the simulated exchange and the warm-up carry, with the same types)."""
+    g, x = config.gateway, config.exchange
+    link = None
+    if live:
+        orders = x.endpoint("orders")
+        link = new_tcp_link(
+            orders.host, orders.port, x.reconnect_min_ms * 1_000_000, x.reconnect_max_ms * 1_000_000
+        )
+    table = g.open_orders if live else 64
+    return new_order_entry(link, session_bytes(x.session), table, g.heartbeat_ms * 1_000_000)
 
 
 def pre_touch(state) -> None:

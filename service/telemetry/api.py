@@ -44,7 +44,7 @@ from contracts import log_lines
 from contracts import stats_layout as L
 from contracts.buckets import HIST_WORDS, summary
 from contracts.documents import finite_or_none
-from contracts.stages import STAGES
+from contracts.stages import GATEWAY, STAGES
 from service import __version__
 from service.config import Config, housekeeping_cpus
 from service.runtime.stats import describe
@@ -333,6 +333,9 @@ def ready_reasons(sample: Sample, config: Config) -> list[str]:
             reasons.append(f"stage {name} heartbeat {shown} (bound {bound:g} s)")
     if sample.kill_switch:
         reasons.append("kill switch is on")
+    tcp = config.gateway.exchange == "tcp"
+    if tcp and sample.stage_state(GATEWAY) == "running" and not sample.stats[L.EXCHANGE_CONNECTED]:
+        reasons.append(f"exchange not connected (order entry to {config.exchange.orders})")
     return reasons
 
 

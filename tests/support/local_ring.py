@@ -1,5 +1,5 @@
-"""A market-data ring in this process's memory, for kernels that write into a ring: the same
-Ring the stages use, without a shared segment."""
+"""A ring in this process's memory, for kernels that write into a ring: the same Ring the stages
+use, without a shared segment (market data by default, or fills)."""
 
 from __future__ import annotations
 
@@ -16,14 +16,14 @@ from service.kernels.ring import (
 )
 
 
-def local_ring(capacity: int) -> Ring:
+def local_ring(capacity: int, dtype: np.dtype = MARKET_DATA) -> Ring:
     ctrl = np.zeros(CONTROL_WORDS, np.int64)
-    return Ring(ctrl, np.zeros(capacity, MARKET_DATA), new_local(ctrl), capacity - 1)
+    return Ring(ctrl, np.zeros(capacity, dtype), new_local(ctrl), capacity - 1)
 
 
-def drain(md: Ring) -> np.ndarray:
-    """Every record waiting in ``md``, in order, copied out; their slots given back."""
-    n = ring_readable(md, 1 << 30)
-    out = np.array([md.data[ring_read_slot(md, k)] for k in range(n)], MARKET_DATA)
-    ring_release(md, n)
+def drain(ring: Ring) -> np.ndarray:
+    """Every record waiting in ``ring``, in order, copied out; their slots given back."""
+    n = ring_readable(ring, 1 << 30)
+    out = np.array([ring.data[ring_read_slot(ring, k)] for k in range(n)], ring.data.dtype)
+    ring_release(ring, n)
     return out
