@@ -35,7 +35,7 @@ from contracts.wire import (
     LOGIN,
     REJECTED,
 )
-from service.exchange.tcp_service import TcpService
+from service.exchange.tcp_service import TcpService, read_exactly
 
 HEARTBEAT_S = 1.0  # when idle; the gateway gives a session up after three silent seconds
 # REJECTED.reason
@@ -159,33 +159,16 @@ class OrderEntryService(TcpService):
 
 def _read_message(conn: socket.socket) -> tuple[int, bytes] | None:
     """(type, body) of the next message; None when the connection closed or sent garbage."""
-    head = _read_exactly(conn, LENGTH_PREFIX)
+    head = read_exactly(conn, LENGTH_PREFIX)
     if head is None:
         return None
     length = int.from_bytes(head, "big")
     if length < 1 or length > 64:
         return None
-    data = _read_exactly(conn, length)
+    data = read_exactly(conn, length)
     if data is None:
         return None
     kind = data[0]
     if kind not in ENTRY_MESSAGES or len(data) != 1 + ENTRY_MESSAGES[kind].itemsize:
         return None
     return kind, data[1:]
-
-
-def _read_exactly(conn: socket.socket, n: int) -> bytes | None:
-    data = b""
-    while len(data) < n:
-        try:
-            chunk = conn.recv(n - len(data))
-        except TimeoutError:
-            if not data:
-                raise
-            continue  # in the middle of a message: wait for the rest
-        except OSError:
-            return None
-        if not chunk:
-            return None
-        data += chunk
-    return data

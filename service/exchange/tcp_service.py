@@ -54,10 +54,19 @@ class TcpService:
 
 
 def read_exactly(conn: socket.socket, n: int) -> bytes | None:
-    """``n`` bytes from ``conn``; None when it closed first."""
+    """``n`` bytes from ``conn``; None when it closed (or failed) first. On a connection with a
+    timeout, TimeoutError means nothing at all came; once part has come, the rest is waited for.
+    """
     data = b""
     while len(data) < n:
-        chunk = conn.recv(n - len(data))
+        try:
+            chunk = conn.recv(n - len(data))
+        except TimeoutError:
+            if not data:
+                raise
+            continue
+        except OSError:
+            return None
         if not chunk:
             return None
         data += chunk

@@ -16,6 +16,7 @@ pointer and a 64-bit integer are passed alike. Calls never block (``MSG_DONTWAIT
 from __future__ import annotations
 
 import ctypes.util
+import errno as errno_codes
 import socket
 from collections import namedtuple
 
@@ -29,13 +30,12 @@ llvm.load_library_permanently(ctypes.util.find_library("c"))
 
 MSG_DONTWAIT = int(socket.MSG_DONTWAIT)
 MSG_NOSIGNAL = int(socket.MSG_NOSIGNAL)  # a send to a closed peer returns EPIPE, never SIGPIPE
-# errno values, the same on x86_64 and aarch64 Linux (asm-generic)
-EINTR = 4
-EAGAIN = 11  # = EWOULDBLOCK
-EALREADY = 114
-EINPROGRESS = 115
-EISCONN = 106
-ECONNREFUSED = 111
+# errno values as this platform's C library has them (plain ints: compiled in as constants)
+EINTR = errno_codes.EINTR
+EAGAIN = errno_codes.EAGAIN  # = EWOULDBLOCK
+EALREADY = errno_codes.EALREADY
+EINPROGRESS = errno_codes.EINPROGRESS
+EISCONN = errno_codes.EISCONN
 SOCK_STREAM = int(socket.SOCK_STREAM)
 SOCK_NONBLOCK = int(socket.SOCK_NONBLOCK)
 SOCK_CLOEXEC = int(socket.SOCK_CLOEXEC)
