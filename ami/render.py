@@ -410,7 +410,32 @@ def service_toml(profile: TuningProfile) -> str:
                 # group admits allowedCidrs to the port (TuningProfile.telemetry_host).
                 f"host = {json.dumps(profile.telemetry_host)}  # the agent scrapes 127.0.0.1",
                 f"port = {profile.telemetry_port}",
+                *_exchange_toml(profile),
             ]
         )
         + "\n"
     )
+
+
+def _exchange_toml(profile: TuningProfile) -> list[str]:
+    """With an exchange in the profile: the feed reads its UDP market data and the gateway
+    enters orders with it over TCP. Without one, nothing: the simulator and the simulated
+    exchange, the service's defaults."""
+    exchange = profile.exchange
+    if exchange is None:
+        return []
+    session = [f"session = {json.dumps(exchange.session)}"] if exchange.session else []
+    return [
+        "",
+        "[feed]",
+        'source = "udp"  # the exchange\'s market data, [exchange] market_data',
+        "",
+        "[gateway]",
+        'exchange = "tcp"  # orders to [exchange] orders',
+        "",
+        "[exchange]  # the addresses the security group, firewall and engine unit open",
+        f"market_data = {json.dumps(str(exchange.market_data))}",
+        f"recovery = {json.dumps(str(exchange.recovery))}",
+        f"orders = {json.dumps(str(exchange.orders))}",
+        *session,
+    ]

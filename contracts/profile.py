@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 
 from contracts.documents import toml_value
 from contracts.errors import LowlatError
+from contracts.network import Endpoint, parse_endpoint
 from contracts.stages import stage_cores
 
 PLATFORMS = ("graviton", "x86")
@@ -332,6 +333,144 @@ def admitted_cidrs(items: Iterable[object]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(str(network) for _, network in parsed))
 
 
+# ------------------------------------------------------------------------ the exchange
+#
+# A host that trades with a real exchange names it: the UDP market data (a multicast group the
+# feed joins, or this host's own address the exchange sends to), the TCP recovery and order
+# entry, and the exchange's ranges (its senders and servers). The security group, the host
+# firewall and the engine unit open exactly these; the service's /etc/lowlat/service.toml
+# reads the same addresses. Every address is parsed by contracts.network, the one parser.
+
+EXCHANGE_FIELDS = ("market_data", "recovery", "orders", "cidrs", "session")
+EXCHANGE_SESSION = re.compile(r"[ -~]{1,10}")  # as [exchange] session in service/config.py
+EXCHANGE_EXAMPLES = {
+    "market_data": "239.192.0.1:31001 (the exchange's multicast group)",
+    "recovery": "10.50.0.10:31002",
+    "orders": "10.50.0.10:31003",
+    "cidrs": '["10.50.0.0/24"]',
+    "session": "LOWLAT0001",
+}
+# 224.0.0.0/24 is for link-local protocols (IGMP, OSPF, the all-hosts group): never a feed
+LINK_LOCAL_GROUPS = ipaddress.ip_network("224.0.0.0/24")
+
+
+class ExchangeError(LowlatError, ValueError):
+    """An exchange address is wrong. ``field`` is one of EXCHANGE_FIELDS, for the caller to name
+    as it calls it (a profile key, a CDK context key); the message (one line) says what is
+    wrong and what would be right."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(one_line(message))
+
+
+class Exchange(NamedTuple):
+    """The exchange a host trades with, checked (``check_exchange``)."""
+
+    market_data: Endpoint
+    recovery: Endpoint
+    orders: Endpoint
+    cidrs: tuple[str, ...]  # as ipaddress writes them
+    session: str  # "" leaves the service's default
+
+    @property
+    def endpoints(self) -> tuple[Endpoint, Endpoint, Endpoint]:
+        return (self.market_data, self.recovery, self.orders)
+
+    @property
+    def ip_versions(self) -> tuple[int, ...]:
+        """The IP versions the host's sockets use (4, 6 or both), in order."""
+        return tuple(sorted({e.ip.version for e in self.endpoints}))
+
+    @property
+    def group(self) -> Endpoint | None:
+        """The multicast group of the market data, or None for a unicast feed."""
+        return self.market_data if self.market_data.multicast else None
+
+
+def check_exchange(
+    market_data: object = None,
+    recovery: object = None,
+    orders: object = None,
+    cidrs: object = None,
+    session: object = "",
+) -> Exchange:
+    """The exchange these name, or ExchangeError naming the field that is wrong."""
+    given = {"market_data": market_data, "recovery": recovery, "orders": orders}
+    for name, value in given.items():
+        if value in ("", None):
+            raise ExchangeError(
+                name, f"missing: name it with the rest, e.g. {EXCHANGE_EXAMPLES[name]}"
+            )
+    ranges = _exchange_ranges(cidrs)
+    parsed = {}
+    for name, value in given.items():
+        try:
+            parsed[name] = parse_endpoint(value)
+        except ValueError as exc:
+            raise ExchangeError(name, str(exc)) from None
+    networks = [ipaddress.ip_network(c) for c in ranges]
+    for name in ("recovery", "orders"):
+        _check_exchange_server(name, parsed[name], networks)
+    _check_feed(parsed["market_data"], networks)
+    if session not in ("", None) and (
+        not isinstance(session, str) or not EXCHANGE_SESSION.fullmatch(session)
+    ):
+        raise ExchangeError(
+            "session",
+            f"{shown(session)}: use 1 to 10 printable ASCII characters, e.g. "
+            f"{EXCHANGE_EXAMPLES['session']}",
+        )
+    return Exchange(
+        parsed["market_data"], parsed["recovery"], parsed["orders"], ranges, str(session or "")
+    )
+
+
+def _exchange_ranges(cidrs: object) -> tuple[str, ...]:
+    if not isinstance(cidrs, tuple | list) or not cidrs:
+        raise ExchangeError(
+            "cidrs",
+            f"{shown(cidrs)}: name the exchange's ranges (its senders and servers), e.g. "
+            f"{EXCHANGE_EXAMPLES['cidrs']}",
+        )
+    try:
+        return admitted_cidrs(cidrs)
+    except CidrError as exc:
+        raise ExchangeError("cidrs", str(exc)) from None
+
+
+def _check_exchange_server(name: str, ep: Endpoint, networks: list[Network]) -> None:
+    """Recovery and order entry: TCP to an address of the exchange, inside its ranges."""
+    if ep.multicast:
+        raise ExchangeError(
+            name,
+            f"{ep} is a multicast group; TCP needs the exchange's own address, e.g. "
+            f"{EXCHANGE_EXAMPLES[name]}",
+        )
+    if not any(ep.ip in net for net in networks):
+        raise ExchangeError(
+            name,
+            f"{ep} is outside the exchange's ranges ({', '.join(map(str, networks))}): add its "
+            "range to cidrs, or name the address inside them the exchange gave you",
+        )
+
+
+def _check_feed(feed: Endpoint, networks: list[Network]) -> None:
+    """Market data: a group (or this host's address) the exchange's ranges send to."""
+    if feed.ip in LINK_LOCAL_GROUPS:
+        raise ExchangeError(
+            "market_data",
+            f"{feed} is in {LINK_LOCAL_GROUPS}, kept for link-local protocols (IGMP, OSPF): "
+            f"name the exchange's group, e.g. {EXCHANGE_EXAMPLES['market_data']}",
+        )
+    if not any(net.version == feed.ip.version for net in networks):
+        raise ExchangeError(
+            "cidrs",
+            f"market data {feed} is IPv{feed.ip.version} but no range in cidrs is: name the "
+            f"exchange's IPv{feed.ip.version} ranges its market data comes from",
+        )
+
+
 def cpulist(cpus: Iterable[int]) -> str:
     """Kernel cpulist syntax: (1, 2, 3, 5) -> "1-3,5"."""
     cpus = sorted(set(cpus))
@@ -400,6 +539,13 @@ class TuningProfile:
     ssh_cidrs: tuple[str, ...] = ()
     telemetry_cidrs: tuple[str, ...] = ()
     ssh_root_login: str = "no"  # sshd PermitRootLogin: "no" or "prohibit-password" (keys)
+    # The exchange this host trades with (check_exchange); all empty: the simulated exchange,
+    # and no network for the engine at all. Addresses as contracts.network reads them.
+    exchange_market_data: str = ""
+    exchange_recovery: str = ""
+    exchange_orders: str = ""
+    exchange_cidrs: tuple[str, ...] = ()
+    exchange_session: str = ""  # empty: the service's default session name
 
     def __post_init__(self) -> None:
         self._check_cpus()
@@ -421,6 +567,7 @@ class TuningProfile:
         self._check_telemetry_host()
         object.__setattr__(self, "ssh_cidrs", _cidrs("ssh_cidrs", self.ssh_cidrs))
         object.__setattr__(self, "telemetry_cidrs", _cidrs("telemetry_cidrs", self.telemetry_cidrs))
+        self._check_exchange()
         if not isinstance(self.sysctls, dict):
             raise ProfileError("sysctls must be a table of name = value")
         for key, value in self.sysctls.items():
@@ -446,6 +593,23 @@ class TuningProfile:
             raise ProfileError(
                 f"CPUs {cpulist((hk | iso) - every)} do not exist on a {self.vcpus}-vCPU host"
             )
+
+    def _check_exchange(self) -> None:
+        values = {name: getattr(self, f"exchange_{name}") for name in EXCHANGE_FIELDS}
+        if not any(values.values()):
+            return
+        try:
+            exchange = check_exchange(**values)
+        except ExchangeError as exc:
+            raise ProfileError(f"exchange_{exc.field}: {exc}") from None
+        object.__setattr__(self, "exchange_cidrs", exchange.cidrs)
+
+    @property
+    def exchange(self) -> Exchange | None:
+        """The exchange this host trades with, or None (the simulated exchange)."""
+        if not self.exchange_market_data:
+            return None
+        return check_exchange(*(getattr(self, f"exchange_{name}") for name in EXCHANGE_FIELDS))
 
     def _check_telemetry_host(self) -> None:
         if self.telemetry_host == "localhost":
@@ -516,7 +680,7 @@ def _profile_value(key: str, value: Any, default: Any) -> Any:
         raise ProfileError(
             f'{key} = {shown(value)}: use a cpulist like "1-3" or a list like [1, 2]'
         )
-    if key in ("ssh_cidrs", "telemetry_cidrs"):
+    if key in ("ssh_cidrs", "telemetry_cidrs", "exchange_cidrs"):
         return _cidrs(key, value)
     if key == "sysctls":
         if not isinstance(value, dict):
@@ -629,6 +793,8 @@ def profile_file(profile: TuningProfile, what: str) -> str:
     lines = [f"# {what[0].upper()}{what[1:]}."]
     for f in dataclasses.fields(profile):
         value = getattr(profile, f.name)
+        if f.name.startswith("exchange_") and value == f.default:
+            continue  # no exchange: the file is as it was before hosts could name one
         if f.name in CPULIST_KEYS:
             lines.append(f"{f.name} = {toml_value(cpulist(value))}")
         elif isinstance(value, tuple):

@@ -27,7 +27,17 @@ from typing import Any
 
 from ami.hostos import ADAPTERS, BAKEABLE, DEPLOYABLE
 from contracts.errors import LowlatError
-from contracts.profile import CidrError, TuningProfile, admitted_cidrs, one_line, shown
+from contracts.profile import (
+    EXCHANGE_EXAMPLES,
+    CidrError,
+    Exchange,
+    ExchangeError,
+    TuningProfile,
+    admitted_cidrs,
+    check_exchange,
+    one_line,
+    shown,
+)
 from contracts.slo import MAX_OBJECTIVE_US, MIN_OBJECTIVE_US, default_objectives_us
 
 AMI_MODES = {
@@ -144,7 +154,17 @@ CONTEXT_KEYS = {
     "sloTickToOrderP50Us": ("slo_p50_us", "tick-to-order p50 objective, microseconds"),
     "sloTickToOrderP99Us": ("slo_p99_us", "tick-to-order p99 objective, microseconds"),
     "sloTickToOrderP999Us": ("slo_p999_us", "tick-to-order p99.9 objective, microseconds"),
+    "exchange": ("exchange", "the exchange the hosts trade with (optional; default simulated)"),
 }
+# the exchange's own keys (context exchange.<key>) -> contracts.profile.check_exchange's fields
+EXCHANGE_KEYS = {
+    "marketData": "market_data",
+    "recovery": "recovery",
+    "orders": "orders",
+    "cidrs": "cidrs",
+    "session": "session",
+}
+EXCHANGE_CONTEXT_KEY = {field: f"exchange.{key}" for key, field in EXCHANGE_KEYS.items()}
 
 _SLO = default_objectives_us()
 
@@ -178,6 +198,8 @@ class DeploymentConfig:
     slo_p50_us: float = _SLO["tick_to_order_p50_us"]
     slo_p99_us: float = _SLO["tick_to_order_p99_us"]
     slo_p999_us: float = _SLO["tick_to_order_p999_us"]
+    # None: the simulated exchange (the engine unit has no network at all)
+    exchange: Exchange | None = None
 
     # ------------------------------------------------------------------ derived facts
 
@@ -198,6 +220,7 @@ class DeploymentConfig:
             telemetry_host=host,
             ssh_cidrs=self.allowed_cidrs,
             telemetry_cidrs=self.allowed_cidrs,
+            **_exchange_profile(self.exchange),
         )
 
     @property
@@ -265,6 +288,19 @@ class DeploymentConfig:
                 f"SLOs must grow with the percentile: p50 {self.slo_p50_us} <= p99 "
                 f"{self.slo_p99_us} <= p99.9 {self.slo_p999_us}",
             )
+
+
+def _exchange_profile(exchange: Exchange | None) -> dict[str, Any]:
+    """The profile's exchange_* keys for ``exchange`` (none for the simulated exchange)."""
+    if exchange is None:
+        return {}
+    return {
+        "exchange_market_data": str(exchange.market_data),
+        "exchange_recovery": str(exchange.recovery),
+        "exchange_orders": str(exchange.orders),
+        "exchange_cidrs": exchange.cidrs,
+        "exchange_session": exchange.session,
+    }
 
 
 def unknown_keys(keys: Iterable[str]) -> list[str]:
@@ -437,6 +473,64 @@ def _s3_uri(key: str, raw: Any) -> str:
     return text
 
 
+def _exchange(key: str, raw: Any) -> Exchange:
+    """``{"marketData": "239.192.0.1:31001", "recovery": "10.50.0.10:31002", "orders":
+    "10.50.0.10:31003", "cidrs": ["10.50.0.0/24"]}`` (and an optional ``session``), from
+    cdk.json or as JSON text from ``-c exchange=...``. Judged by
+    ``contracts.profile.check_exchange``, as the host's profile is; a wrong value is reported
+    under its own key (``exchange.orders``)."""
+    example = "a JSON object like " + json.dumps(
+        {k: EXCHANGE_EXAMPLES[f].split(" ")[0] for k, f in EXCHANGE_KEYS.items()}
+    ).replace('"[', "[").replace(']"', "]").replace('\\"', '"')
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except (ValueError, RecursionError):
+            raise ConfigError(key, raw, f"use {example}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(key, raw, f"use {example}")
+    unknown = [k for k in raw if k not in EXCHANGE_KEYS]
+    if unknown:
+        typo = unknown[0]
+        name = typo if typo.isprintable() and len(typo) <= 64 else shown(typo)
+        raise ConfigError(
+            f"{key}.{name}", raw[unknown[0]], f"not a key of {key}; use {', '.join(EXCHANGE_KEYS)}"
+        )
+    values: dict[str, Any] = {EXCHANGE_KEYS[k]: v for k, v in raw.items()}
+    if "cidrs" in values:
+        values["cidrs"] = list(_list(f"{key}.cidrs", values["cidrs"]))
+    # a market data address that is not a group is an address of one host: the CDK app learns
+    # its hosts' addresses only when they are deployed (and every host has its own), so the
+    # context names the exchange's group; a unicast feed is set on the host itself
+    try:
+        exchange = check_exchange(**values)
+    except ExchangeError as exc:
+        value = raw.get(_camel(exc.field))
+        raise ConfigError(EXCHANGE_CONTEXT_KEY[exc.field], value, _why(value, exc)) from None
+    if not exchange.market_data.multicast:
+        raise ConfigError(
+            EXCHANGE_CONTEXT_KEY["market_data"],
+            raw.get("marketData"),
+            "a unicast feed is sent to one host's own address, which the CDK app cannot know "
+            "before it deploys the hosts: name the exchange's multicast group, e.g. "
+            f"{EXCHANGE_EXAMPLES['market_data']}",
+        )
+    return exchange
+
+
+def _camel(field: str) -> str:
+    return next(key for key, name in EXCHANGE_KEYS.items() if name == field)
+
+
+def _why(value: Any, exc: ExchangeError) -> str:
+    """The checker's message without the value it starts with (ConfigError shows the value)."""
+    text = str(exc)
+    for said in (repr(value), str(value)):
+        if said and text.startswith(said):
+            return text[len(said) :].lstrip(" :") or text
+    return text
+
+
 _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "deployment_name": _matching(
         _NAME, "use 1-24 of a-z, 0-9 and -, starting with a letter (it prefixes resource names)"
@@ -459,6 +553,7 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "slo_p50_us": _us,
     "slo_p99_us": _us,
     "slo_p999_us": _us,
+    "exchange": _exchange,
 }
 
 assert set(_PARSERS) == {f.name for f in dataclasses.fields(DeploymentConfig)}

@@ -12,6 +12,7 @@ from contracts.profile import (
     cpumask,
     load_profile,
     parse_cpulist,
+    profile_file,
 )
 
 
@@ -107,3 +108,59 @@ def test_bad_profile_files_name_the_file_and_key(tmp_path, content, words):
         load_profile(path, vcpus=4)
     assert str(path) in str(exc.value) and words in str(exc.value)
     assert "\n" not in str(exc.value)
+
+
+# ----------------------------------------------------------------------------- the exchange
+
+EXCHANGE = {
+    "exchange_market_data": "239.192.0.1:31001",
+    "exchange_recovery": "10.50.0.10:31002",
+    "exchange_orders": "10.50.0.10:31003",
+    "exchange_cidrs": ("10.50.0.0/24", "fd00:50::/64"),
+}
+
+
+def test_an_exchange_round_trips_through_the_profile_file(tmp_path):
+    p = TuningProfile.for_vcpus(4, **EXCHANGE, exchange_session="ACME")
+    path = tmp_path / "profile.toml"
+    path.write_text(profile_file(p, "a profile"))
+    back = load_profile(path, vcpus=4)
+    assert back == p and back.exchange == p.exchange
+    assert p.exchange is not None and p.exchange.group == p.exchange.market_data
+    assert p.exchange.ip_versions == (4,)  # the ranges' IPv6 is no socket of the host's
+
+
+def test_without_an_exchange_the_profile_file_is_as_before():
+    text = profile_file(TuningProfile.for_vcpus(4), "a profile")
+    assert "exchange" not in text
+    assert TuningProfile.for_vcpus(4).exchange is None
+
+
+def test_a_unicast_feed_is_this_hosts_own_address_outside_the_exchanges_ranges():
+    p = TuningProfile.for_vcpus(4, **{**EXCHANGE, "exchange_market_data": "10.42.0.7:31001"})
+    assert p.exchange is not None and p.exchange.group is None
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"exchange_orders": ""}, "exchange_orders: missing"),
+        ({"exchange_orders": "10.51.0.1:31003"}, "exchange_orders: 10.51.0.1:31003 is outside"),
+        ({"exchange_recovery": "exchange:31002"}, "exchange_recovery: 'exchange:31002':"),
+        ({"exchange_cidrs": ()}, "exchange_cidrs: (): name the exchange's ranges"),
+        ({"exchange_session": "x" * 11}, "exchange_session:"),
+        ({"exchange_market_data": "[ff15::1]:1", "exchange_cidrs": ("10.50.0.0/24",)}, "IPv6"),
+    ],
+)
+def test_bad_exchanges_in_a_profile_name_the_key(change, words):
+    with pytest.raises(ProfileError) as exc:
+        TuningProfile.for_vcpus(4, **{**EXCHANGE, **change})
+    assert words in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_a_profile_file_with_a_bad_exchange_names_file_and_key(tmp_path):
+    path = tmp_path / "profile.toml"
+    path.write_text('exchange_market_data = "239.192.0.1:31001"\nexchange_cidrs = "10.0.0.0/8"\n')
+    with pytest.raises(ProfileError) as exc:
+        load_profile(path, vcpus=4)
+    assert str(exc.value).startswith(f"{path}: exchange_cidrs = '10.0.0.0/8': use a list")

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
 
 import pytest
 
@@ -219,3 +220,105 @@ def test_app_reports_an_unknown_key():
     assert result.returncode == 2
     assert result.stderr.strip().startswith("lowlat: unknown context key(s) hostcount; known:")
     assert "Traceback" not in result.stderr
+
+
+# ------------------------------------------------------------------------------ the exchange
+
+EXCHANGE = {
+    "marketData": "239.192.0.1:31001",
+    "recovery": "10.50.0.10:31002",
+    "orders": "10.50.0.11:31003",
+    "cidrs": ["10.50.0.0/24"],
+}
+
+
+def test_no_exchange_is_the_simulated_one():
+    c = config()
+    assert c.exchange is None and c.profile.exchange is None
+    assert c.profile == TuningProfile.for_vcpus(4)  # the host is rendered as before
+
+
+@pytest.mark.parametrize("as_text", [False, True], ids=["cdk.json", "-c"])
+def test_an_exchange_reaches_the_profile(as_text):
+    c = config(exchange=json.dumps(EXCHANGE) if as_text else EXCHANGE)
+    assert c.exchange is not None
+    assert str(c.exchange.market_data) == "239.192.0.1:31001" and c.exchange.market_data.multicast
+    assert (str(c.exchange.recovery), str(c.exchange.orders)) == (
+        "10.50.0.10:31002",
+        "10.50.0.11:31003",
+    )
+    profile = c.profile
+    assert profile.exchange == c.exchange
+    assert (profile.exchange_market_data, profile.exchange_cidrs) == (
+        "239.192.0.1:31001",
+        ("10.50.0.0/24",),
+    )
+
+
+def test_the_service_config_on_the_host_names_the_exchange():
+    from ami.render import service_toml
+    from service.config import from_dict
+
+    exchange = {**EXCHANGE, "session": "ACME 0001"}
+    text = service_toml(config(exchange=exchange).profile)
+    service = from_dict(tomllib.loads(text), "service.toml")
+    assert (service.feed.source, service.gateway.exchange) == ("udp", "tcp")
+    x = service.exchange
+    assert (x.market_data, x.recovery, x.orders, x.session) == (
+        "239.192.0.1:31001",
+        "10.50.0.10:31002",
+        "10.50.0.11:31003",
+        "ACME 0001",
+    )
+    # without an exchange: the simulator and the simulated exchange, as before
+    plain = from_dict(tomllib.loads(service_toml(config().profile)), "service.toml")
+    assert (plain.feed.source, plain.gateway.exchange) == ("simulator", "simulated")
+
+
+@pytest.mark.parametrize(
+    ("change", "key", "words"),
+    [
+        ({"orders": "exchange.example.com:31003"}, "exchange.orders", "host names are not allowed"),
+        ({"recovery": "10.50.0.10"}, "exchange.recovery", "has no port: use IP:port"),
+        ({"orders": "10.50.0.10:99999"}, "exchange.orders", "from 1 to 65535"),
+        ({"orders": "10.60.0.1:31003"}, "exchange.orders", "outside the exchange's ranges"),
+        ({"recovery": "239.1.1.1:31002"}, "exchange.recovery", "is a multicast group"),
+        ({"marketData": "10.42.0.5:31001"}, "exchange.marketData", "multicast group, e.g."),
+        ({"marketData": "224.0.0.1:31001"}, "exchange.marketData", "link-local protocols"),
+        ({"marketData": "[ff15::1]:31001"}, "exchange.cidrs", "IPv6 ranges"),
+        ({"marketData": "fd00::1:31001"}, "exchange.marketData", "in brackets"),
+        ({"cidrs": ["0.0.0.0/0"]}, "exchange.cidrs", "whole IPv4 internet"),
+        ({"cidrs": "10.50.0.1/24"}, "exchange.cidrs", "write 10.50.0.0/24 for the network"),
+        ({"cidrs": []}, "exchange.cidrs", "name the exchange's ranges"),
+        ({"orders": None}, "exchange.orders", "missing"),
+        ({"session": "far too long"}, "exchange.session", "1 to 10 printable ASCII"),
+        ({"marketdata": "239.1.1.1:1"}, "exchange.marketdata", "use marketData, recovery"),
+    ],
+)
+def test_bad_exchange_values_name_their_own_key(change, key, words):
+    exchange = {k: v for k, v in {**EXCHANGE, **change}.items() if v is not None}
+    with pytest.raises(ConfigError) as info:
+        config(exchange=exchange)
+    message = str(info.value)
+    assert info.value.key == key
+    assert message.startswith(f"context {key}=") and "\n" not in message
+    assert words in message, message
+
+
+@pytest.mark.parametrize("raw", ["239.192.0.1:31001", "[1, 2]", '{"marketData": ', "{}"])
+def test_an_exchange_that_is_no_object_says_what_one_looks_like(raw):
+    with pytest.raises(ConfigError) as info:
+        config(exchange=raw)
+    message = str(info.value)
+    assert message.startswith("context exchange") and "\n" not in message
+    if raw != "{}":  # {} is an object, missing its addresses
+        assert '{"marketData": "239.192.0.1:31001"' in message
+
+
+def test_app_reports_a_bad_exchange_address_in_one_line():
+    result = _run_app({"exchange": {**EXCHANGE, "orders": "10.9.9.9:31003"}})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("lowlat: context exchange.orders='10.9.9.9:31003': is outside")
+    assert "10.50.0.0/24" in lines[0]

@@ -161,6 +161,19 @@ PLAUSIBLE: dict[str, list[str]] = {
     "sloTickToOrderP50Us": ["10", "25.5", "1e1", "0.5"],
     "sloTickToOrderP99Us": ["40", "100", "1e2"],
     "sloTickToOrderP999Us": ["100", "1000", "1e3"],
+    "exchange": [
+        json.dumps(
+            {
+                "marketData": "239.192.0.1:31001",
+                "recovery": "10.50.0.10:31002",
+                "orders": "10.50.0.10:31003",
+                "cidrs": ["10.50.0.0/24"],
+            }
+        ),
+        '{"marketData": "[ff15::1]:31001", "recovery": "[fd00:50::10]:2", "orders": '
+        '"10.50.0.10:3", "cidrs": "10.50.0.0/24,fd00:50::/64", "session": "X"}',
+        '{"marketData": "10.42.0.5:31001"}',
+    ],
 }
 assert set(PLAUSIBLE) == set(CONTEXT_KEYS)
 
@@ -251,7 +264,8 @@ def random_context(rng: random.Random) -> dict:
 def assert_refusal(exc: ConfigError) -> None:
     message = str(exc)
     assert message.splitlines() == [message] and "\n" not in message, message
-    assert exc.key in CONTEXT_KEYS, message
+    # the exchange's own keys are named under it: exchange.orders
+    assert exc.key in CONTEXT_KEYS or exc.key.startswith("exchange."), message
     assert message.startswith(f"context {exc.key}="), message
     assert len(message) < 2000, message  # a huge value is cut short
 
@@ -291,6 +305,14 @@ def assert_config_is_sane(config: DeploymentConfig) -> None:
     profile = config.profile
     assert isinstance(profile, TuningProfile)
     assert profile.ssh_cidrs == profile.telemetry_cidrs == config.allowed_cidrs
+    assert profile.exchange == config.exchange
+    if config.exchange is not None:  # the addresses the security group and firewall open
+        x = config.exchange
+        assert_ingress_is_sane(x.cidrs)
+        assert x.market_data.multicast
+        networks = [ipaddress.ip_network(c) for c in x.cidrs]
+        for ep in (x.recovery, x.orders):
+            assert not ep.multicast and any(ep.ip in net for net in networks)
 
 
 def from_context(context: dict) -> DeploymentConfig | None:
@@ -348,6 +370,56 @@ def test_the_fuzzing_reaches_good_configs_too():
     context = {key: values[0] for key, values in PLAUSIBLE.items() if key != "vpcId"}
     config = from_context({**context, "subnetIds": "", "amiMode": "userdata"})
     assert config is not None and config.allowed_cidrs == ("203.0.113.0/24",)
+
+
+# ------------------------------------------------------------------------------ the exchange
+
+ADDRESSES = [
+    "239.192.0.1:31001",
+    "[ff15::1]:31001",
+    "224.0.0.1:31001",
+    "10.50.0.10:31002",
+    "10.60.0.10:31003",
+    "[fd00:50::10]:31003",
+    "10.50.0.10",
+    "10.50.0.10:0",
+    "10.50.0.10:65536",
+    "exchange.example.com:31003",
+    "fd00:50::10:31003",
+    "0.0.0.0:31003",
+    "[::]:1",
+]
+EXCHANGE_CIDRS = ["10.50.0.0/24", "fd00:50::/64", "0.0.0.0/0", "10.50.0.1/24", "2002::/16"]
+EXCHANGE_OBJECTS = st.fixed_dictionaries(
+    {},
+    optional={
+        "marketData": st.sampled_from(ADDRESSES) | JSON,
+        "recovery": st.sampled_from(ADDRESSES) | JSON,
+        "orders": st.sampled_from(ADDRESSES) | JSON,
+        "cidrs": st.lists(st.sampled_from(EXCHANGE_CIDRS), max_size=3)
+        | st.sampled_from(EXCHANGE_CIDRS)
+        | JSON,
+        "session": near(["LOWLAT0001", "X"]) | JSON,
+        "marketdata": st.sampled_from(ADDRESSES),  # a typo of a key
+    },
+)
+
+
+@FUZZ
+@given(exchange=EXCHANGE_OBJECTS, as_text=st.booleans())
+def test_any_exchange_is_one_the_host_can_open_or_one_line_naming_its_key(exchange, as_text):
+    """Objects close to good ones (cdk.json's, or `-c exchange=<JSON>`): a sane exchange, or a
+    refusal naming exchange.<key> (its own key, never only "exchange", unless it is no object)."""
+    context = {"exchange": json.dumps(exchange) if as_text else exchange}
+    with time_limit(EXAMPLE_SECONDS, "from_context"):
+        try:
+            config = DeploymentConfig.from_context(context.get)
+        except ConfigError as exc:
+            assert_refusal(exc)
+            assert exc.key.startswith("exchange."), str(exc)
+            return
+    assert_config_is_sane(config)
+    assert config.exchange is not None
 
 
 # ------------------------------------------------------------------------------ the CIDRs
