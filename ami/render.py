@@ -18,7 +18,7 @@ import shlex
 
 from ami import security, units
 from ami.hostos import GRUB_CFG, TIME_SYNC_SOURCE, host_os
-from contracts.profile import AUTO_NIC, SYSCTLS, TuningProfile, cpulist, cpumask
+from contracts.profile import AUTO_NIC, IGMP_SYSCTLS, SYSCTLS, TuningProfile, cpulist, cpumask
 
 SYSCTL_CONF = "/etc/sysctl.d/90-lowlat.conf"
 KERNEL_ARGS = "/etc/lowlat/kernel-args"
@@ -105,7 +105,8 @@ def logrotate_conf() -> str:
 def sysctl_conf(profile: TuningProfile) -> str:
     lines = [f"# {HEADER}", "# Applied at boot by systemd-sysctl.", ""]
     for key, value in profile.sysctls.items():
-        why = SYSCTLS[key][1] if key in SYSCTLS else "set by the lowlat tuning profile"
+        known = {**SYSCTLS, **IGMP_SYSCTLS}
+        why = known[key][1] if key in known else "set by the lowlat tuning profile"
         lines.append(f"# {why}")
         lines.append(f"{key} = {value}")
     return "\n".join(lines) + "\n"

@@ -56,6 +56,14 @@ SYSCTLS = {
     "kernel.watchdog": ("0", "no soft/hard-lockup watchdog threads or timers on the isolated CPUs"),
 }
 DEFAULT_SYSCTLS = {key: value for key, (value, _) in SYSCTLS.items()}
+# Set as well on a host whose market data is an IPv4 multicast group (TuningProfile.exchange):
+# AWS Transit Gateway multicast speaks IGMPv2 only, and Linux joins with IGMPv3 by default.
+IGMP_SYSCTLS = {
+    "net.ipv4.conf.all.force_igmp_version": (
+        "2",
+        "join the exchange's multicast group with IGMPv2, all Transit Gateway multicast takes",
+    ),
+}
 
 
 def one_line(text: str) -> str:
@@ -567,9 +575,9 @@ class TuningProfile:
         self._check_telemetry_host()
         object.__setattr__(self, "ssh_cidrs", _cidrs("ssh_cidrs", self.ssh_cidrs))
         object.__setattr__(self, "telemetry_cidrs", _cidrs("telemetry_cidrs", self.telemetry_cidrs))
-        self._check_exchange()
         if not isinstance(self.sysctls, dict):
             raise ProfileError("sysctls must be a table of name = value")
+        self._check_exchange()
         for key, value in self.sysctls.items():
             SYSCTL_KEY.check("sysctls key", key)
             SYSCTL_VALUE.check(f"sysctls.{key}", value)
@@ -603,6 +611,9 @@ class TuningProfile:
         except ExchangeError as exc:
             raise ProfileError(f"exchange_{exc.field}: {exc}") from None
         object.__setattr__(self, "exchange_cidrs", exchange.cidrs)
+        if exchange.group is not None and exchange.group.ip.version == 4:
+            igmp = {key: value for key, (value, _) in IGMP_SYSCTLS.items()}
+            object.__setattr__(self, "sysctls", {**igmp, **self.sysctls})
 
     @property
     def exchange(self) -> Exchange | None:

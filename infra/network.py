@@ -11,7 +11,10 @@ region's CloudWatch Logs use it for log groups of this account and region only.
 
 The security group is here too: it admits SSH and the telemetry port from ``allowedCidrs`` and
 nothing else (no ingress at all when the list is empty: people come in through SSM Session
-Manager).
+Manager). With an exchange in the context (``exchange_rules``) it also admits the market data,
+UDP to its port from the exchange's ranges, and its outbound is narrowed to what a trading host
+uses: TCP to the exchange's recovery and order entry, HTTPS and HTTP for packages and the AWS
+endpoints, and IGMP for a multicast feed.
 """
 
 from __future__ import annotations
@@ -25,7 +28,19 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from contracts.network import Endpoint
+from contracts.profile import Exchange
+
 SSH_PORT = 22
+# What a host reaches outside the exchange when its outbound is narrowed: dnf, PyPI, the SSM,
+# CloudWatch and S3 endpoints over HTTPS; Debian's and Ubuntu's apt mirrors over HTTP. DNS (the
+# VPC's resolver), NTP (Amazon Time Sync, 169.254.169.123) and the instance metadata service are
+# link-local or the VPC's own and never filtered by a security group.
+HOST_EGRESS_PORTS = {443: "HTTPS: dnf, PyPI, SSM, CloudWatch and S3 endpoints", 80: "HTTP: apt"}
+# AWS's own minimum for an IGMP member of a Transit Gateway multicast domain: inbound IGMP
+# queries come from 0.0.0.0/32; a leave goes to 224.0.0.2, a join to the group itself.
+IGMP_QUERIER = "0.0.0.0/32"
+IGMP_LEAVE = "224.0.0.2/32"
 
 
 class Network(Construct):
@@ -46,6 +61,7 @@ class Network(Construct):
         vpc_id: str | None = None,
         subnet_ids: tuple[str, ...] = (),
         availability_zones: tuple[str, ...] = (),
+        exchange: Exchange | None = None,
     ) -> None:
         super().__init__(scope, id_)
         self.flow_log: ec2.FlowLog | None = None
@@ -97,9 +113,11 @@ class Network(Construct):
             self,
             "HostSecurityGroup",
             vpc=self.vpc,
+            # the description stays as it was: changing it replaces the group
             description="lowlat hosts: SSH and telemetry from allowedCidrs only",
-            # outbound: dnf, PyPI, and the SSM, CloudWatch and S3 endpoints over the internet
-            allow_all_outbound=True,
+            # outbound: dnf, PyPI, and the SSM, CloudWatch and S3 endpoints over the internet;
+            # with an exchange, only those ports and the exchange (exchange_rules)
+            allow_all_outbound=exchange is None,
         )
         for cidr in allowed_cidrs:
             network = ipaddress.ip_network(cidr)
@@ -110,6 +128,46 @@ class Network(Construct):
             self.security_group.add_ingress_rule(
                 peer, ec2.Port.tcp(telemetry_port), f"telemetry API from allowedCidrs {cidr}"
             )
+        if exchange is not None:
+            exchange_rules(self.security_group, exchange)
+
+
+def _peer(cidr: str) -> ec2.IPeer:
+    return ec2.Peer.ipv4(cidr) if ipaddress.ip_network(cidr).version == 4 else ec2.Peer.ipv6(cidr)
+
+
+def _host(endpoint: Endpoint) -> str:
+    return f"{endpoint.host}/{endpoint.ip.max_prefixlen}"
+
+
+def exchange_rules(group: ec2.SecurityGroup, exchange: Exchange) -> None:
+    """Open ``group`` to ``exchange`` and nothing more: its market data in, its recovery and
+    order entry out (the replies of a TCP connection need no rule: a group is stateful).
+
+    Multicast in a VPC is Transit Gateway multicast: the VPC's subnet is associated with a
+    multicast domain of a transit gateway (outside this app: the exchange's side, or the
+    network team's, owns it), which supports IGMPv2 only (the host's IGMP version is pinned to
+    2 in its sysctls) or static members. A member's group must admit UDP from the source's own
+    addresses (a security group cannot be the source) and IGMP queries from 0.0.0.0/32, and let
+    out IGMP joins to the group and leaves to 224.0.0.2 (docs.aws.amazon.com/vpc/latest/tgw/
+    how-multicast-works.html)."""
+    feed = exchange.market_data
+    for cidr in exchange.cidrs:
+        if ipaddress.ip_network(cidr).version == feed.ip.version:
+            group.add_ingress_rule(
+                _peer(cidr), ec2.Port.udp(feed.port), f"exchange market data from {cidr}"
+            )
+    for what, endpoint in (("recovery", exchange.recovery), ("order entry", exchange.orders)):
+        group.add_egress_rule(
+            _peer(_host(endpoint)), ec2.Port.tcp(endpoint.port), f"exchange {what} {endpoint}"
+        )
+    for port, why in HOST_EGRESS_PORTS.items():
+        group.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(port), why)
+    if exchange.group is not None and exchange.group.ip.version == 4:
+        igmp = ec2.Port(protocol=ec2.Protocol.IGMP, string_representation="IGMP")
+        group.add_ingress_rule(ec2.Peer.ipv4(IGMP_QUERIER), igmp, "IGMP queries (multicast)")
+        group.add_egress_rule(ec2.Peer.ipv4(_host(exchange.group)), igmp, "IGMP join")
+        group.add_egress_rule(ec2.Peer.ipv4(IGMP_LEAVE), igmp, "IGMP leave")
 
 
 def flow_log_key(scope: Construct, id_: str) -> kms.Key:

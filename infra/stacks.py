@@ -143,6 +143,7 @@ class TradingHostStack(Stack):
             vpc_id=config.vpc_id,
             subnet_ids=config.subnet_ids,
             availability_zones=config.availability_zones,
+            exchange=config.exchange,
         )
         self.hosts = TradingHosts(
             self,

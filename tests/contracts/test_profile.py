@@ -164,3 +164,17 @@ def test_a_profile_file_with_a_bad_exchange_names_file_and_key(tmp_path):
     with pytest.raises(ProfileError) as exc:
         load_profile(path, vcpus=4)
     assert str(exc.value).startswith(f"{path}: exchange_cidrs = '10.0.0.0/8': use a list")
+
+
+def test_an_ipv4_group_pins_igmp_to_version_2_as_transit_gateway_multicast_needs():
+    from ami.render import sysctl_conf
+
+    key = "net.ipv4.conf.all.force_igmp_version"
+    group = TuningProfile.for_vcpus(4, **EXCHANGE)
+    assert group.sysctls[key] == "2"
+    assert f"{key} = 2" in sysctl_conf(group) and "IGMPv2" in sysctl_conf(group)
+    unicast = TuningProfile.for_vcpus(4, **{**EXCHANGE, "exchange_market_data": "10.9.0.1:1"})
+    assert key not in unicast.sysctls and key not in TuningProfile.for_vcpus(4).sysctls
+    # a profile that says otherwise keeps its own value
+    own = TuningProfile.for_vcpus(4, **EXCHANGE, sysctls={**DEFAULT_SYSCTLS, key: "3"})
+    assert own.sysctls[key] == "3"

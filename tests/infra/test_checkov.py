@@ -68,6 +68,7 @@ EXPECTED_SKIPS = {
         "existing_vpc": {("CKV_AWS_88", HOST1)},  # an imported VPC: no CDK handler
         "ubuntu2404": {*_NEW_VPC_HANDLER, ("CKV_AWS_88", HOST1)},
         "debian12": {*_NEW_VPC_HANDLER, ("CKV_AWS_88", HOST1)},
+        "exchange": {*_NEW_VPC_HANDLER, ("CKV_AWS_88", HOST1)},  # no new skip for its rules
     }.items()
     for check, resource in skips
 }  # TunedAmiStack: none

@@ -116,6 +116,74 @@ def test_security_group_opens_only_ssh_and_telemetry_to_allowed_cidrs():
     assert all(r["IpProtocol"] == "tcp" for r in rules)
 
 
+def _egress(template: Template) -> list[dict]:
+    (sg,) = template.find_resources("AWS::EC2::SecurityGroup").values()
+    return sg["Properties"].get("SecurityGroupEgress", [])
+
+
+def _rule(r: dict) -> tuple:
+    peer = r.get("CidrIp") or r.get("CidrIpv6")
+    return (r["IpProtocol"], peer, r.get("FromPort"), r.get("ToPort"))
+
+
+def _network_with(exchange: dict) -> Template:
+    stack = cdk.Stack()
+    config = DeploymentConfig.from_context({"exchange": exchange}.get)
+    Network(stack, "Network", allowed_cidrs=(), telemetry_port=8000, exchange=config.exchange)
+    return Template.from_stack(stack)
+
+
+EXCHANGE = {
+    "marketData": "239.192.0.1:31001",
+    "recovery": "10.50.0.10:31002",
+    "orders": "10.50.0.11:31003",
+    "cidrs": ["10.50.0.0/24", "10.60.0.0/24", "fd00:50::/64"],
+}
+
+
+def test_without_an_exchange_all_outbound_stays_open():
+    stack = cdk.Stack()
+    Network(stack, "Network", allowed_cidrs=(), telemetry_port=8000)
+    (rule,) = _egress(Template.from_stack(stack))
+    assert _rule(rule) == ("-1", "0.0.0.0/0", None, None)
+
+
+def test_an_exchange_opens_its_market_data_recovery_and_orders_only():
+    t = _network_with(EXCHANGE)
+    ingress = {_rule(r) for r in _ingress(t)}
+    assert ingress == {
+        # market data: UDP to its port from the exchange's IPv4 ranges (the group is IPv4)
+        ("udp", "10.50.0.0/24", 31001, 31001),
+        ("udp", "10.60.0.0/24", 31001, 31001),
+        # Transit Gateway multicast: IGMP queries come from 0.0.0.0/32
+        ("2", "0.0.0.0/32", None, None),
+    }
+    egress = {_rule(r) for r in _egress(t)}
+    assert egress == {
+        ("tcp", "10.50.0.10/32", 31002, 31002),  # recovery
+        ("tcp", "10.50.0.11/32", 31003, 31003),  # order entry
+        ("tcp", "0.0.0.0/0", 443, 443),  # packages, SSM, CloudWatch, S3
+        ("tcp", "0.0.0.0/0", 80, 80),  # apt mirrors
+        ("2", "239.192.0.1/32", None, None),  # IGMP join
+        ("2", "224.0.0.2/32", None, None),  # IGMP leave
+    }
+    assert not [r for r in _egress(t) if r["IpProtocol"] == "-1"]  # no longer all outbound
+
+
+def test_an_ipv6_group_is_admitted_from_the_ipv6_ranges_without_igmp():
+    t = _network_with({**EXCHANGE, "marketData": "[ff15::1]:31001"})
+    assert {_rule(r) for r in _ingress(t)} == {("udp", "fd00:50::/64", 31001, 31001)}
+    assert not [r for r in _egress(t) if r["IpProtocol"] == "2"]
+
+
+def test_the_exchange_variant_synthesizes_with_the_exchange_in_its_rules():
+    s = synth("exchange")
+    rules = {_rule(r) for r in _ingress(s.hosts_template)}
+    assert ("udp", "10.50.0.0/24", 31001, 31001) in rules
+    assert ("tcp", "203.0.113.0/24", 22, 22) in rules  # allowedCidrs as ever
+    assert ("tcp", "10.50.0.11/32", 31003, 31003) in {_rule(r) for r in _egress(s.hosts_template)}
+
+
 def test_existing_vpc_is_imported_without_lookup():
     stack = cdk.Stack()
     network = Network(

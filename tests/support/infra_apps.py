@@ -47,6 +47,15 @@ VARIANTS = {
     },
     "ubuntu2404": {"hostOs": "ubuntu2404"},  # as `-c hostOs=ubuntu2404` passes it
     "debian12": {"hostOs": "debian12"},  # user data only: no TunedAmiStack
+    "exchange": {  # trading with a real exchange: its addresses open, nothing else
+        "exchange": {
+            "marketData": "239.192.0.1:31001",
+            "recovery": "10.50.0.10:31002",
+            "orders": "10.50.0.11:31003",
+            "cidrs": ["10.50.0.0/24", "fd00:50::/64"],
+        },
+        "allowedCidrs": "203.0.113.0/24",
+    },
 }
 
 
