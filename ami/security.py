@@ -87,11 +87,47 @@ def _service(
     return sets, rules
 
 
+def _market_data(profile: TuningProfile) -> tuple[list[str], list[str]]:
+    """The set and rules that admit the exchange's market data: UDP to its group (or this
+    host's address) and port, from the exchange's ranges of the feed's IP version only; and
+    for an IPv4 group, the IGMP queries that keep this host's membership alive. Nothing without
+    an exchange. Recovery and order entry are this host's own TCP connections: their replies
+    pass as established."""
+    exchange = profile.exchange
+    if exchange is None:
+        return [], []
+    feed = exchange.market_data
+    version = feed.ip.version
+    family, match = ("ipv4_addr", "ip") if version == 4 else ("ipv6_addr", "ip6")
+    set_name = f"exchange_ipv{version}"
+    nets = networks(exchange.cidrs, version)
+    sets = [
+        f"\tset {set_name} {{",
+        f"\t\ttype {family}",
+        "\t\tflags interval",
+        f"\t\telements = {{ {', '.join(nets)} }}",
+        "\t}",
+    ]
+    where = "multicast group" if feed.multicast else "address"
+    rules = [
+        f"# the exchange's market data (UDP {feed}, its {where}) from its ranges only",
+        f"{match} daddr {feed.ip} udp dport {feed.port} {match} saddr @{set_name} accept",
+    ]
+    if exchange.group is not None and version == 4:
+        rules += [
+            "# IGMP queries, to which the kernel answers with this host's groups; an IGMP",
+            "# router (AWS Transit Gateway: from 0.0.0.0) drops a member that never answers",
+            "ip daddr 224.0.0.0/4 ip protocol igmp accept",
+        ]
+    return sets, rules
+
+
 def firewall_ruleset(profile: TuningProfile) -> str:
     ssh_sets, ssh_rules = _service("ssh_cidrs", SSH_PORT, profile.ssh_cidrs, "SSH")
     api_sets, api_rules = _service(
         "telemetry_cidrs", profile.telemetry_port, profile.telemetry_cidrs, "telemetry API"
     )
+    feed_sets, feed_rules = _market_data(profile)
     rules = [
         'iif "lo" accept',
         "ct state established,related accept",
@@ -113,12 +149,14 @@ def firewall_ruleset(profile: TuningProfile) -> str:
         "ct state invalid drop",
         *ssh_rules,
         *api_rules,
+        *feed_rules,
         "# what is left is dropped by the policy; the counter shows how much",
         'counter comment "dropped by policy"',
     ]
     body = [
         *ssh_sets,
         *api_sets,
+        *feed_sets,
         "\tchain input {",
         "\t\ttype filter hook input priority filter; policy drop;",
         *(f"\t\t{rule}" for rule in rules),

@@ -107,6 +107,30 @@ def test_the_same_files_on_every_host_os():
     assert all(files == rendered[0] for files in rendered)
 
 
+def test_market_data_from_the_exchanges_ranges_of_its_ip_version():
+    profile = TuningProfile.for_vcpus(
+        4,
+        exchange_market_data="239.192.0.1:31001",
+        exchange_recovery="10.50.0.10:31002",
+        exchange_orders="10.50.0.10:31003",
+        exchange_cidrs=("10.50.0.0/24", "10.50.1.0/24", "fd00:50::/64"),
+    )
+    got = rules(sec.firewall_ruleset(profile))
+    assert "elements = { 10.50.0.0/23 }" in got  # merged; the IPv6 range sends no IPv4 feed
+    assert "set exchange_ipv6 {" not in got
+    feed = "ip daddr 239.192.0.1 udp dport 31001 ip saddr @exchange_ipv4 accept"
+    assert [line for line in got if "udp dport" in line and "547" not in line] == [feed]
+    assert "ip daddr 224.0.0.0/4 ip protocol igmp accept" in got  # the group's IGMP queries
+    assert (
+        got.index("ct state invalid drop")
+        < got.index(feed)
+        < got.index('counter comment "dropped by policy"')
+    )
+    # no exchange: no UDP port and no IGMP at all
+    plain = rules(ruleset())
+    assert not [line for line in plain if "igmp" in line or "udp dport 31001" in line]
+
+
 def test_cidrs_are_parsed_again_never_pasted():
     profile = TuningProfile.for_vcpus(4, ssh_cidrs=("10.0.0.0/8",))
     # a value that got past the profile's grammar somehow: rendering refuses it
@@ -131,8 +155,15 @@ def test_cidrs_are_parsed_again_never_pasted():
             telemetry_cidrs=("fc00::/7",),
         ),
         TuningProfile.for_vcpus(2, ssh_cidrs=("192.0.2.1/32",), telemetry_port=22),
+        TuningProfile.for_vcpus(
+            4,
+            exchange_market_data="[ff15::1]:31001",
+            exchange_recovery="10.50.0.10:31002",
+            exchange_orders="[fd00:50::10]:31003",
+            exchange_cidrs=("10.50.0.0/24", "fd00:50::/64"),
+        ),
     ],
-    ids=["default", "cidrs", "widest", "telemetry-on-22"],
+    ids=["default", "cidrs", "widest", "telemetry-on-22", "exchange-ipv6"],
 )
 def test_nft_accepts_the_ruleset(tmp_path, profile):
     path = tmp_path / "firewall.nft"
@@ -186,6 +217,38 @@ def test_packets_through_the_loaded_firewall(tmp_path):
     assert got["ruleset"].count("chain input") == 1
     assert got["ruleset"].count("tcp dport 22 ip saddr @ssh_ipv4 accept") == 1
     assert "table ip someone_else" in got["tables"]
+    # no exchange in the profile: no market data from anyone, unicast or multicast
+    assert set(got["market_data"].values()) == {"dropped"}, got["market_data"]
+
+
+EXCHANGE = {  # the lab's client 10.9.0.2 (and fd09::2) is the exchange; 10.9.0.3 is not
+    "exchange_recovery": "10.9.0.2:31002",
+    "exchange_orders": "10.9.0.2:31003",
+    "exchange_cidrs": ("10.9.0.2/32", "fd09::2/128"),
+}
+
+
+@needs_netns
+@pytest.mark.parametrize(
+    ("feed", "arrives"),
+    [
+        ("239.192.0.1:31001", {"10.9.0.2 -> 239.192.0.1:31001"}),
+        ("10.9.0.1:31001", {"10.9.0.2 -> 10.9.0.1:31001"}),
+        ("[fd09::1]:31001", {"fd09::2 -> fd09::1:31001"}),
+    ],
+    ids=["multicast", "unicast", "ipv6"],
+)
+def test_market_data_passes_from_the_exchange_only(tmp_path, feed, arrives):
+    profile = dataclasses.replace(LAB_PROFILE, exchange_market_data=feed, **EXCHANGE)
+    got = lab(tmp_path, sec.firewall_ruleset(profile))
+    # from the exchange's range, to the feed's address and port: through; from 10.9.0.3 (not
+    # the exchange), or to another of the host's addresses on the same port: dropped
+    assert {probe for probe, result in got["market_data"].items() if result == "arrived"} == arrives
+    assert len(got["market_data"]) == 6
+    # and nothing else changed: SSH and telemetry as before, the host's own traffic works
+    assert got["inbound"]["10.9.0.2 -> [10.9.0.1]:22"] == "open"
+    assert got["inbound"]["10.9.0.2 -> [10.9.0.1]:9000"] == "dropped"
+    assert all(got["outbound"].values()), got["outbound"]
 
 
 @needs_netns

@@ -10,6 +10,8 @@ joined by a veth pair, and prints JSON of what got through:
 - ``loopback``: the same, from the host to itself;
 - ``outbound``: whether the host's own TCP connection and UDP exchange with the client work
   (the replies are the only inbound packets those need);
+- ``market_data``: for each datagram a client address sends to the market-data port (of the
+  host's addresses and of a multicast group the host has joined), ``arrived`` or ``dropped``;
 - ``ruleset``: ``nft list table inet lowlat`` after the second load; ``tables``: every table,
   with the one another tool made before (the load must leave it alone).
 
@@ -33,6 +35,8 @@ CLIENTS6 = ("fd09::2", "fd09::3")
 LISTEN_PORTS = (22, 8000, 9000)  # SSH, the telemetry port, and one no rule admits
 ECHO_PORT = 7000  # the client's echo service, for the host's outbound traffic
 TIMEOUT_S = 1.5
+MARKET_PORT = 31001  # the exchange's market data, sent by the clients
+GROUP4 = "239.192.0.1"  # a multicast group the host joins on the veth
 
 
 def _sh(*args: str) -> None:
@@ -94,13 +98,31 @@ def _echo_udp(udp: socket.socket) -> None:
         udp.sendto(data, peer)
 
 
+def market_data_pairs() -> list[tuple[str, str]]:
+    """(client address, target) of every market-data datagram a client sends."""
+    pairs = [(c, t) for c in CLIENTS4 for t in (HOST4, GROUP4)]
+    return pairs + [(c, HOST6) for c in CLIENTS6]
+
+
+def _send_market_data() -> None:
+    for source, target in market_data_pairs():
+        family = socket.AF_INET6 if ":" in target else socket.AF_INET
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.bind((source, 0))
+            if target == GROUP4:  # out of the veth, from this source
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(source))
+            sock.sendto(source.encode(), (target, MARKET_PORT))
+
+
 def client() -> None:
-    """In the client's namespace: serve echo for the host, then probe the host's ports."""
+    """In the client's namespace: serve echo for the host, then send market data and probe the
+    host's ports."""
     threading.Thread(target=_echo_tcp, args=(_listen(ECHO_PORT),), daemon=True).start()
     for address in (CLIENTS4[0], CLIENTS6[0]):
         threading.Thread(target=_echo_udp, args=(_udp_socket(address),), daemon=True).start()
     print("ready", flush=True)
     sys.stdin.readline()  # the host has done its outbound checks
+    _send_market_data()  # read by the host after the probes below, which take seconds
     pairs = [(c, HOST4, p) for c in CLIENTS4 for p in LISTEN_PORTS]
     pairs += [(c, HOST6, p) for c in CLIENTS6 for p in LISTEN_PORTS]
     print(json.dumps(_probes(pairs)), flush=True)
@@ -141,6 +163,39 @@ def _client_namespace() -> subprocess.Popen[str]:
     return keeper
 
 
+def _market_data_receivers() -> dict[str, socket.socket]:
+    """Target -> a socket bound to the market-data port there (the group joined on fw0)."""
+    receivers = {}
+    for target in (HOST4, HOST6, GROUP4):
+        family = socket.AF_INET6 if ":" in target else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((target, MARKET_PORT))
+        if target == GROUP4:
+            mreq = socket.inet_aton(GROUP4) + socket.inet_aton(HOST4)
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+        sock.setblocking(False)
+        receivers[target] = sock
+    return receivers
+
+
+def _market_data_report(receivers: dict[str, socket.socket]) -> dict[str, str]:
+    arrived = set()
+    for target, sock in receivers.items():
+        while True:
+            try:
+                data, peer = sock.recvfrom(64)
+            except BlockingIOError:
+                break
+            arrived.add((peer[0], target))
+            assert data.decode() == peer[0]  # from whom it says
+        sock.close()
+    return {
+        f"{s} -> {t}:{MARKET_PORT}": "arrived" if (s, t) in arrived else "dropped"
+        for s, t in market_data_pairs()
+    }
+
+
 def host(ruleset: str) -> None:
     _sh("ip", "link", "set", "lo", "up")
     keeper = _client_namespace()
@@ -159,6 +214,7 @@ def host(ruleset: str) -> None:
         _sh("nft", "-f", ruleset)
         _sh("nft", "-f", ruleset)  # a reload replaces the table
         listeners = [_listen(port) for port in LISTEN_PORTS]  # accepted by the kernel's backlog
+        receivers = _market_data_receivers()
         peer = subprocess.Popen(
             [*inside, sys.executable, "-m", "tests.support.firewall_lab", "client"],
             stdin=subprocess.PIPE,
@@ -172,6 +228,7 @@ def host(ruleset: str) -> None:
         peer.stdin.flush()
         inbound = json.loads(peer.stdout.readline())
         peer.kill()
+        market_data = _market_data_report(receivers)
         loopback = _probes([(a, a, p) for a in ("127.0.0.1", "::1") for p in LISTEN_PORTS])
         listing = _out("nft", "list", "table", "inet", "lowlat")
         tables = _out("nft", "list", "tables")
@@ -183,6 +240,7 @@ def host(ruleset: str) -> None:
         "inbound": inbound,
         "loopback": loopback,
         "outbound": outbound,
+        "market_data": market_data,
         "ruleset": listing,
         "tables": tables,
     }
