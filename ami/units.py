@@ -36,6 +36,7 @@ This module is light (standard library only): the CDK app and the tests read it.
 
 from __future__ import annotations
 
+import ipaddress
 import shlex
 
 from contracts.profile import TuningProfile, cpulist
@@ -193,7 +194,7 @@ def _unit(description: str, after: list[str], service: list[str]) -> str:
 
 def engine_unit(profile: TuningProfile) -> str:
     """lowlat-engine.service: the stages on the isolated CPUs, the supervisor on the housekeeping
-    ones, with no network at all."""
+    ones, with no network at all, or only the exchange's (``_engine_network``)."""
     rw = " ".join(_shm_paths(profile))
     service = [
         "Type=exec",
@@ -211,18 +212,47 @@ def engine_unit(profile: TuningProfile) -> str:
         *_logging("engine"),
         '# The engine creates the segments; a leading "-" would hide a missing hugetlbfs mount.',
         f"ReadWritePaths={rw}",
-        "# The stages talk through shared memory and the supervisor to them through pipes and",
-        "# AF_UNIX socket pairs (multiprocessing); the exchange is simulated in process. A real",
-        "# exchange gateway needs AF_INET(6), IPAddressAllow= and PrivateNetwork=no.",
-        "RestrictAddressFamilies=AF_UNIX",
-        "PrivateNetwork=yes",
-        "IPAddressDeny=any",
+        *_engine_network(profile),
     ]
     return _unit(
         "lowlat trading engine (feed, engine, gateway stages on the isolated CPUs)",
         [TUNE_UNIT],
         service,
     )
+
+
+def _engine_network(profile: TuningProfile) -> list[str]:
+    """The engine's network: none with the simulated exchange; with a real one, exactly the
+    address families and addresses the feed and the gateway use (the profile's exchange_*)."""
+    exchange = profile.exchange
+    if exchange is None:
+        return [
+            "# The stages talk through shared memory and the supervisor to them through pipes and",
+            "# AF_UNIX socket pairs (multiprocessing); the exchange is simulated in process. A "
+            "real",
+            "# exchange gateway needs AF_INET(6), IPAddressAllow= and PrivateNetwork=no.",
+            "RestrictAddressFamilies=AF_UNIX",
+            "PrivateNetwork=yes",
+            "IPAddressDeny=any",
+        ]
+    families = " ".join({4: "AF_INET", 6: "AF_INET6"}[v] for v in exchange.ip_versions)
+    versions = exchange.ip_versions
+    ranges = [c for c in exchange.cidrs if ipaddress.ip_network(c).version in versions]
+    allowed = [*ranges, *([str(exchange.group.ip)] if exchange.group else [])]
+    return [
+        "# The stages talk through shared memory and the supervisor to them through pipes and",
+        "# AF_UNIX socket pairs (multiprocessing). The feed receives the exchange's market data",
+        f"# ({exchange.market_data}, UDP) and asks its recovery ({exchange.recovery}, TCP); the",
+        f"# gateway enters orders at {exchange.orders} (TCP): the host's network, the address",
+        "# families of those addresses and the exchange's ranges (the remote address of every",
+        "# packet in or out), and the group, nothing else. The engine stage's own process has",
+        "# no network even so: a seccomp filter refuses it AF_INET/AF_INET6 sockets",
+        "# (service/runtime/sandbox.py).",
+        f"RestrictAddressFamilies=AF_UNIX {families}",
+        "PrivateNetwork=no",
+        "IPAddressDeny=any",
+        f"IPAddressAllow={' '.join(allowed)}",
+    ]
 
 
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")

@@ -60,6 +60,7 @@ from service.kernels.tcp_link import link_close
 from service.runtime.model import load_model
 from service.runtime.network import open_market_data_socket
 from service.runtime.recording import RecordingError, open_recording
+from service.runtime.sandbox import deny_network, needs_network
 from service.runtime.segments import attach_segments, create_segments, prepare_shm_dir
 from service.runtime.shm import remove_stale
 from service.runtime.state import (
@@ -125,6 +126,10 @@ def stage_process(config: Config, core: int, stage_names: tuple[str, ...]) -> No
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _die_with_parent()
     os.sched_setaffinity(0, {core})
+    if not needs_network(config, stage_names):
+        # before any stage runs: the engine's own process has no network even when its unit
+        # has the exchange's (the feed's and the gateway's processes)
+        deny_network()
     mask = sum(STAGE_BITS[STAGES.index(name)] for name in stage_names)
     starts = [L.SECTION_START[STAGES.index(name)] for name in stage_names]
     live = attach_segments(config)

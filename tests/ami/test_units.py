@@ -120,10 +120,10 @@ def test_shm_dir_follows_the_profile():
     assert engine["ExecStart"][0].startswith("/srv/ll/current/venv/bin/trading-service ")
 
 
-@pytest.fixture
-def host_root(tmp_path) -> Path:
-    """A root with the rendered files, a stand-in trading-service and the stock targets."""
-    apply(render(PROFILE), tmp_path)
+def _root(tmp_path: Path, profile: TuningProfile) -> Path:
+    """A root with ``profile``'s rendered files, a stand-in trading-service and the stock
+    targets."""
+    apply(render(profile), tmp_path)
     venv_bin = tmp_path / "opt/lowlat/current/venv/bin"
     venv_bin.mkdir(parents=True)
     (venv_bin / "trading-service").write_text("#!/bin/sh\nexit 0\n")
@@ -137,16 +137,26 @@ def host_root(tmp_path) -> Path:
     return tmp_path
 
 
-@needs_systemd_analyze
-def test_systemd_analyze_verify_is_clean(host_root):
+@pytest.fixture
+def host_root(tmp_path) -> Path:
+    return _root(tmp_path, PROFILE)
+
+
+def verify_units(root: Path) -> tuple[int, str]:
+    """``systemd-analyze verify`` of the engine, telemetry and tuning units under ``root``."""
     result = subprocess.run(
-        [SYSTEMD_ANALYZE, "verify", f"--root={host_root}", ENGINE_UNIT, TELEMETRY_UNIT, TUNE_UNIT],
+        [SYSTEMD_ANALYZE, "verify", f"--root={root}", ENGINE_UNIT, TELEMETRY_UNIT, TUNE_UNIT],
         capture_output=True,
         text=True,
         timeout=60,
     )
+    return result.returncode, result.stdout + result.stderr
+
+
+@needs_systemd_analyze
+def test_systemd_analyze_verify_is_clean(host_root):
     # verify exits 0 on unknown keys too: any output at all is a finding
-    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+    assert verify_units(host_root) == (0, "")
 
 
 @needs_systemd_analyze
@@ -173,6 +183,74 @@ def test_security_exposure(tmp_path, name):
     path = tmp_path / name
     path.write_text(text)
     assert exposure(path) <= MAX_EXPOSURE
+
+
+# ----------------------------------------------------------------------------- the exchange
+
+EXCHANGE = {
+    "exchange_recovery": "10.50.0.10:31002",
+    "exchange_orders": "10.50.0.11:31003",
+    "exchange_cidrs": ("10.50.0.0/24", "fd00:50::/64"),
+}
+# name -> (the profile's exchange, the address families and addresses its engine may use)
+WITH_EXCHANGE = {
+    "multicast": (
+        {**EXCHANGE, "exchange_market_data": "239.192.0.1:31001"},
+        "AF_UNIX AF_INET",
+        "10.50.0.0/24 239.192.0.1",  # the IPv6 range: no socket of the host's is IPv6
+    ),
+    "ipv6-orders": (
+        {
+            **EXCHANGE,
+            "exchange_market_data": "239.192.0.1:31001",
+            "exchange_orders": "[fd00:50::11]:3",
+        },
+        "AF_UNIX AF_INET AF_INET6",
+        "10.50.0.0/24 fd00:50::/64 239.192.0.1",
+    ),
+    "unicast": (
+        {**EXCHANGE, "exchange_market_data": "10.42.0.7:31001"},
+        "AF_UNIX AF_INET",
+        "10.50.0.0/24",  # the feed's address is this host's own: the senders are the ranges
+    ),
+}
+
+
+def test_without_an_exchange_the_engine_has_no_network():
+    engine = settings(ENGINE)
+    assert engine["RestrictAddressFamilies"] == ["AF_UNIX"]
+    assert engine["PrivateNetwork"] == ["yes"]
+    assert engine["IPAddressDeny"] == ["any"] and "IPAddressAllow" not in engine
+
+
+@pytest.mark.parametrize("name", list(WITH_EXCHANGE))
+def test_with_an_exchange_the_engine_reaches_exactly_it(name):
+    exchange, families, allowed = WITH_EXCHANGE[name]
+    engine = settings(units.engine_unit(TuningProfile.for_vcpus(4, **exchange)))
+    assert engine["RestrictAddressFamilies"] == [families]
+    assert engine["PrivateNetwork"] == ["no"]
+    assert engine["IPAddressDeny"] == ["any"]
+    assert engine["IPAddressAllow"] == [allowed]
+    # the rest of the sandbox is the same as without one
+    plain = settings(ENGINE)
+    changed = {"RestrictAddressFamilies", "PrivateNetwork", "IPAddressAllow"}
+    assert {k: v for k, v in engine.items() if k not in changed} == {
+        k: v for k, v in plain.items() if k not in changed
+    }
+
+
+@needs_systemd_analyze
+@pytest.mark.parametrize("name", list(WITH_EXCHANGE))
+def test_with_an_exchange_the_units_verify_and_stay_exposed_no_more(tmp_path, name):
+    profile = TuningProfile.for_vcpus(4, **WITH_EXCHANGE[name][0])
+    root = _root(tmp_path / "root", profile)
+    assert verify_units(root) == (0, "")
+    for unit in (ENGINE_UNIT, TELEMETRY_UNIT):
+        assert exposure(root / unit.lstrip("/")) <= MAX_EXPOSURE
+    # the network costs the engine something: the score sees it (so it can see a regression)
+    plain = tmp_path / units.ENGINE_UNIT
+    plain.write_text(ENGINE)
+    assert exposure(plain) < exposure(root / ENGINE_UNIT.lstrip("/"))
 
 
 def test_units_log_where_the_cloudwatch_agent_collects():
