@@ -60,6 +60,11 @@ WIDGETS = (
         "feed sequence gaps, dropped and lost messages; the UDP feed's gaps, recovered and "
         "given-up messages",
     ),
+    Widget(
+        "Exchange session",
+        "1 while the gateway's order-entry session is up; sessions, drops, orders open and "
+        "orders resent after a reconnect",
+    ),
     Widget("CPU per core", "busy share of each isolated core (should be ~100) and housekeeping"),
     Widget("Memory", "memory used percent, swap used (should be 0)"),
     Widget("Hugepages free", "free 2 MiB hugepages against the profile's count"),
@@ -97,6 +102,13 @@ ALARMS = (
         "the UDP feed finds gaps often, or gives gaps up: the network to the exchange loses "
         "packets and the engine's books go stale",
         "Sequence gaps and drops",
+    ),
+    Alarm(
+        f"{ALARM_PREFIX}ExchangeSessionDown",
+        CRITICAL,
+        "the engine is up but its gateway has had no order-entry session with the exchange for "
+        "minutes: no order reaches the exchange (hosts that trade with a real exchange only)",
+        "Exchange session",
     ),
     Alarm(
         f"{ALARM_PREFIX}RejectsHigh",

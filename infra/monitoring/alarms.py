@@ -23,12 +23,13 @@ from aws_cdk import aws_cloudwatch_actions as cw_actions
 from contracts import alarms as catalog
 from contracts import stats_layout as L
 from contracts.profile import TuningProfile
-from infra.monitoring.metrics import MonitoredHost, Watch
+from infra.monitoring.metrics import MINUTE, MonitoredHost, Watch
 from infra.monitoring.names import (
     CPU_ACTIVE,
     CPU_IDLE,
     DISK_USED_PERCENT,
     ENA_ALLOWANCE,
+    EXCHANGE_CONNECTED,
     FEED_GAPS,
     HOST_TUNED,
     HUGEPAGES_FREE,
@@ -56,6 +57,9 @@ TICK_TO_ORDER_DATAPOINTS = (3, 5)  # minutes over the SLO, out of the last N min
 MD_STALLED_MINUTES = 3  # consecutive minutes without one market-data message processed
 FEED_GAPS_PER_WINDOW = 50  # UDP feed gaps in FEED_GAP_WINDOW: ten a minute, even if recovered
 FEED_GAP_WINDOW = cdk.Duration.minutes(5)
+# minutes in a row with the engine up and no order-entry session at any moment of the minute:
+# a dropped session comes back within reconnect_max_ms (500 ms by default)
+EXCHANGE_DOWN_MINUTES = 2
 REJECTS_PERCENT = 5.0  # rejects / (orders sent + rejects), over REJECTS_WINDOW
 REJECTS_WINDOW = cdk.Duration.minutes(5)
 EVENT_WINDOW = cdk.Duration.minutes(5)  # ring full and ENA allowance: any event in 5 minutes
@@ -152,6 +156,31 @@ def feed_gap_rate_high(w: Watch, host: MonitoredHost) -> list[Rule]:
             variant="GivenUp",
         ),
     ]
+
+
+def exchange_session_down(w: Watch, host: MonitoredHost) -> list[Rule]:
+    # Only a host that trades with a real exchange has an order-entry session: a simulated
+    # gateway's exchange_connected is always 0. The engine being down or still warming up
+    # (trading_up below 1, or no data) is LowlatEngineDown's page, not this one's: the math
+    # counts the session as up whenever the engine is not, so missing data never breaches.
+    if host.profile.exchange is None:
+        return []
+    n = EXCHANGE_DOWN_MINUTES
+    up, connected = w.fresh_id("u"), w.fresh_id("c")
+    metric = cw.MathExpression(
+        expression=f"IF(FILL({up}, 0) >= 1, FILL({connected}, 1), 1)",
+        using_metrics={
+            up: w.emf(UP, host, cw.Stats.MINIMUM),
+            connected: w.emf(EXCHANGE_CONNECTED, host, cw.Stats.MAXIMUM),
+        },
+        label="order-entry session up while the engine is",
+        period=MINUTE,
+    )
+    words = (
+        f"{EXCHANGE_CONNECTED} stays 0 through each of {n} minutes while {UP} is 1 (the "
+        f"order entry to {host.profile.exchange.orders} is down; the engine is up)"
+    )
+    return [Rule(metric, 1, _LT, n, n, words)]
 
 
 def rejects_high(w: Watch, host: MonitoredHost) -> list[Rule]:
@@ -284,6 +313,7 @@ RULES: dict[str, Callable[[Watch, MonitoredHost], list[Rule]]] = {
     f"{_P}TickToOrderP99High": tick_to_order_p99_high,
     f"{_P}MarketDataStalled": market_data_stalled,
     f"{_P}FeedGapRateHigh": feed_gap_rate_high,
+    f"{_P}ExchangeSessionDown": exchange_session_down,
     f"{_P}RejectsHigh": rejects_high,
     f"{_P}RingFull": ring_full,
     f"{_P}IsolatedCoreIdle": isolated_core_idle,

@@ -31,6 +31,9 @@ from infra.monitoring.names import (
     CPU_ACTIVE,
     DISK_USED_PERCENT,
     ENA_ALLOWANCE,
+    EXCHANGE_CONNECTED,
+    EXCHANGE_DROPS,
+    EXCHANGE_SESSIONS,
     FEED_GAPS,
     FILLS,
     HOST_CHECKS_FAILED,
@@ -44,7 +47,9 @@ from infra.monitoring.names import (
     MD_PROCESSED,
     MD_RECOVERED,
     MEM_USED_PERCENT,
+    ORDERS_OPEN,
     ORDERS_REJECTED,
+    ORDERS_RESENT,
     ORDERS_SENT,
     P50,
     P99,
@@ -250,6 +255,27 @@ def sequence_gaps_and_drops(w: Watch, title: str) -> list[cw.IWidget]:
     )
 
 
+def exchange_session(w: Watch, title: str) -> list[cw.IWidget]:
+    # only the hosts that trade with a real exchange: a simulated gateway has no session (its
+    # exchange_connected is always 0, which would read as down)
+    trading = [h for h in w.hosts if h.profile.exchange is not None]
+    if not trading:
+        text = f"### {title}\nNo host of this deployment trades with a real exchange (simulated)."
+        return [cw.TextWidget(markdown=text, width=24, height=2)]
+    left = [w.emf(EXCHANGE_CONNECTED, h, _MIN, label=f"{h.label} session up") for h in trading]
+    right = [
+        metric
+        for h in trading
+        for metric in (
+            w.emf(EXCHANGE_SESSIONS, h, _SUM, label=f"{h.label} logins"),
+            w.emf(EXCHANGE_DROPS, h, _SUM, label=f"{h.label} drops"),
+            w.emf(ORDERS_RESENT, h, _SUM, label=f"{h.label} orders resent"),
+            w.emf(ORDERS_OPEN, h, _MAX, label=f"{h.label} orders open"),
+        )
+    ]
+    return [graph(title, left, right, axis=_UP_AXIS)]
+
+
 def cpu_per_core(w: Watch, title: str) -> list[cw.IWidget]:
     # fleet: per host the least busy busy-poll core and the busiest housekeeping core (the two
     # alarms' views); then every core of each host in its own widget
@@ -384,6 +410,7 @@ WIDGETS: dict[str, Callable[[Watch, str], list[cw.IWidget]]] = {
     "Ring occupancy": ring_occupancy,
     "Ring full events": ring_full_events,
     "Sequence gaps and drops": sequence_gaps_and_drops,
+    "Exchange session": exchange_session,
     "CPU per core": cpu_per_core,
     "Memory": memory,
     "Hugepages free": hugepages_free,

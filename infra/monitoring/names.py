@@ -72,6 +72,12 @@ MD_LOST = family("md_messages_lost")
 FEED_GAPS = family("feed_gaps")  # the UDP feed's (source = "udp")
 MD_RECOVERED = family("md_messages_recovered")
 MD_GIVEN_UP = family("md_messages_given_up")
+# the gateway's order-entry session ([gateway] exchange = "tcp")
+EXCHANGE_CONNECTED = family("exchange_connected")
+EXCHANGE_SESSIONS = family("exchange_sessions")
+EXCHANGE_DROPS = family("exchange_drops")
+ORDERS_OPEN = family("orders_open")
+ORDERS_RESENT = family("orders_resent")
 # the rings, as the catalog names them: md, order, fill
 RINGS = tuple(m.name.removesuffix("_ring_full") for m in L.CATALOG if m.name.endswith("_ring_full"))
 RING_FULL = {ring: family(f"{ring}_ring_full") for ring in RINGS}

@@ -39,6 +39,10 @@ TWO_HOSTS = (4, 8)  # host1: c6g.xlarge profile, host2: c6g.2xlarge profile
 STATUS = f"{catalog.ALARM_PREFIX}StatusCheckFailed"
 # the kinds with a second alarm per host, and its variant
 SECOND_ALARMS = {STATUS: "instance", f"{catalog.ALARM_PREFIX}FeedGapRateHigh": "GivenUp"}
+# the kinds only a host that trades with a real exchange has
+EXCHANGE_SESSION = f"{catalog.ALARM_PREFIX}ExchangeSessionDown"
+EXCHANGE_ONLY = {EXCHANGE_SESSION}
+EXCHANGE_HOSTS = (2,)  # in ``two``: host2 trades with an exchange, host1 is simulated
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +52,7 @@ def one() -> dict:
 
 @pytest.fixture(scope="module")
 def two() -> dict:
-    return synth(TWO_HOSTS)
+    return synth(TWO_HOSTS, exchange_hosts=EXCHANGE_HOSTS)
 
 
 def kind_of(alarm_name: str) -> str:
@@ -69,17 +73,58 @@ def host_alarm(template: dict, kind: str, host: str, variant: str = "") -> dict:
 # ------------------------------------------------------------------------------ alarms
 
 
-@pytest.mark.parametrize("vcpus", [(4,), TWO_HOSTS])
-def test_one_alarm_per_kind_and_host_plus_the_second_ones(vcpus):
-    template = synth(vcpus)
+@pytest.mark.parametrize(
+    ("vcpus", "exchange_hosts"), [((4,), ()), ((4,), (1,)), (TWO_HOSTS, EXCHANGE_HOSTS)]
+)
+def test_one_alarm_per_kind_and_host_plus_the_second_ones(vcpus, exchange_hosts):
+    template = synth(vcpus, exchange_hosts=exchange_hosts)
     names = sorted(by_name(template))
     hosts = [f"host{i}" for i in range(1, len(vcpus) + 1)]
+    trading = [f"host{i}" for i in exchange_hosts]
     expected = sorted(
-        [mon.alarm_name(a.name, "prod", h) for a in catalog.ALARMS for h in hosts]
+        [
+            mon.alarm_name(a.name, "prod", h)
+            for a in catalog.ALARMS
+            for h in hosts
+            if a.name not in EXCHANGE_ONLY or h in trading
+        ]
         + [mon.alarm_name(k, "prod", h, v) for k, v in SECOND_ALARMS.items() for h in hosts]
     )
     assert names == expected
-    assert len(alarms(template)) == (len(catalog.ALARMS) + len(SECOND_ALARMS)) * len(vcpus)
+    per_host = len(catalog.ALARMS) - len(EXCHANGE_ONLY) + len(SECOND_ALARMS)
+    assert len(alarms(template)) == per_host * len(vcpus) + len(EXCHANGE_ONLY) * len(trading)
+
+
+def test_exchange_session_down_pages_while_the_engine_is_up_and_the_session_is_not(two):
+    props = host_alarm(two, EXCHANGE_SESSION, "host2")
+    assert (props["ComparisonOperator"], props["Threshold"]) == ("LessThanThreshold", 1)
+    assert props["EvaluationPeriods"] == props["DatapointsToAlarm"] == 2
+    # the engine down or warming up is LowlatEngineDown's page: no data is no breach here
+    assert props["TreatMissingData"] == "notBreaching"
+    (expression,) = [m for m in props["Metrics"] if "Expression" in m]
+    assert expression["ReturnData"] is True
+    watched = {m["Id"]: m["MetricStat"] for m in props["Metrics"] if "MetricStat" in m}
+    names = {stat["Metric"]["MetricName"]: (i, stat["Stat"]) for i, stat in watched.items()}
+    up, up_stat = names["trading_up"]
+    connected, connected_stat = names["trading_exchange_connected"]
+    assert (up_stat, connected_stat) == ("Minimum", "Maximum")  # the whole minute down
+    assert expression["Expression"] == f"IF(FILL({up}, 0) >= 1, FILL({connected}, 1), 1)"
+    for stat in watched.values():
+        (dimension,) = stat["Metric"]["Dimensions"]
+        assert dimension["Value"] == {"Ref": next(iter(_instances(two)["host2"]))}
+    assert "10.50.0.11:31003" in props["AlarmDescription"]  # the order entry it lost
+
+
+def _instances(template: dict) -> dict[str, set[str]]:
+    """host label -> the logical id of its instance."""
+    ids = sorted(k for k, v in template["Resources"].items() if v["Type"] == "AWS::EC2::Instance")
+    return {f"host{i}": {logical} for i, logical in enumerate(ids, start=1)}
+
+
+def test_no_exchange_no_session_alarm_and_a_note_on_the_dashboard(one):
+    assert not [n for n in by_name(one) if n.startswith(EXCHANGE_SESSION)]
+    notes = [w for w in dashboard_body(one)["widgets"] if w["type"] == "text"]
+    assert any("### Exchange session" in w["properties"]["markdown"] for w in notes)
 
 
 def test_alarm_names_are_camel_case_with_the_shared_prefix(two):
@@ -304,6 +349,10 @@ def test_every_host_has_its_lines(two):
         props = widget["properties"]
         if props["title"] in ("Benchmark results",) or " — " in props["title"]:
             continue
+        if props["title"] == "Exchange session":  # only the host that trades with one
+            labels = json.dumps(props["metrics"])
+            assert '"label": "host2 session up"' in labels and '"host1 ' not in labels
+            continue
         labels = json.dumps(props["metrics"])
         for host in ("host1", "host2"):
             assert f'"label": "{host} ' in labels, (props["title"], host)
@@ -393,7 +442,8 @@ def test_bad_arguments_are_refused_with_a_clear_message(overrides, message):
 def test_attributes(two):
     m = _monitoring()
     assert m.dashboard_name == "prod-lowlat"
-    assert len(m.alarms) == len(catalog.ALARMS) + len(SECOND_ALARMS)
+    # its one host trades with no exchange: no session alarm
+    assert len(m.alarms) == len(catalog.ALARMS) - len(EXCHANGE_ONLY) + len(SECOND_ALARMS)
     assert m.dashboard is not None
 
 

@@ -19,6 +19,13 @@ from typing import NamedTuple
 
 RUNBOOK_BASE = "https://runbooks.example.com/lowlat"
 SLO_US = (5.0, 20.0, 50.0)
+# the profile keys of a host that trades with a real exchange (synth's ``exchange_hosts``)
+EXCHANGE = {
+    "exchange_market_data": "239.192.0.1:31001",
+    "exchange_recovery": "10.50.0.10:31002",
+    "exchange_orders": "10.50.0.11:31003",
+    "exchange_cidrs": ("10.50.0.0/24",),
+}
 
 
 @functools.cache
@@ -27,8 +34,10 @@ def synth(
     slo_us: tuple[float, float, float] = SLO_US,
     deployment: str = "prod",
     nag: bool = False,
+    exchange_hosts: tuple[int, ...] = (),
 ) -> dict:
-    """The template of a stack holding Monitoring for hosts of ``vcpus`` (``host1``, ...).
+    """The template of a stack holding Monitoring for hosts of ``vcpus`` (``host1``, ...);
+    the hosts numbered in ``exchange_hosts`` trade with a real exchange (``EXCHANGE``).
 
     With ``nag``, cdk-nag's AwsSolutions pack runs too and the template's ``Metadata`` key
     ``"nag"`` maps construct paths to their findings (``[(rule id, level), ...]``).
@@ -63,7 +72,8 @@ def synth(
             instance_type=ec2.InstanceType("c6g.xlarge"),
             machine_image=image,
         )
-        hosts.append(MonitoredHost(f"host{i}", instance, TuningProfile.for_vcpus(n)))
+        exchange = EXCHANGE if i in exchange_hosts else {}
+        hosts.append(MonitoredHost(f"host{i}", instance, TuningProfile.for_vcpus(n, **exchange)))
     topic = sns.Topic(stack, "Alarms")
     Monitoring(
         stack,
