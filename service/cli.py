@@ -45,6 +45,7 @@ examples:
   trading-service backtest --data 'days/*.lmd' --sweep engine.signal_threshold=0.1,0.2 \
       --sweep latency.order=0,50us,1ms --report sweep/
   trading-service bench --quick --json bench.json
+  trading-service bench --transports --json T.json   ring vs UDP vs TCP (and C), loopback and veth
   trading-service exchange --messages 1000000   an exchange: UDP market data, TCP recovery
   trading-service run --config udp.toml         ...and a run whose [feed] source = "udp"
   trading-service kill-switch on                every new order is rejected until 'off'
@@ -179,9 +180,21 @@ def build_parser() -> argparse.ArgumentParser:
         "Measure this machine's floor (a cache-line ping-pong), the shared-memory ring "
         "against multiprocessing.Queue and a C++ ring of the same shape, the kernels, "
         "and tick-to-order latency through the whole pipeline at fixed offered rates. "
-        "Prints a table; --json writes the figures for scripts.",
+        "With --transports, the transports instead. Prints a table; --json writes the "
+        "figures for scripts."
+        "\n\nexamples:\n"
+        "  trading-service bench --quick                 about a minute\n"
+        "  trading-service bench --json B.json --cpus 2,3\n"
+        "  sudo trading-service bench --transports --json T.json   (root: the veth route)",
     )
     bench.add_argument("--quick", action="store_true", help="smaller counts: about a minute")
+    bench.add_argument(
+        "--transports",
+        action="store_true",
+        help="measure the transports instead: one 64-byte message over the ring, UDP and TCP "
+        "(loopback, and a veth pair between two network namespaces when run as root), "
+        "beside a C reference of each socket round trip",
+    )
     bench.add_argument("--json", type=Path, metavar="PATH", help="write the figures as JSON")
     bench.add_argument(
         "--cpus",
@@ -638,12 +651,18 @@ def cmd_record(args) -> int:
 def cmd_bench(args) -> int:
     from service.bench.report import print_bench_report
     from service.bench.run import parse_cpus, run_bench
+    from service.bench.transport_bench import print_transport_report, run_transport_bench
 
     if args.json:
         check_output(args.json, "--json")
     cpus = parse_cpus(args.cpus)
-    figures = run_bench(quick=args.quick, cpus=cpus)
-    print_bench_report(figures)
+    figures: object
+    if args.transports:
+        figures = run_transport_bench(quick=args.quick, cpus=cpus)
+        print_transport_report(figures)
+    else:
+        figures = run_bench(quick=args.quick, cpus=cpus)
+        print_bench_report(figures)
     if args.json:
         _write_json(args.json, figures)
     return EXIT_OK

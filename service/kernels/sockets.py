@@ -50,6 +50,10 @@ send = types.ExternalFunction("send", types.intp(types.int32, types.intp, types.
 recvmmsg = types.ExternalFunction(
     "recvmmsg", types.int32(types.int32, types.intp, types.uint32, types.int32, types.intp)
 )
+# int sendmmsg(int fd, struct mmsghdr *vec, unsigned vlen, int flags)
+sendmmsg = types.ExternalFunction(
+    "sendmmsg", types.int32(types.int32, types.intp, types.uint32, types.int32)
+)
 # int socket(int domain, int type, int protocol)
 socket_open = types.ExternalFunction("socket", types.int32(types.int32, types.int32, types.int32))
 # int connect(int fd, const struct sockaddr *addr, socklen_t len)
@@ -89,8 +93,9 @@ IOVEC = np.dtype([("base", np.uintp), ("len", np.uintp)])
 assert MMSGHDR.itemsize == 64 and IOVEC.itemsize == 16
 
 ReceiveBatch = namedtuple("ReceiveBatch", "headers iovecs data")
-ReceiveBatch.__doc__ = """What one ``recvmmsg`` fills: ``data[k, :headers[k].len]`` is datagram k.
-``iovecs`` point into ``data``; keep the tuple alive while a kernel uses it."""
+ReceiveBatch.__doc__ = """What one ``recvmmsg`` fills: ``data[k, :headers[k].len]`` is datagram k
+(or what one ``sendmmsg`` sends: each ``data[k]`` whole). ``iovecs`` point into ``data``; keep
+the tuple alive while a kernel uses it."""
 
 
 def new_receive_batch(slots: int, datagram_bytes: int) -> ReceiveBatch:
@@ -113,5 +118,16 @@ def receive_batch(fd, batch):
     got = recvmmsg(fd, batch.headers.ctypes.data, batch.headers.shape[0], MSG_DONTWAIT, 0)
     if got >= 0:
         return np.int64(got)
+    err = errno()
+    return np.int64(0) if err in (EAGAIN, EINTR) else -np.int64(err)
+
+
+@kernel
+def send_batch(fd, batch, n):
+    """Datagrams 0..n-1 of ``batch`` (each its iovec's full length) in one ``sendmmsg``, without
+    blocking: how many went (0 when the socket is full), or -errno on an error."""
+    sent = sendmmsg(fd, batch.headers.ctypes.data, n, MSG_DONTWAIT)
+    if sent >= 0:
+        return np.int64(sent)
     err = errno()
     return np.int64(0) if err in (EAGAIN, EINTR) else -np.int64(err)

@@ -37,8 +37,10 @@ __all__ = [
     "CXXFLAGS",
     "BaselineError",
     "build_cpp_ring",
+    "build_socket_pingpong",
     "cpp_ring_available",
     "default_cache_dir",
+    "measure_c_socket_rtt",
     "measure_cpp_ring_rtt",
     "measure_cpp_ring_throughput",
 ]
@@ -66,14 +68,17 @@ def default_cache_dir() -> Path:
     return constants.cache_dir("baseline")
 
 
-def _find_compiler() -> list[str] | None:
-    """The compiler command: ``$CXX`` (may carry words, e.g. ``ccache g++``), ``c++``, ``g++``."""
-    cxx = os.environ.get("CXX", "").strip()
+def _find_compiler(
+    variable: str = "CXX", names: Sequence[str] = ("c++", "g++")
+) -> list[str] | None:
+    """The compiler command: ``$CXX`` (may carry words, e.g. ``ccache g++``), ``c++``, ``g++``
+    (for C: ``$CC``, ``cc``, ``gcc``)."""
+    cxx = os.environ.get(variable, "").strip()
     if cxx:
         words = shlex.split(cxx)
         found = shutil.which(words[0])
         return [found, *words[1:]] if found else None
-    for name in ("c++", "g++"):
+    for name in names:
         found = shutil.which(name)
         if found:
             return [found]
@@ -106,17 +111,23 @@ def _compiler_identity(compiler: list[str]) -> str:
     return f"{os.path.realpath(compiler[0])} {' '.join(compiler[1:])} {first_line}"
 
 
-def _build_from(source: Path, cache_dir: Path, compiler: list[str]) -> Path:
+def _build_from(
+    source: Path,
+    cache_dir: Path,
+    compiler: list[str],
+    flags: Sequence[str] = CXXFLAGS,
+    stem: str = BINARY_STEM,
+) -> Path:
     try:
         code = source.read_bytes()
     except OSError as exc:
         raise BaselineError(f"cannot read C++ baseline source {source}: {exc}") from exc
 
     digest = hashlib.sha256()
-    for part in (code, _compiler_identity(compiler).encode(), " ".join(CXXFLAGS).encode()):
+    for part in (code, _compiler_identity(compiler).encode(), " ".join(flags).encode()):
         digest.update(part)
         digest.update(b"\0")
-    binary = cache_dir / f"{BINARY_STEM}-{digest.hexdigest()[:16]}"
+    binary = cache_dir / f"{stem}-{digest.hexdigest()[:16]}"
     if binary.is_file() and os.access(binary, os.X_OK):
         return binary  # same source, compiler and flags: the existing build is the build
 
@@ -130,7 +141,7 @@ def _build_from(source: Path, cache_dir: Path, compiler: list[str]) -> Path:
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        cmd = [*compiler, *CXXFLAGS, "-o", str(tmp), str(source)]
+        cmd = [*compiler, *flags, "-o", str(tmp), str(source)]
         try:
             result = subprocess.run(
                 cmd, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S, check=False
@@ -176,6 +187,70 @@ def build_cpp_ring(cache_dir: Path | None = None, *, source: Path | None = None)
         return _build_from(path, cache_dir, compiler)
 
 
+PINGPONG_SOURCE = "socket_pingpong.c"
+CFLAGS: tuple[str, ...] = ("-O2", "-std=c11")
+
+
+def build_socket_pingpong(cache_dir: Path | None = None) -> Path:
+    """Compile the C socket round trip (``socket_pingpong.c``) like the C++ ring: once per
+    (source, compiler, flags), with ``$CC``, ``cc`` or ``gcc``."""
+    compiler = _find_compiler("CC", ("cc", "gcc"))
+    if compiler is None:
+        raise BaselineError("no C compiler found (set $CC, or install gcc: `apt-get install gcc`)")
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    packaged = importlib.resources.files(__name__) / PINGPONG_SOURCE
+    if not packaged.is_file():
+        raise BaselineError(f"packaged C baseline source {PINGPONG_SOURCE} is missing")
+    with importlib.resources.as_file(packaged) as path:
+        return _build_from(path, cache_dir, compiler, CFLAGS, "socket_pingpong")
+
+
+def measure_c_socket_rtt(
+    proto: str,
+    ends: tuple[tuple[str, int], tuple[str, int]],
+    cpus: Sequence[int],
+    rounds: int,
+    *,
+    warmup: int = 1000,
+    prefixes: tuple[Sequence[str], Sequence[str]] = ((), ()),
+) -> dict:
+    """The C round trip of one 64-byte message over ``proto`` ("udp" or "tcp"), ``rounds``
+    times after ``warmup``: the initiator at ``ends[0]`` (IP, port) on ``cpus[0]``, the echo at
+    ``ends[1]`` on ``cpus[1]``; each started after its word list in ``prefixes`` (``ip netns
+    exec NS`` to run it in a namespace). Returns the initiator's JSON: ``rounds``, ``lost``,
+    ``rtt_ns`` (min, p50, p90, p99, p999, max, mean)."""
+    a, b = _check_cpus(cpus)
+    binary = build_socket_pingpong()
+    local, peer = (f"{ip}:{port}" for ip, port in ends)
+    common = ["--proto", proto]
+    echo_cmd = [*prefixes[1], str(binary), "responder", *common,
+                "--local", peer, "--peer", local, "--cpu", str(b)]  # fmt: skip
+    echo = subprocess.Popen(echo_cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert echo.stdout is not None
+        if echo.stdout.readline().strip() != "ready":
+            echo.wait(10)
+            raise BaselineError(
+                f"C echo did not start: {shlex.join(echo_cmd)}\n{_tail(echo.communicate()[1])}"
+            )
+        result = _run(
+            Path(binary),
+            ["initiator", *common, "--local", local, "--peer", peer, "--cpu", str(a),
+             "--rounds", str(int(rounds)), "--warmup", str(int(warmup))],
+            RUN_TIMEOUT_S,
+            prefix=prefixes[0],
+        )  # fmt: skip
+    finally:
+        try:
+            echo.wait(10)
+        except subprocess.TimeoutExpired:
+            echo.kill()
+            echo.wait()
+    if not isinstance(result.get("rtt_ns"), dict):
+        raise BaselineError(f"C round trip printed no rtt_ns: {json.dumps(result)}")
+    return result
+
+
 def _check_cpus(cpus: Sequence[int]) -> tuple[int, int]:
     """Two different CPUs this process may run on; the binary refuses to run unpinned."""
     if len(cpus) != 2:
@@ -194,8 +269,8 @@ def _check_cpus(cpus: Sequence[int]) -> tuple[int, int]:
     return a, b
 
 
-def _run(binary: Path, args: list[str], timeout: float) -> dict:
-    cmd = [str(binary), *args]
+def _run(binary: Path, args: list[str], timeout: float, prefix: Sequence[str] = ()) -> dict:
+    cmd = [*prefix, str(binary), *args]
     try:
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired as exc:

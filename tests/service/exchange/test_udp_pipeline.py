@@ -10,6 +10,8 @@ sleeps between packets on the others (``service.exchange.venue``)."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -20,6 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from service.bench.netns import VethPair
 from tests.support.net import free_port, stop_process
 
 CLI = [sys.executable, "-m", "service.cli"]
@@ -30,15 +33,19 @@ FAULTS = ("--drop-every", "100", "--disconnect-every", "25", "--linger", "5")
 pytestmark = pytest.mark.slow
 
 
-def _config(tmp_path: Path, extra: str = "") -> Path:
+def _config(
+    tmp_path: Path, extra: str = "", host: str = "127.0.0.1", exchange: str = "127.0.0.1"
+) -> Path:
+    """The run's and the exchange's config: market data to ``host`` (the run's side), recovery
+    and orders at ``exchange``."""
     config = tmp_path / "udp.toml"
     config.write_text(
         f'[service]\nshm_dir = "{tmp_path}"\nshm_prefix = "lltest-udp-{uuid.uuid4().hex[:8]}"\n'
         f'[feed]\nsource = "udp"\nrate = {RATE}\ninstruments = 4\n'
         f'[gateway]\nexchange = "tcp"\n'
         f"[telemetry]\nport = {free_port()}\n"
-        f'[exchange]\nmarket_data = "127.0.0.1:{free_port()}"\n'
-        f'recovery = "127.0.0.1:{free_port()}"\norders = "127.0.0.1:{free_port()}"\n'
+        f'[exchange]\nmarket_data = "{host}:{free_port()}"\n'
+        f'recovery = "{exchange}:{free_port()}"\norders = "{exchange}:{free_port()}"\n'
         # the exchange comes up after the feed: retry its recovery service often. A machine
         # as loaded as CI's (the lab's emulator beside the tests) can stall either side for
         # long: this test is about what recovery delivers, not how fast
@@ -125,6 +132,56 @@ def test_a_run_trades_with_the_exchange_over_udp_and_tcp_through_lost_packets_an
     # the exchange cut the connection every 25 orders: logged in again each time
     assert sent["order_logins"] >= orders // 25 and c["exchange_sessions"] >= orders // 25
     assert c["exchange_rejects"] == 0  # every order ended: fills + cancels == orders, above
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("nft") is None,
+    reason="two network namespaces need root, ip and nft",
+)
+def test_a_run_trades_with_an_exchange_in_another_namespace_across_a_lossy_veth(tmp_path):
+    """The run in one namespace, the exchange in another, joined by a veth pair: every packet
+    crosses a network device. An nftables rule in the run's namespace drops 1 % of the market
+    data (tc netem is not in this machine's kernel; nft's numgen does the same job), and the
+    exchange cuts the order-entry connection every 40 orders."""
+    with VethPair(f"lltest-x{os.getpid()}", subnet=42) as veth:
+        config = _config(tmp_path, host=veth.a_ip, exchange=veth.b_ip)
+        veth.drop_incoming_udp(veth.a, 1)
+        log = tmp_path / "run.log"
+        sent_json, run_json = tmp_path / "x.json", tmp_path / "r.json"
+        in_a, in_b = ["ip", "netns", "exec", veth.a], ["ip", "netns", "exec", veth.b]
+        with log.open("w") as err:
+            run = subprocess.Popen(
+                [*in_a, *CLI, "run", "--config", config, "--duration=600", "--json", run_json],
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+            )
+        try:
+            _wait_ready(run, log)
+            exchange = subprocess.run(
+                [*in_b, *CLI, "exchange", f"--config={config}", f"--messages={MESSAGES // 2}",
+                 "--disconnect-every=40", "--linger=5", "--json", sent_json],
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )  # fmt: skip
+            assert exchange.returncode == 0, exchange.stderr
+            assert run.wait(60) == 0, log.read_text()
+            dropped = veth.keep_all_udp(veth.a)
+        finally:
+            stop_process(run)
+    sent, figures = json.loads(sent_json.read_text()), json.loads(run_json.read_text())
+    c = figures["counters"]
+    assert sent["messages"] == MESSAGES // 2 and sent["left_out"] == 0  # the link lost them
+    assert c["md_messages_processed"] == MESSAGES // 2 and c["sequence_gaps"] == 0
+    assert c["md_messages_given_up"] == 0 and c["md_messages_duplicate"] == 0
+    assert c["feed_gaps"] > 0 and c["md_messages_recovered"] > 0, c  # ~200 packets dropped
+    # every packet the link let through was read (the count has heartbeats and ends besides)
+    assert c["udp_packets"] >= sent["packets"] - dropped
+    orders = c["orders_sent"]
+    assert orders > 50 and sent["orders"] == orders and sent["duplicate_enters"] == 0
+    assert c["exchange_fills"] + c["exchange_cancels"] == orders
+    assert c["exchange_sessions"] >= orders // 40
+    assert dropped > 0
 
 
 def test_a_feed_address_this_host_does_not_have_is_one_line_and_exit_2(tmp_path):
