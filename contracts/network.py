@@ -11,6 +11,11 @@ from __future__ import annotations
 import ipaddress
 from typing import NamedTuple
 
+# The feed socket's receive buffer: a burst of ~5,000 full datagrams waits in it rather than
+# being dropped. The kernel caps what a socket asks for at net.core.rmem_max, so the tuning
+# profile raises that sysctl to this (contracts.profile.SYSCTLS).
+RECEIVE_BUFFER_BYTES = 8 << 20
+
 
 class Endpoint(NamedTuple):
     host: str  # the IP literal, without brackets

@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 
 from contracts.documents import toml_value
 from contracts.errors import LowlatError
-from contracts.network import Endpoint, parse_endpoint
+from contracts.network import RECEIVE_BUFFER_BYTES, Endpoint, parse_endpoint
 from contracts.stages import stage_cores
 
 PLATFORMS = ("graviton", "x86")
@@ -54,6 +54,10 @@ SYSCTLS = {
     ),
     "vm.swappiness": ("0", "swap is off (lowlat-tune); never prefer it over the page cache"),
     "kernel.watchdog": ("0", "no soft/hard-lockup watchdog threads or timers on the isolated CPUs"),
+    "net.core.rmem_max": (
+        str(RECEIVE_BUFFER_BYTES),
+        "room for the UDP feed's receive buffer",
+    ),
 }
 DEFAULT_SYSCTLS = {key: value for key, (value, _) in SYSCTLS.items()}
 # Set as well on a host whose market data is an IPv4 multicast group (TuningProfile.exchange):

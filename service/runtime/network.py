@@ -9,13 +9,30 @@ NetworkError naming the key, the value and what would be right.
 
 from __future__ import annotations
 
+import logging
 import socket
 import struct
 
 from contracts.errors import LowlatError
+from contracts.network import RECEIVE_BUFFER_BYTES
 from service.config import Config
 
-RECEIVE_BUFFER_BYTES = 8 << 20  # a burst of ~5,000 full datagrams; capped by net.core.rmem_max
+logger = logging.getLogger(__name__)
+
+
+def _warn_if_capped(sock: socket.socket) -> None:
+    """One warning line when net.core.rmem_max gave the socket less than it asked for: a
+    burst longer than the buffer is dropped in the kernel and has to be recovered."""
+    got = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2  # the kernel doubles it
+    if got < RECEIVE_BUFFER_BYTES:
+        logger.warning(
+            "the market-data socket's receive buffer is %d KiB, not %d KiB: net.core.rmem_max "
+            "caps it, so a burst beyond it is dropped and recovered (the tuning profile sets "
+            "net.core.rmem_max = %d)",
+            got >> 10,
+            RECEIVE_BUFFER_BYTES >> 10,
+            RECEIVE_BUFFER_BYTES,
+        )
 
 
 class NetworkError(LowlatError, OSError):
@@ -44,6 +61,7 @@ def open_market_data_socket(config: Config) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
+        _warn_if_capped(sock)
         try:
             sock.bind((ep.host, ep.port))
         except OSError as exc:
