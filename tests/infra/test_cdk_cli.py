@@ -4,7 +4,6 @@ no account, no lookup and no network. Skipped, saying why, when the CLI is not i
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import lzma
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from infra.host import unz85
 from tests.support.paths import REPO
 
 ROOT = REPO
@@ -77,9 +77,9 @@ def test_cdk_synth_reports_a_bad_value_in_one_line(tmp_path):
 
 
 def _archive(user_data: str) -> dict[str, str]:
-    """The files the user data unpacks (its base64 xz-compressed tar), by host path."""
+    """The files the user data unpacks (its Z85 xz-compressed tar), by host path."""
     encoded = user_data.split("--no-same-owner\n")[1].split("\nEOF")[0]
-    data = lzma.decompress(base64.b64decode(encoded))
+    data = lzma.decompress(unz85(encoded))
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         return {"/" + m.name: tar.extractfile(m).read().decode() for m in tar}
 

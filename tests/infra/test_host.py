@@ -4,7 +4,7 @@ The user data exactly as EC2 receives it (``ec2.UserData`` rendered, as ``Tradin
 runs for real, twice, in a scratch root. The seam is the one every lowlat script has:
 ``root="${LOWLAT_ROOT:-}"`` prefixes each host path it touches (empty under cloud-init), so
 nothing in the script is rewritten for the test. Package managers, systemd and the boot loader
-tools are stubs (tests/support/rehearse.py); base64, tar, xz, mkdir and bash are the real
+tools are stubs (tests/support/rehearse.py); basenc, tar, xz, mkdir and bash are the real
 ones, so the archive really unpacks into the scratch root and the kernel-argument script really
 runs. The first run installs, unpacks, writes the boot entries and reboots once; the second
 changes nothing in the tree and reboots nothing. Then ``lowlat-tune``, as unpacked, runs twice
@@ -30,7 +30,7 @@ STUBS = (
     *("grubby", "update-grub"),  # the boot loader
     "amazon-cloudwatch-agent-ctl",  # what the agent's package installs (below)
 )
-REAL = ("base64", "tar", "xz", "mkdir", "bash")
+REAL = ("basenc", "tar", "xz", "mkdir", "bash")
 TUNE_STUBS = ("ethtool", "swapoff", "install")
 
 # dnf and apt in miniature: the call that installs the CloudWatch agent puts its ctl (a

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import lzma
@@ -23,6 +22,7 @@ from infra.host import (
     TradingHosts,
     files_archive,
     host_files,
+    unz85,
     user_data_script,
 )
 from infra.image_pipeline import TunedImagePipeline
@@ -352,7 +352,8 @@ def test_user_data_is_valid_bash(host_os):
 def test_user_data_unpacks_the_rendered_files_with_their_modes(tmp_path):
     # the script's own extraction line, run by bash into a scratch root (LOWLAT_ROOT) instead of /
     profile = DeploymentConfig(instance_type="c7g.2xlarge").profile
-    (command,) = [c for c in user_data_script(profile, "userdata") if c.startswith("base64 -d")]
+    script = user_data_script(profile, "userdata")
+    (command,) = [c for c in script if c.startswith("basenc --z85 -d")]
     subprocess.run(
         ["bash", "-euo", "pipefail", "-c", f"{ROOT_LINE}\n{command}"],
         check=True,
@@ -368,7 +369,7 @@ def test_user_data_carries_exactly_the_rendered_files():
     profile = DeploymentConfig().profile
     script = "\n".join(user_data_script(profile, "userdata"))
     encoded = script.split("--no-same-owner\n")[1].split("\nEOF")[0]
-    archive = base64.b64decode(encoded)
+    archive = unz85(encoded)
     assert archive == files_archive(profile)  # same bytes every time for one profile
     with tarfile.open(fileobj=io.BytesIO(lzma.decompress(archive))) as tar:
         got = {"/" + m.name: (tar.extractfile(m).read().decode(), m.mode) for m in tar}

@@ -4,7 +4,7 @@ Every lowlat script prefixes its paths with ``$LOWLAT_ROOT`` (unset on a host), 
 point it at a temporary directory and never touch this machine's /sys or /etc. ``PATH`` holds
 only stubs that record their argument vectors and exit as told: a command the test did not
 expect is "command not found" (in stderr), never a real program. A few may be let through to
-the real program (``passthrough``: base64, tar and the like, which only read and write under the
+the real program (``passthrough``: basenc, tar and the like, which only read and write under the
 scratch tree they are given); a stub may also do a little (``effects``: print what the real one
 would, or write what it would write under ``$LOWLAT_ROOT``); and programs a package would have
 put at an absolute path are stubs under the root (``installed``).
@@ -55,7 +55,7 @@ class Rehearsal:
 
 
 def _stub(path: Path, name: str, log: Path, body: str) -> None:
-    # one record, one write: stubs in a pipeline (base64 | tar) log at the same time
+    # one record, one write: stubs in a pipeline (basenc | tar) log at the same time
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
         "#!/bin/bash\n"
