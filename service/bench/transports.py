@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from contracts.network import RECEIVE_BUFFER_BYTES
 from service.bench import BenchError, baseline
 from service.bench.netns import VethPair, enter
 from service.kernels.sockets import new_receive_batch
@@ -44,7 +45,6 @@ from service.kernels.transport_probes import (
     socket_rtt_initiator,
     stream_counter,
 )
-from service.runtime.network import RECEIVE_BUFFER_BYTES
 from service.runtime.segments import attach_ring, create_ring
 
 RING_DIR = Path("/dev/shm")
@@ -459,6 +459,9 @@ def measure_exchange_e2e(route: Route, rate: int, duration_s: float) -> dict:
         "orders": counters["orders_sent"],
         "messages": counters["md_messages_processed"],
         "given_up": counters["md_messages_given_up"],
+        # a lost packet holds the messages behind it until recovery fills the gap: the tail
+        "feed_gaps": counters["feed_gaps"],
+        "recovered": counters["md_messages_recovered"],
         "feed_lag_ns": {k: lag[k] for k in ("p50", "p99", "p999")},
     }
 
