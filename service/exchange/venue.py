@@ -4,10 +4,9 @@ It publishes a session of market data as sequenced UDP packets to ``[exchange] m
 (``publisher``), serves recovery on ``[exchange] recovery`` (``recovery_service``) from the
 same records, and takes orders on ``[exchange] orders`` (``order_entry_service``). The
 messages are the feed simulator's (``[feed]``: instruments, rate, bursts, snapshots) or a
-recording's. Orders are matched against the simulator's top of book, as published: a buy at
-or above the best ask fills up to the lots there, at that price, a sell likewise at the best
-bid, and the rest is cancelled (nothing rests). With a recording there is no book to match:
-an order fills whole at its price with probability ``[gateway] fill_ratio``.
+recording's. Orders are matched against the book it has published (``matching``): a buy at or
+above the best ask takes up to the lots there, at that price, a sell likewise at the best bid,
+and the rest is cancelled (nothing rests).
 
 When the last message has gone out, or on SIGTERM/SIGINT, it sends the end of the session,
 keeps answering recovery and orders for ``linger_s`` so a feed can fetch what it missed at the
@@ -26,16 +25,15 @@ import contextlib
 import os
 import signal
 import socket
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from contracts.records import BUY, SELL
 from service.config import Config, housekeeping_cpus
 from service.exchange import publisher as P
+from service.exchange.matching import Matcher
 from service.exchange.order_entry_service import OrderEntryService
 from service.exchange.recovery_service import RecoveryService
 from service.kernels.market_packets import session_bytes
@@ -114,12 +112,12 @@ def run_exchange(  # noqa: PLR0913 -- the session's whole description
         replay=replay,
         drop_every=drop_every,
     )
-    book_lock = threading.Lock()  # the simulator's book: the publisher moves it, orders read it
     orders_at = x.endpoint("orders")
+    instruments = config.feed.instruments if replay is None else int(replay["instrument"].max()) + 1
     orders = OrderEntryService(
         session.tobytes(),
-        config.feed.instruments if replay is None else int(replay["instrument"].max()) + 1,
-        _matcher(pub, book_lock, replay is not None, config.gateway.fill_ratio),
+        instruments,
+        Matcher(pub, instruments, config.engine.book_window_ticks),
         (orders_at.host, orders_at.port),
         disconnect_every=disconnect_every,
     )
@@ -147,8 +145,7 @@ def run_exchange(  # noqa: PLR0913 -- the session's whole description
             total = int(pub.ivars[P.P_TOTAL])
             while int(pub.ivars[P.P_PUBLISHED]) < total and not signalled and not stop():
                 now = time.monotonic_ns()
-                with book_lock:
-                    published = P.publish_due(pub, now)
+                published = P.publish_due(pub, now)
                 if published == 0 and not spin:
                     due = int(P.next_due_ns(pub))
                     time.sleep(min(MAX_NAP_S, max(0.0, (due - now) / 1e9)) if due else 0)
@@ -174,27 +171,6 @@ def run_exchange(  # noqa: PLR0913 -- the session's whole description
         duplicate_enters=orders.duplicate_enters,
         elapsed_s=elapsed,
     )
-
-
-def _matcher(pub, lock: threading.Lock, replaying: bool, fill_ratio: float):
-    """The match: an order in, (lots filled, price) out."""
-    sim = pub.sim
-    draw = np.random.default_rng(1)
-
-    def match(instrument: int, side: int, qty: int, price: int) -> tuple[int, int]:
-        if replaying:
-            return (qty, price) if draw.random() < fill_ratio else (0, 0)
-        with lock:
-            bid = int(sim.best_bid[instrument])
-            ask = bid + int(sim.spread[instrument])
-            at_bid, at_ask = int(sim.bid_size[instrument, 0]), int(sim.ask_size[instrument, 0])
-        if side == BUY and price >= ask:
-            return min(qty, at_ask), ask
-        if side == SELL and price <= bid:
-            return min(qty, at_bid), bid
-        return 0, 0
-
-    return match
 
 
 def _warm_up(config: Config, session: np.ndarray) -> None:
