@@ -69,6 +69,14 @@ class ScrapeRuns(TypedDict):
     scrape_errors_last_run: NotRequired[int]
 
 
+class Floor(TypedDict):
+    """The one-cache-line ping-pong: untimed (every "x floor" ratio's floor) and timed."""
+
+    untimed_mean: float  # a batch's time over its round trips, no clock read inside the loop
+    p50: float  # timed: two clock reads and a histogram sample per round trip
+    p99: float
+
+
 class Machine(TypedDict):
     cpu_model: str
     cores: int | None
@@ -83,7 +91,8 @@ class Figures(TypedDict):
     cpus: list[int]
     quick: bool
     hiccups_ns: dict[str, Hiccups]  # by CPU number
-    floor_rtt_ns: Percentiles
+    floor_rtt_ns: Floor
+    clock_read_ns: float  # one clock read: every timed latency figure pays two
     ring_items_per_s: float
     ring_batch_items_per_s: float
     ring_rtt_ns: Tail

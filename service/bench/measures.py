@@ -19,7 +19,16 @@ import numpy as np
 from contracts.records import LEVEL, MARKET_DATA
 from service.bench import BenchError, baseline
 from service.bench.figures import Percentiles, Tail, tail
-from service.bench.harness import FLOOR, RING, RTT, Pair, mpq_echo, mpq_produce
+from service.bench.harness import (
+    FLOOR,
+    FLOOR_UNTIMED,
+    RING,
+    RTT,
+    UNTIMED_BATCHES,
+    Pair,
+    mpq_echo,
+    mpq_produce,
+)
 from service.bench.order_events import order_events
 from service.config import Config, OrderBookConfig
 from service.kernels.book import book_throughput_kernel, new_book
@@ -30,7 +39,7 @@ from service.kernels.order_book import (
     ob_reset,
     ob_throughput_kernel,
 )
-from service.kernels.probes import W_END_NS, W_ERRORS, W_START_NS, W_SUM
+from service.kernels.probes import W_END_NS, W_ERRORS, W_HIST, W_START_NS, W_SUM, clock_read_cost
 from service.kernels.signals import inference_throughput_kernel
 from service.research.backtest import Latency, run_backtest
 from service.runtime.model import default_model_path, load_model
@@ -38,10 +47,29 @@ from service.runtime.recording import EVENTS_VERSION, Recording, market_data_of
 
 
 def measure_floor(cpus: Sequence[int], rounds: int) -> dict[str, float]:
-    """This machine's floor: a ping-pong on one cache line, as a histogram summary (ns)."""
+    """This machine's floor: a ping-pong on one cache line. Timed (two clock reads and a
+    histogram sample per round trip: the summary's p50, p99, ...) and untimed
+    (``untimed_mean``: the median over ``UNTIMED_BATCHES`` batches of a batch's time over its
+    round trips, no clock inside the loop), each between two fresh processes (ns)."""
     with Pair() as pair:
         pair.run(FLOOR, cpus, rounds)
-        return pair.histogram()
+        timed = pair.histogram()
+    per = max(1, rounds // UNTIMED_BATCHES)
+    with Pair() as pair:
+        pair.run(FLOOR_UNTIMED, cpus, per * UNTIMED_BATCHES)
+        means = pair.words[W_HIST : W_HIST + UNTIMED_BATCHES] / per
+    return {**timed, "untimed_mean": float(np.median(means))}
+
+
+CLOCK_READS = 1_000_000
+
+
+def measure_clock_read(reads: int = CLOCK_READS) -> float:
+    """What one clock read costs here (ns), as the latency figures read it: the mean of a
+    million back to back, after a call that compiles."""
+    clock_read_cost(10)
+    elapsed, _ = clock_read_cost(reads)
+    return elapsed / reads
 
 
 def measure_ring_throughput(

@@ -1,7 +1,8 @@
 """The kernels the benchmark and the hiccup probe time: nothing here runs in production.
 
 - the floor: a ping-pong on one cache line between two cores (no ring can move data between
-  cores faster);
+  cores faster), timed per round trip and untimed (a batch's mean, no clock inside), and the
+  cost of the clock read itself, so a reader sees what timing adds to every latency figure;
 - the ring driven by one process per side, one publish per item or in batches, and a ring
   round trip;
 - a two-party start barrier, so both sides start timing together;
@@ -46,6 +47,30 @@ def floor_initiator(words, rounds, hist):
         while load_acquire(words, W_PING) != 2 * i + 2:
             pass
         hist_record(hist, 0, monotonic_ns() - t0)
+
+
+@kernel
+def floor_untimed_initiator(words, first, rounds):
+    """The floor's round trips ``first``..``first + rounds - 1`` with no clock read inside the
+    loop: their total time, read once before and once after (the mean is that over ``rounds``).
+    The responder is ``floor_responder``, numbering from 0, as for the timed floor."""
+    t0 = monotonic_ns()
+    for i in range(first, first + rounds):
+        store_release(words, W_PING, 2 * i + 1)
+        while load_acquire(words, W_PING) != 2 * i + 2:
+            pass
+    return monotonic_ns() - t0
+
+
+@kernel
+def clock_read_cost(reads):
+    """``reads`` back-to-back clock reads: (their total time, a sum of them that keeps the
+    compiler from dropping the loop)."""
+    t0 = monotonic_ns()
+    total = 0
+    for _ in range(reads):
+        total += monotonic_ns()
+    return monotonic_ns() - t0, total
 
 
 @kernel

@@ -10,7 +10,9 @@ from service.bench.baseline import BaselineError
 from service.bench.measures import CppRing
 from service.bench.run import Measures
 
-FLOOR_P50 = 400.0
+FLOOR_P50 = 400.0  # timed
+FLOOR_UNTIMED = 250.0  # the ratios' floor
+CLOCK_READ = 20.0
 
 
 def summary(p50: float) -> dict[str, float]:
@@ -83,7 +85,8 @@ class FakeMeasures:
     def measures(self) -> Measures:
         return Measures(
             jitter=self.jitter,
-            floor=lambda cpus, rounds: summary(FLOOR_P50),
+            floor=lambda cpus, rounds: {**summary(FLOOR_P50), "untimed_mean": FLOOR_UNTIMED},
+            clock_read=lambda: CLOCK_READ,
             ring_throughput=lambda cpus, items, batch: 4.0e8 if batch else 5.0e7,
             ring_rtt=lambda cpus, rounds: summary(700.0),
             mpqueue=lambda cpus, items, rounds: (1.0e5, {"p50": 70_000.0, "p99": 90_000.0}),

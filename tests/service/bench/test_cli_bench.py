@@ -58,6 +58,9 @@ def test_quick_bench_writes_every_figure_as_numbers(tmp_path):
         assert load["errors"] == 0 and load["ok"] == load["requests"]
         assert 0 < load["p50_ms"] <= load["p99_ms"]
     assert f["floor_rtt_ns"]["p50"] <= f["floor_rtt_ns"]["p99"]
+    # the untimed floor has no clock read in its loop: below the timed one, which pays two
+    assert 0 < f["floor_rtt_ns"]["untimed_mean"] < f["floor_rtt_ns"]["p50"]
+    assert 0 < f["clock_read_ns"] < f["floor_rtt_ns"]["p50"]
     assert f["ring_items_per_s"] > f["mpqueue_items_per_s"]  # the whole point of the ring
     assert set(f["machine"]) >= {"cpu_model", "cores", "kernel"}
     assert set(f["e2e_layout"]) == set(f["e2e_split_layout"]) == {"feed", "engine", "gateway"}

@@ -16,7 +16,9 @@ from tests.support.bench_fakes import FakeMeasures
 ROWS = [
     "cpu0 hiccups p99.9 / max, time lost",
     "cpu1 hiccups p99.9 / max, time lost",
-    "floor RTT p50 / p99",
+    "floor RTT, untimed mean (the ratios' floor)",
+    "floor RTT timed p50 / p99",
+    "one clock read (a timed figure pays two)",
     "ring items/s (publish per item)",
     "ring items/s (batch)",
     "ring RTT p50 / p99 / p99.9 / max",
@@ -36,8 +38,8 @@ ROWS = [
     "tick-to-order @ 2,000,000/s p50/p90/p99/p99.9/max",
     "tick-to-order @ 3,000,000/s p50/p90/p99/p99.9/max",
     "tick-to-order @ 5,000,000/s p50/p90/p99/p99.9/max",
-    "max rate (no drops, p99 <= 40x floor)",
-    "max sustained rate (no drops, p90 <= 40x floor)",
+    "max rate (no drops, p99 <= 20 us)",
+    "max sustained rate (no drops, p90 <= 20 us)",
 ]
 
 
@@ -73,7 +75,9 @@ def test_the_json_document_prints_the_same():
 def test_each_ratio_with_a_goal_is_marked():
     text = printed(fake_figures())
     lines = {line.split()[1]: line for line in text.splitlines() if line.startswith("│ ")}
-    assert lines["ring_rtt_p50_vs_floor"].endswith("<= 4 ok │")  # 700 / 400
+    assert lines["ring_rtt_p50_vs_floor"].endswith("<= 3 ok │")  # 700 / 250, the untimed floor
+    assert lines["e2e_1m_p99_vs_floor"].endswith("<= 20 ok │")  # 5000 / 250: just made
+    assert lines["e2e_1m_p50_vs_floor"].endswith("<= 3 ok │")  # 500 / 250
     assert lines["ring_vs_mpqueue"].endswith(">= 500 ok │")  # exactly the goal
     assert lines["scrape_interference"].endswith("<= 1.05 MISSED │")  # the fakes give 1.1
     assert lines["order_book_million_msgs_per_s"].endswith(">= 20 ok │")  # 25M/s

@@ -11,7 +11,7 @@ import pytest
 from rich.progress import Progress
 
 from service.bench.run import E2E_RATES, FULL, QUICK, Measures, bench_steps, run_bench
-from tests.support.bench_fakes import FLOOR_P50, FakeMeasures
+from tests.support.bench_fakes import CLOCK_READ, FLOOR_P50, FLOOR_UNTIMED, FakeMeasures
 
 CPUS = (0, 1)
 
@@ -22,6 +22,7 @@ KEYS = [
     "quick",
     "hiccups_ns",
     "floor_rtt_ns",
+    "clock_read_ns",
     "ring_items_per_s",
     "ring_batch_items_per_s",
     "ring_rtt_ns",
@@ -150,7 +151,15 @@ def test_scrape_interference_is_the_ratio_of_the_alternating_runs_medians():
 def test_the_document_keeps_its_keys_and_their_order():
     figures, _ = fake_run(FakeMeasures())
     assert list(figures) == KEYS
-    assert figures["floor_rtt_ns"] == {"p50": FLOOR_P50, "p99": 2 * FLOOR_P50}
+    assert figures["floor_rtt_ns"] == {
+        "untimed_mean": FLOOR_UNTIMED,
+        "p50": FLOOR_P50,
+        "p99": 2 * FLOOR_P50,
+    }
+    assert figures["clock_read_ns"] == CLOCK_READ
+    # every "x floor" ratio is against the untimed floor; the timed one's excess is shown
+    assert figures["ratios"]["ring_rtt_p50_vs_floor"] == pytest.approx(700.0 / FLOOR_UNTIMED)
+    assert figures["ratios"]["floor_timed_p50_vs_untimed"] == pytest.approx(400 / 250)
     assert figures["ratios"]["ring_vs_mpqueue"] == pytest.approx(5.0e7 / 1.0e5)
     assert figures["ratios"]["ring_vs_cpp"] == pytest.approx(5.0e7 / 3.0e7)
 
