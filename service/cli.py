@@ -185,9 +185,17 @@ def build_parser() -> argparse.ArgumentParser:
         "\n\nexamples:\n"
         "  trading-service bench --quick                 about a minute\n"
         "  trading-service bench --json B.json --cpus 2,3\n"
+        "  trading-service bench --compare B.json        what changed since that run\n"
         "  sudo trading-service bench --transports --json T.json   (root: the veth route)",
     )
     bench.add_argument("--quick", action="store_true", help="smaller counts: about a minute")
+    bench.add_argument(
+        "--compare",
+        type=Path,
+        metavar="OLD.json",
+        help="after the run, print each figure's change since OLD.json (an earlier --json) "
+        "and flag a regression beyond the spread both runs measured",
+    )
     bench.add_argument(
         "--transports",
         action="store_true",
@@ -649,20 +657,30 @@ def cmd_record(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    from rich.console import Console
+
+    from service.bench.compare import compare, comparison_table, load_document
     from service.bench.report import print_bench_report
     from service.bench.run import parse_cpus, run_bench
     from service.bench.transport_bench import print_transport_report, run_transport_bench
 
     if args.json:
         check_output(args.json, "--json")
+    earlier = load_document(args.compare) if args.compare else None
     cpus = parse_cpus(args.cpus)
-    figures: object
+    figures: dict
     if args.transports:
-        figures = run_transport_bench(quick=args.quick, cpus=cpus)
-        print_transport_report(figures)
+        transports = run_transport_bench(quick=args.quick, cpus=cpus)
+        print_transport_report(transports)
+        figures = dict(transports)
     else:
-        figures = run_bench(quick=args.quick, cpus=cpus)
-        print_bench_report(figures)
+        bench = run_bench(quick=args.quick, cpus=cpus)
+        print_bench_report(bench)
+        figures = dict(bench)
+    if earlier is not None:
+        changes = compare(earlier, figures)
+        Console().print(comparison_table(changes, args.compare))
+        figures["comparison"] = {"with": str(args.compare), "changes": changes}
     if args.json:
         _write_json(args.json, figures)
     return EXIT_OK

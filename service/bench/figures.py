@@ -116,7 +116,9 @@ class Figures(TypedDict):
     rate_sweep: dict[str, E2ERun]
     max_sustained_rate_msgs_per_s: int
     max_rate_msgs_per_s: int
+    alternating_runs: dict[str, list[float]]  # items/s of each turn (run.ALTERNATING)
     ratios: dict[str, float | None]  # name -> value (report.ratios)
+    ratio_spread: dict[str, list[float]]  # a paired ratio's [lowest, highest] over the turns
 
 
 def percentiles(summary: dict[str, float]) -> Percentiles:

@@ -38,7 +38,7 @@ from service.bench.measures import (
     measure_ring_rtt,
     measure_ring_throughput,
 )
-from service.bench.report import ratios
+from service.bench.report import ratio_spreads, ratios
 from service.config import default_cores
 
 E2E_RATES = (100_000, 1_000_000)
@@ -88,6 +88,7 @@ class Sizes:
     mpq_rounds: int
     kernel_repeats: int
     e2e_s: float
+    alternations: int  # runs of the ring, the C++ ring and mp.Queue, in turn
     scrape_pairs: int
     scrape_run_s: float
     load_requests: int
@@ -103,6 +104,7 @@ QUICK = Sizes(
     mpq_rounds=2_000,
     kernel_repeats=5,
     e2e_s=2.0,
+    alternations=3,
     scrape_pairs=2,
     scrape_run_s=2.0,
     load_requests=2_000,
@@ -117,6 +119,7 @@ FULL = Sizes(
     mpq_rounds=10_000,
     kernel_repeats=20,
     e2e_s=10.0,
+    alternations=5,
     scrape_pairs=3,
     scrape_run_s=5.0,  # 5 s runs at 10 Hz: about 50 scrapes a run, 150 over three pairs
     load_requests=10_000,
@@ -186,20 +189,24 @@ class _Bench:
                 "e2e": {},
                 "scrape_interference_runs": {"p99_unscraped_ns": [], "p99_scraped_ns": []},
                 "rate_sweep": {},
+                "alternating_runs": {name: [] for name in ALTERNATING},
             },
         )
 
     def steps(self) -> list[Step]:
-        cpus, pairs = self.cpus, self.sizes.scrape_pairs
+        cpus, pairs, turns = self.cpus, self.sizes.scrape_pairs, self.sizes.alternations
         return [
             Step("machine hiccups (both cores busy)", self.hiccups),
             Step("floor: cache-line ping-pong, timed and untimed", self.floor),
             Step("the clock read", self.clock_read),
-            Step("ring throughput (one publish per item)", self.ring),
-            Step("ring throughput (batch API)", self.ring_batch),
             Step("ring round trip", self.ring_rtt),
-            Step("multiprocessing.Queue", self.mpqueue),
-            Step("C++ ring of the same shape", self.cpp_ring),
+            *(
+                Step(
+                    f"ring, C++ ring, multiprocessing.Queue in turn: {i + 1}/{turns}",
+                    self.alternation,
+                )
+                for i in range(turns)
+            ),
             Step("kernels (single core)", self.kernels),
             *(
                 Step(
@@ -233,28 +240,29 @@ class _Bench:
     def clock_read(self, f: Figures) -> None:
         f["clock_read_ns"] = self.m.clock_read()
 
-    def ring(self, f: Figures) -> None:
-        f["ring_items_per_s"] = self.m.ring_throughput(self.cpus, self.sizes.ring_items, 0)
-
-    def ring_batch(self, f: Figures) -> None:
-        f["ring_batch_items_per_s"] = self.m.ring_throughput(self.cpus, self.sizes.ring_items, 256)
-
     def ring_rtt(self, f: Figures) -> None:
         f["ring_rtt_ns"] = tail(self.m.ring_rtt(self.cpus, self.sizes.rtt_rounds))
 
-    def mpqueue(self, f: Figures) -> None:
+    def alternation(self, f: Figures) -> None:
+        """One turn of the implementations compared by ratio: the ring (one publish per item,
+        then batches), the C++ ring of the same shape, multiprocessing.Queue. The machine's
+        mood drifts over a run by more than the differences sought, so each ratio is the
+        median of the turns' own ratios (``finish``), with their spread."""
+        runs, items = f["alternating_runs"], self.sizes.ring_items
+        runs["ring"].append(self.m.ring_throughput(self.cpus, items, 0))
+        runs["ring_batch"].append(self.m.ring_throughput(self.cpus, items, 256))
+        if "cpp_ring_error" not in f:
+            try:
+                cpp = self.m.cpp_ring(self.cpus, items, self.sizes.rtt_rounds)
+            except BaselineError as exc:
+                f["cpp_ring_error"] = str(exc)
+            else:
+                runs["cpp_ring"].append(cpp.items_per_s)
+                runs["cpp_ring_batch"].append(cpp.batch_items_per_s)
+                f["cpp_ring_rtt_ns"] = cpp.rtt_ns  # the last turn's
         rate, rtt = self.m.mpqueue(self.cpus, self.sizes.mpq_items, self.sizes.mpq_rounds)
-        f["mpqueue_items_per_s"], f["mpqueue_rtt_ns"] = rate, rtt
-
-    def cpp_ring(self, f: Figures) -> None:
-        try:
-            cpp = self.m.cpp_ring(self.cpus, self.sizes.ring_items, self.sizes.rtt_rounds)
-        except BaselineError as exc:
-            f["cpp_ring_error"] = str(exc)
-            return
-        f["cpp_ring_items_per_s"] = cpp.items_per_s
-        f["cpp_ring_batch_items_per_s"] = cpp.batch_items_per_s
-        f["cpp_ring_rtt_ns"] = cpp.rtt_ns
+        runs["mpqueue"].append(rate)
+        f["mpqueue_rtt_ns"] = rtt  # the last turn's
 
     def kernels(self, f: Figures) -> None:
         books, inferences = self.m.kernels(self.sizes.kernel_repeats)
@@ -313,19 +321,33 @@ def max_rates(f: Figures) -> tuple[int, int]:
     return sustained, best
 
 
+# the alternating runs' names, and the figure each one's median becomes
+ALTERNATING = {
+    "ring": "ring_items_per_s",
+    "ring_batch": "ring_batch_items_per_s",
+    "cpp_ring": "cpp_ring_items_per_s",
+    "cpp_ring_batch": "cpp_ring_batch_items_per_s",
+    "mpqueue": "mpqueue_items_per_s",
+}
+
+
 def finish(f: Figures) -> Figures:
     """Add the figures derived from several steps; NaN and infinities become None.
 
     The keys come out in the order ``Figures`` declares them, the order ``--json`` has always
     written, whichever step wrote them first; a key it does not declare would go last.
     """
+    doc = cast(dict, f)
+    for name, figure in ALTERNATING.items():
+        if f["alternating_runs"][name]:
+            doc[figure] = float(np.median(f["alternating_runs"][name]))
     runs = f["scrape_interference_runs"]
     f["scrape_interference"] = float(
         np.median(runs["p99_scraped_ns"]) / np.median(runs["p99_unscraped_ns"])
     )
     f["max_sustained_rate_msgs_per_s"], f["max_rate_msgs_per_s"] = max_rates(f)
-    f["ratios"] = ratios(f)
-    doc: dict[str, object] = dict(f)
+    f["ratios"], f["ratio_spread"] = ratios(f), ratio_spreads(f)
+    doc = dict(f)
     ordered = {**{key: doc[key] for key in Figures.__annotations__ if key in doc}, **doc}
     return cast(Figures, finite_or_none(ordered))
 

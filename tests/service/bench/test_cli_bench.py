@@ -24,12 +24,17 @@ def _number(value) -> bool:
 
 @pytest.mark.slow
 def test_quick_bench_writes_every_figure_as_numbers(tmp_path):
-    out = tmp_path / "bench.json"
+    out, earlier = tmp_path / "bench.json", tmp_path / "earlier.json"
+    earlier.write_text(json.dumps({"ratios": {"ring_vs_mpqueue": 1.0, "gone": 2.0}}))
     result = subprocess.run(
-        [*CLI, "bench", "--quick", "--json", str(out)], capture_output=True, text=True, timeout=900
+        [*CLI, "bench", "--quick", "--json", str(out), "--compare", str(earlier)],
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert result.returncode == 0, result.stderr
     assert "ratios measured in this run" in result.stdout
+    assert f"compared with {earlier}" in result.stdout
     f = json.loads(out.read_text())
     for key in ("floor_rtt_ns", "mpqueue_rtt_ns"):
         assert all(_number(f[key][p]) for p in ("p50", "p99")), key
@@ -68,9 +73,12 @@ def test_quick_bench_writes_every_figure_as_numbers(tmp_path):
     assert f["max_rate_msgs_per_s"] <= f["max_sustained_rate_msgs_per_s"] or (
         f["max_sustained_rate_msgs_per_s"] == 0
     )
-    assert f["ratios"]["ring_vs_mpqueue"] == pytest.approx(
-        f["ring_items_per_s"] / f["mpqueue_items_per_s"]
-    )
+    # each paired ratio is the median of its turns' own, within their spread
+    lo, hi = f["ratio_spread"]["ring_vs_mpqueue"]
+    assert lo <= f["ratios"]["ring_vs_mpqueue"] <= hi
+    assert len(f["alternating_runs"]["ring"]) == len(f["alternating_runs"]["mpqueue"]) == 3
+    (change,) = f["comparison"]["changes"]  # the one figure both runs have
+    assert change["figure"] == "ring_vs_mpqueue" and change["old"] == 1.0
     assert f["ratios"]["order_book_million_msgs_per_s"] == pytest.approx(
         f["order_book_msgs_per_s"] / 1e6
     )

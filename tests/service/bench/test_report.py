@@ -82,7 +82,10 @@ def test_each_ratio_with_a_goal_is_marked():
     assert lines["scrape_interference"].endswith("<= 1.05 MISSED │")  # the fakes give 1.1
     assert lines["order_book_million_msgs_per_s"].endswith(">= 20 ok │")  # 25M/s
     assert lines["backtest_million_events_per_s"].endswith(">= 10 MISSED │")  # the fakes: 8M/s
-    assert lines["ring_batch_vs_cpp_batch"].split("│")[3].strip() == ""  # no goal, no mark
+    assert lines["ring_batch_vs_cpp_batch"].endswith(">= 1 ok │")  # 4e8 / 4e8
+    assert lines["ring_batch_vs_cpp_batch"].split("│")[3].strip() == "1.00-1.00"  # its spread
+    cells = [cell.strip() for cell in lines["e2e_1m_p90_vs_floor"].split("│")[3:5]]
+    assert cells == ["", ""]  # neither spread nor goal
     assert all(name in lines for name in TARGETS)
 
 

@@ -45,7 +45,9 @@ KEYS = [
     "rate_sweep",
     "max_sustained_rate_msgs_per_s",
     "max_rate_msgs_per_s",
+    "alternating_runs",
     "ratios",
+    "ratio_spread",
 ]
 
 
@@ -184,3 +186,33 @@ def test_nan_figures_come_out_as_none():
     figures, _ = fake_run(fake)
     assert figures["scrape_interference"] is None
     assert figures["ratios"]["e2e_1m_p50_vs_floor"] is None
+
+
+def test_paired_ratios_are_the_median_of_each_turns_own_ratio_with_their_spread():
+    # the ring and the C++ ring drift together over the turns; mp.Queue stays put
+    rings = iter([5e7, 4e8, 2e7, 3e8, 8e7, 5e8])  # (single, batch) per turn
+    cpps = iter([(4e7, 4e8), (1e7, 2e8), (8e7, 5e8)])
+    fake = FakeMeasures()
+
+    def cpp_ring(cpus, items, rounds):
+        single, batch = next(cpps)
+        return replace(
+            fake.cpp_ring(cpus, items, rounds), items_per_s=single, batch_items_per_s=batch
+        )
+
+    measures = replace(
+        fake_measures(fake),
+        ring_throughput=lambda cpus, items, batch: next(rings),
+        cpp_ring=cpp_ring,
+    )
+    figures = run_bench(True, CPUS, measures, Progress(disable=True))
+    assert QUICK.alternations == 3
+    assert figures["alternating_runs"]["ring"] == [5e7, 2e7, 8e7]
+    assert figures["ring_items_per_s"] == 5e7  # the median turn
+    assert figures["cpp_ring_items_per_s"] == 4e7
+    # the turns' own ratios are 1.25, 2.0 and 1.0: the median 1.25, not 5e7 / 4e7 by chance
+    assert figures["ratios"]["ring_vs_cpp"] == pytest.approx(1.25)
+    assert figures["ratio_spread"]["ring_vs_cpp"] == pytest.approx([1.0, 2.0])
+    assert figures["ratios"]["ring_batch_vs_cpp_batch"] == pytest.approx(1.0)
+    assert figures["ratio_spread"]["ring_batch_vs_cpp_batch"] == pytest.approx([1.0, 1.5])
+    assert figures["ratios"]["ring_vs_mpqueue"] == pytest.approx(5e7 / 1e5)
