@@ -21,6 +21,8 @@ from service.config import Config, ServiceConfig
 from service.runtime.pipeline import run_pipeline
 from service.runtime.stats import describe
 from service.telemetry.api import serve
+from service.telemetry.engine_view import Interval, Sample
+from service.telemetry.exposition import render
 
 
 def measure_e2e(
@@ -163,3 +165,37 @@ class _TelemetryDuring:
             thread.join(60)
         self.server.terminate()
         self.server.join(10)
+
+
+SCRAPE_INSTRUMENTS = 8
+RENDERS = 200
+
+
+def measure_metrics_render(cores: dict[str, int], renders: int = RENDERS) -> float:
+    """CPU time (us) the telemetry API spends rendering one /metrics scrape for
+    ``SCRAPE_INSTRUMENTS`` instruments: the exposition of a real run's stats block (a second
+    of the pipeline at 100,000 msgs/s), with the recent window against an earlier reading,
+    as the API renders it; the mean of ``renders`` after five that warm up."""
+    base = Config()
+    config = dataclasses.replace(
+        base,
+        cores=dict(cores),
+        feed=dataclasses.replace(base.feed, instruments=SCRAPE_INSTRUMENTS, rate=100_000),
+        service=dataclasses.replace(ServiceConfig(), shm_prefix=f"lowlat-bench-m-{os.getpid()}"),
+        source="<bench>",
+    )
+    result = run_pipeline(config, 1.0, log=lambda _: None)
+    if result.exit_code != 0:
+        raise BenchError(f"the pipeline for /metrics failed: {'; '.join(result.problems)}")
+    now = time.monotonic_ns()
+    earlier = result.stats.copy()
+    earlier[earlier > 0] = (earlier[earlier > 0] * 9) // 10  # a reading a second before
+    first = Sample(now - 1_000_000_000, True, earlier, False, os.getpid(), now - 10**10)
+    last = Sample(now, True, result.stats, False, os.getpid(), now - 10**10)
+    window = Interval(first, last)
+    for _ in range(5):
+        render(last, config, window)
+    start = time.process_time_ns()
+    for _ in range(renders):
+        render(last, config, window)
+    return (time.process_time_ns() - start) / renders / 1000

@@ -113,6 +113,7 @@ class Figures(TypedDict):
     scrape_interference: float | None
     scrape_interference_runs: ScrapeRuns
     metrics_under_load: HttpLoad
+    metrics_render_cpu_us: float  # CPU per /metrics exposition, 8 instruments (e2e)
     rate_sweep: dict[str, E2ERun]
     max_sustained_rate_msgs_per_s: int
     max_rate_msgs_per_s: int

@@ -23,7 +23,7 @@ from rich.progress import Progress
 from contracts.documents import finite_or_none
 from service.bench import BenchError
 from service.bench.baseline import BaselineError
-from service.bench.e2e import measure_e2e
+from service.bench.e2e import measure_e2e, measure_metrics_render
 from service.bench.figures import E2ERun, Figures, Hiccups, Machine, Percentiles, percentiles, tail
 from service.bench.jitter import measure_jitter
 from service.bench.measures import (
@@ -154,6 +154,7 @@ class Measures:
     order_book: Callable[[int], float] = measure_order_book
     backtest: Callable[[int], float] = measure_backtest
     e2e: E2EMeasure = measure_e2e
+    metrics_render: Callable[[dict[str, int]], float] = measure_metrics_render
     service_cores: Callable[[], dict[str, int]] = default_cores
 
 
@@ -224,6 +225,7 @@ class _Bench:
                 for i in range(pairs)
             ),
             Step("/metrics under 20 concurrent clients", self.metrics_under_load),
+            Step("/metrics: the CPU one scrape costs (8 instruments)", self.metrics_render),
             *(
                 Step(f"sweep at {rate:,} msgs/s", partial(self.sweep, rate))
                 for rate in self.sizes.sweep
@@ -292,6 +294,9 @@ class _Bench:
         # the run lasts as long as hey takes (the duration is only a ceiling)
         loaded = self.m.e2e(self.layout, 100_000, 300.0, load_requests=self.sizes.load_requests)
         f["metrics_under_load"] = loaded["metrics_under_load"]
+
+    def metrics_render(self, f: Figures) -> None:
+        f["metrics_render_cpu_us"] = self.m.metrics_render(self.layout)
 
     def sweep(self, rate: int, f: Figures) -> None:
         if any(r["drops"] > 0 for r in f["rate_sweep"].values()):

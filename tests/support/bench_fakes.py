@@ -95,5 +95,6 @@ class FakeMeasures:
             order_book=lambda repeats: 2.5e7,
             backtest=lambda repeats: 8e6,
             e2e=self.e2e,
+            metrics_render=lambda cores: 80.0,
             service_cores=lambda: {"feed": 1, "engine": 1, "gateway": 1},
         )

@@ -42,6 +42,7 @@ KEYS = [
     "scrape_interference",
     "scrape_interference_runs",
     "metrics_under_load",
+    "metrics_render_cpu_us",
     "rate_sweep",
     "max_sustained_rate_msgs_per_s",
     "max_rate_msgs_per_s",
