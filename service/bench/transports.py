@@ -98,9 +98,8 @@ class Ends:
     peer: tuple[str, int]
 
 
-def _connect(ends: Ends, ready: Event, listening: bool) -> tuple[socket.socket, Callable]:
-    """The side's socket, connected; ``listening`` is the side that waits for the other.
-    Returns it and what closes it (and the listener)."""
+def _connect(ends: Ends, ready: Event, listening: bool) -> socket.socket:
+    """The side's socket, connected; ``listening`` is the side that waits for the other."""
     enter(ends.ns)
     kind = socket.SOCK_STREAM if ends.proto == "tcp" else socket.SOCK_DGRAM
     sock = socket.socket(socket.AF_INET, kind)
@@ -113,7 +112,7 @@ def _connect(ends: Ends, ready: Event, listening: bool) -> tuple[socket.socket, 
             ready.set()
         elif not ready.wait(SIDE_TIMEOUT_S):
             raise BenchError("the other side did not get ready")
-        return sock, sock.close
+        return sock
     if listening:
         sock.bind(ends.local)
         sock.listen(1)
@@ -127,7 +126,7 @@ def _connect(ends: Ends, ready: Event, listening: bool) -> tuple[socket.socket, 
             raise BenchError("the other side did not get ready")
         sock.connect(ends.peer)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock, sock.close
+    return sock
 
 
 def _big_receive_buffer(sock: socket.socket) -> None:
@@ -148,7 +147,7 @@ def _rtt_initiator(cpu: int, ends: Ends, ready: Event, rounds: int, out: multipr
     _pin(cpu)
     message, back = np.zeros(1, MESSAGE), np.zeros(1, MESSAGE)
     socket_rtt_initiator(-1, message, back, np.zeros(0, np.int64), ECHO_TIMEOUT_NS)  # compile
-    sock, close = _connect(ends, ready, listening=False)
+    sock = _connect(ends, ready, listening=False)
     try:
         warm = np.zeros(WARMUP_ROUNDS, np.int64)
         rc = socket_rtt_initiator(sock.fileno(), message, back, warm, ECHO_TIMEOUT_NS)
@@ -158,7 +157,7 @@ def _rtt_initiator(cpu: int, ends: Ends, ready: Event, rounds: int, out: multipr
         message[0]["seq"] = STOP
         sock.send(message.tobytes())
     finally:
-        close()
+        sock.close()
     out.put((int(rc), samples))
 
 
@@ -166,11 +165,11 @@ def _echo(cpu: int, ends: Ends, ready: Event, out: multiprocessing.Queue) -> Non
     _pin(cpu)
     buf = np.zeros(1, MESSAGE)
     socket_echo(-1, buf, 0)  # compile (a bad descriptor returns at once)
-    sock, close = _connect(ends, ready, listening=True)
+    sock = _connect(ends, ready, listening=True)
     try:
         echoed = socket_echo(sock.fileno(), buf, IDLE_NS)
     finally:
-        close()
+        sock.close()
     out.put(int(echoed))
 
 
@@ -185,7 +184,7 @@ def _sender(cpu: int, ends: Ends, ready: Event, count: int, rate: int, out: mult
         paced_datagram_sender(-1, batch, words, 0, 1, 0)  # compile
     else:
         paced_sender(-1, message, 0, 1, 0)
-    sock, close = _connect(ends, ready, listening=False)
+    sock = _connect(ends, ready, listening=False)
     try:
         time.sleep(0.05)  # let the counter reach its loop
         if ends.proto == "udp":
@@ -193,7 +192,7 @@ def _sender(cpu: int, ends: Ends, ready: Event, count: int, rate: int, out: mult
         else:
             elapsed = paced_sender(sock.fileno(), message, count, rate or UNPACED, IDLE_NS)
     finally:
-        close()
+        sock.close()
     out.put(int(elapsed))
 
 
@@ -204,19 +203,19 @@ def _counter(cpu: int, ends: Ends, ready: Event, count: int, out: multiprocessin
         words = batch.data.view(np.int64)
         seen = np.zeros(count, np.bool_)
         datagram_counter(-1, batch, words, 0, 0, seen)  # compile
-        sock, close = _connect(ends, ready, listening=True)
+        sock = _connect(ends, ready, listening=True)
         try:
             got = datagram_counter(sock.fileno(), batch, words, count, IDLE_NS, seen)
         finally:
-            close()
+            sock.close()
     else:
         buf = np.zeros(1, MESSAGE)
         stream_counter(-1, buf, 0, 0)  # compile
-        sock, close = _connect(ends, ready, listening=True)
+        sock = _connect(ends, ready, listening=True)
         try:
             got = stream_counter(sock.fileno(), buf, count, IDLE_NS)
         finally:
-            close()
+            sock.close()
     out.put(tuple(int(x) for x in got))
 
 

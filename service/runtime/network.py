@@ -61,7 +61,6 @@ def open_market_data_socket(config: Config) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
-        _warn_if_capped(sock)
         try:
             sock.bind((ep.host, ep.port))
         except OSError as exc:
@@ -75,6 +74,7 @@ def open_market_data_socket(config: Config) -> socket.socket:
         if ep.multicast:
             _join(sock, family, ep.host, x.interface, where)
         sock.setblocking(False)
+        _warn_if_capped(sock)  # only for a socket that will be used: a refusal stays one line
     except BaseException:
         sock.close()
         raise
