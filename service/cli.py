@@ -679,7 +679,10 @@ def cmd_bench(args) -> int:
         figures = dict(bench)
     if earlier is not None:
         changes = compare(earlier, figures)
-        Console().print(comparison_table(changes, args.compare))
+        console = Console(width=None if sys.stdout.isatty() else 120)
+        # soft_wrap: a long path stays whole; markup off: a path may hold [brackets]
+        console.print(f"compared with {args.compare}", soft_wrap=True, markup=False)
+        console.print(comparison_table(changes))
         figures["comparison"] = {"with": str(args.compare), "changes": changes}
     if args.json:
         _write_json(args.json, figures)

@@ -117,8 +117,8 @@ def compare(old: dict[str, Any], new: dict[str, Any]) -> list[Change]:
     return changes
 
 
-def comparison_table(changes: list[Change], old_path: Path) -> Table:
-    table = Table(title=f"compared with {old_path}")
+def comparison_table(changes: list[Change]) -> Table:
+    table = Table(title="each figure's change")
     for column in ("figure", "old", "new", "change", ""):
         table.add_column(column, justify="left" if column == "figure" else "right")
     for c in changes:

@@ -140,11 +140,17 @@ def test_a_run_trades_with_the_exchange_over_udp_and_tcp_through_lost_packets_an
 )
 def test_a_run_trades_with_an_exchange_in_another_namespace_across_a_lossy_veth(tmp_path):
     """The run in one namespace, the exchange in another, joined by a veth pair: every packet
-    crosses a network device. An nftables rule in the run's namespace drops 1 % of the market
-    data (tc netem is not in this machine's kernel; nft's numgen does the same job), and the
-    exchange cuts the order-entry connection every 40 orders."""
+    crosses a network device, and the market data is a multicast group the feed joins on its
+    veth. An nftables rule in the run's namespace drops 1 % of it (tc netem is not in this
+    machine's kernel; nft's numgen does the same job), and the exchange cuts the order-entry
+    connection every 40 orders."""
     with VethPair(f"lltest-x{os.getpid()}", subnet=42) as veth:
-        config = _config(tmp_path, host=veth.a_ip, exchange=veth.b_ip)
+        # one config each: the group is joined on the run's interface, sent from the exchange's
+        config = _config(
+            tmp_path, f'interface = "{veth.a_ip}"\n', host="239.192.0.42", exchange=veth.b_ip
+        )
+        exchange_config = tmp_path / "exchange.toml"
+        exchange_config.write_text(config.read_text().replace(veth.a_ip, veth.b_ip))
         veth.drop_incoming_udp(veth.a, 1)
         log = tmp_path / "run.log"
         sent_json, run_json = tmp_path / "x.json", tmp_path / "r.json"
@@ -158,7 +164,8 @@ def test_a_run_trades_with_an_exchange_in_another_namespace_across_a_lossy_veth(
         try:
             _wait_ready(run, log)
             exchange = subprocess.run(
-                [*in_b, *CLI, "exchange", f"--config={config}", f"--messages={MESSAGES // 2}",
+                [*in_b, *CLI, "exchange", f"--config={exchange_config}",
+                 f"--messages={MESSAGES // 2}",
                  "--disconnect-every=40", "--linger=5", "--json", sent_json],
                 capture_output=True,
                 text=True,
