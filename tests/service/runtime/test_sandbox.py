@@ -135,8 +135,15 @@ def test_a_split_pipeline_runs_with_each_stage_process_filtered(tmp_path):
             assert time.monotonic() < deadline, "the run did not get ready"
             time.sleep(0.1)
         segment, stats = attach_stats(tmp_path, f"{prefix}.stats", writable=False)
-        words = snapshot(stats)
-        pids = {s: int(words[L.SECTION_START[STAGES.index(s)] + L.PID]) for s in STAGES}
+        # a stage's pid reaches the shared stats with its first publication of them, which
+        # may come a little after "ready" on a loaded machine
+        while True:
+            words = snapshot(stats)
+            pids = {s: int(words[L.SECTION_START[STAGES.index(s)] + L.PID]) for s in STAGES}
+            if all(pids.values()):
+                break
+            assert time.monotonic() < deadline, f"a stage never published its pid: {pids}"
+            time.sleep(0.05)
         supervisor = _seccomp_filters(run.pid)
         # one filter more than the supervisor in each stage process (feed; engine+gateway)
         assert {s: _seccomp_filters(pid) for s, pid in pids.items()} == dict.fromkeys(
