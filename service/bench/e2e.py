@@ -25,6 +25,19 @@ from service.telemetry.engine_view import Interval, Sample
 from service.telemetry.exposition import render
 
 
+def bench_config(cores: dict[str, int], tag: str, **feed: object) -> Config:
+    """The embedded config with the stages on ``cores``, ``feed`` settings replaced, and
+    segments of its own (``lowlat-bench-<tag>-<pid>``)."""
+    base, prefix = Config(), f"lowlat-bench-{tag}-{os.getpid()}"
+    return dataclasses.replace(
+        base,
+        cores=dict(cores),
+        feed=dataclasses.replace(base.feed, **feed),  # type: ignore[arg-type]
+        service=dataclasses.replace(ServiceConfig(), shm_prefix=prefix),
+        source="<bench>",
+    )
+
+
 def measure_e2e(
     cores: dict[str, int],
     rate: int,
@@ -40,14 +53,7 @@ def measure_e2e(
     meanwhile; with ``load_requests``, ``hey`` sends that many /metrics requests from 20
     concurrent clients during the run and their latency percentiles are returned too.
     """
-    base = Config()
-    config = dataclasses.replace(
-        base,
-        cores=dict(cores),
-        feed=dataclasses.replace(base.feed, rate=rate, burst_probability=0.0),
-        service=dataclasses.replace(ServiceConfig(), shm_prefix=f"lowlat-bench-e2e-{os.getpid()}"),
-        source="<bench>",
-    )
+    config = bench_config(cores, "e2e", rate=rate, burst_probability=0.0)
     with _TelemetryDuring(config, scrape_hz, load_requests) as telemetry:
         result = run_pipeline(config, duration_s, log=telemetry.on_log, stop=telemetry.done)
     if result.exit_code != 0:
@@ -176,14 +182,7 @@ def measure_metrics_render(cores: dict[str, int], renders: int = RENDERS) -> flo
     ``SCRAPE_INSTRUMENTS`` instruments: the exposition of a real run's stats block (a second
     of the pipeline at 100,000 msgs/s), with the recent window against an earlier reading,
     as the API renders it; the mean of ``renders`` after five that warm up."""
-    base = Config()
-    config = dataclasses.replace(
-        base,
-        cores=dict(cores),
-        feed=dataclasses.replace(base.feed, instruments=SCRAPE_INSTRUMENTS, rate=100_000),
-        service=dataclasses.replace(ServiceConfig(), shm_prefix=f"lowlat-bench-m-{os.getpid()}"),
-        source="<bench>",
-    )
+    config = bench_config(cores, "m", instruments=SCRAPE_INSTRUMENTS, rate=100_000)
     result = run_pipeline(config, 1.0, log=lambda _: None)
     if result.exit_code != 0:
         raise BenchError(f"the pipeline for /metrics failed: {'; '.join(result.problems)}")
