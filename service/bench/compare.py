@@ -29,10 +29,12 @@ HEADLINES = (
     ("ring_rtt_ns.p50", ("ring_rtt_ns", "p50")),
     ("e2e.1000000.p50", ("e2e", "1000000", "p50")),
     ("e2e.1000000.p99", ("e2e", "1000000", "p99")),
-    ("max_rate_msgs_per_s", ("max_rate_msgs_per_s",)),
-    ("max_sustained_rate_msgs_per_s", ("max_sustained_rate_msgs_per_s",)),
+    ("max_sustained_rate_msgs_per_s.replay", ("max_sustained_rate_msgs_per_s", "replay")),
+    ("max_sustained_rate_msgs_per_s.simulator", ("max_sustained_rate_msgs_per_s", "simulator")),
+    ("stage_cost_ns.fused_replay", ("stage_cost_ns", "fused_replay")),
+    ("stage_cost_ns.fused_simulator", ("stage_cost_ns", "fused_simulator")),
 )
-HIGHER_WORDS = ("_per_s", "vs_mpqueue", "vs_cpp", "million", "max_rate", "sustained_rate")
+HIGHER_WORDS = ("_per_s", "vs_mpqueue", "vs_cpp", "million", "sustained_rate")
 
 
 class CompareError(LowlatError, ValueError):

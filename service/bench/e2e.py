@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from typing import TypedDict
 
 import httpx
@@ -44,8 +45,10 @@ def measure_e2e(
     duration_s: float,
     scrape_hz: float = 0.0,
     load_requests: int = 0,
+    replay: Path | None = None,
 ) -> E2ERun:
-    """Tick-to-order through the whole pipeline at a steady offered rate, stages on ``cores``.
+    """Tick-to-order through the whole pipeline at a steady offered rate, stages on ``cores``,
+    from the simulator or, with ``replay``, from that recording replayed at the rate.
 
     The simulator's bursts are off here: a burst runs at 10x the offered rate, so with them
     the figure would describe the burst model, not the pipeline at the rate in its name.
@@ -53,7 +56,8 @@ def measure_e2e(
     meanwhile; with ``load_requests``, ``hey`` sends that many /metrics requests from 20
     concurrent clients during the run and their latency percentiles are returned too.
     """
-    config = bench_config(cores, "e2e", rate=rate, burst_probability=0.0)
+    source = {} if replay is None else {"source": "replay", "replay_file": str(replay)}
+    config = bench_config(cores, "e2e", rate=rate, burst_probability=0.0, **source)
     with _TelemetryDuring(config, scrape_hz, load_requests) as telemetry:
         result = run_pipeline(config, duration_s, log=telemetry.on_log, stop=telemetry.done)
     if result.exit_code != 0:

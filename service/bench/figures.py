@@ -114,9 +114,10 @@ class Figures(TypedDict):
     scrape_interference_runs: ScrapeRuns
     metrics_under_load: HttpLoad
     metrics_render_cpu_us: float  # CPU per /metrics exposition, 8 instruments (e2e)
-    rate_sweep: dict[str, E2ERun]
-    max_sustained_rate_msgs_per_s: int
-    max_rate_msgs_per_s: int
+    stage_cost_ns: dict[str, float]  # per message, one core (capacity.measure_stage_costs)
+    rate_sweep: dict[str, dict[str, E2ERun]]  # by source ("simulator", "replay"), then rate
+    # by source: the highest offered rate with no drops and tick-to-order p99 <= P99_BOUND_NS
+    max_sustained_rate_msgs_per_s: dict[str, int]
     alternating_runs: dict[str, list[float]]  # items/s of each turn (run.ALTERNATING)
     ratios: dict[str, float | None]  # name -> value (report.ratios)
     ratio_spread: dict[str, list[float]]  # a paired ratio's [lowest, highest] over the turns

@@ -68,6 +68,10 @@ def ratios(f: Figures) -> dict[str, float | None]:
     # an absolute rate, like the ms above: in millions, so that it reads like the others
     r["order_book_million_msgs_per_s"] = f["order_book_msgs_per_s"] / 1e6
     r["backtest_million_events_per_s"] = f["backtest_events_per_s"] / 1e6
+    sustained = f["max_sustained_rate_msgs_per_s"]
+    r["replay_million_msgs_per_s"] = sustained.get("replay", 0) / 1e6
+    r["simulator_million_msgs_per_s"] = sustained.get("simulator", 0) / 1e6
+    r["simulator_ns_per_msg"] = f["stage_cost_ns"].get("feed_simulator")
     if "ring_vs_cpp" in paired:
         r["ring_vs_cpp"] = paired["ring_vs_cpp"]
         r["ring_batch_vs_cpp_batch"] = paired["ring_batch_vs_cpp_batch"]
@@ -92,6 +96,19 @@ TARGETS = {
     "metrics_render_cpu_us": (100.0, "max"),
     "order_book_million_msgs_per_s": (20.0, "min"),
     "backtest_million_events_per_s": (10.0, "min"),
+    "replay_million_msgs_per_s": (10.0, "min"),  # max_sustained_rate_msgs_per_s.replay
+    "simulator_million_msgs_per_s": (5.0, "min"),
+    "simulator_ns_per_msg": (20.0, "max"),
+}
+
+
+# stage_cost_ns keys as the table shows them ("cost per message, <label>" unless it says)
+STAGE_COST_LABELS = {
+    "feed_simulator": "feed (simulator)",
+    "feed_replay": "feed (replay)",
+    "batching": "batching (gateway)",
+    "fused_replay": "whole fused loop, replay",
+    "fused_simulator": "whole fused loop, simulator",
 }
 
 
@@ -164,13 +181,17 @@ def _figures_table(f: Figures) -> Table:
         t.add_row(
             f"split: tick-to-order @ {int(rate):,}/s p50/p90/p99/p99.9/max", _tick_to_order(e)
         )
-    for rate, e in {**f["e2e"], **f["rate_sweep"]}.items():
+    for rate, e in f["e2e"].items():
         t.add_row(f"tick-to-order @ {int(rate):,}/s p50/p90/p99/p99.9/max", _tick_to_order(e))
-    t.add_row("max rate (no drops, p99 <= 20 us)", f"{f['max_rate_msgs_per_s']:,} msgs/s")
-    t.add_row(
-        "max sustained rate (no drops, p90 <= 20 us)",
-        f"{f['max_sustained_rate_msgs_per_s']:,} msgs/s",
-    )
+    for name, ns in f["stage_cost_ns"].items():
+        label = STAGE_COST_LABELS.get(name, name)
+        what = "cost per order, batching (gateway)" if name == "batching_per_order" else None
+        t.add_row(what or f"cost per message, {label}", f"{ns:.1f} ns")
+    for source, runs in f["rate_sweep"].items():
+        for rate, e in runs.items():
+            t.add_row(f"{source} @ {int(rate):,}/s p50/p90/p99/p99.9/max", _tick_to_order(e))
+    for source, sustained in f["max_sustained_rate_msgs_per_s"].items():
+        t.add_row(f"max sustained rate, {source} (no drops, p99 <= 20 us)", f"{sustained:,} msgs/s")
     return t
 
 

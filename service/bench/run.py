@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -21,8 +23,10 @@ import numpy as np
 from rich.progress import Progress
 
 from contracts.documents import finite_or_none
+from contracts.records import MARKET_DATA
 from service.bench import BenchError
 from service.bench.baseline import BaselineError
+from service.bench.capacity import measure_stage_costs, write_replay
 from service.bench.e2e import measure_e2e, measure_metrics_render
 from service.bench.figures import E2ERun, Figures, Hiccups, Machine, Percentiles, percentiles, tail
 from service.bench.jitter import measure_jitter
@@ -92,8 +96,9 @@ class Sizes:
     scrape_pairs: int
     scrape_run_s: float
     load_requests: int
-    sweep: tuple[int, ...]  # offered rates above E2E_RATES, msgs/s
+    sweep: tuple[int, ...]  # offered rates of the capacity sweep of each source, msgs/s
     sweep_s: float
+    cost_repeats: int  # runs of each stage-cost probe (the median is kept)
 
 
 QUICK = Sizes(
@@ -108,8 +113,9 @@ QUICK = Sizes(
     scrape_pairs=2,
     scrape_run_s=2.0,
     load_requests=2_000,
-    sweep=(2_000_000, 3_000_000, 5_000_000),
+    sweep=(1_000_000, 2_000_000, 5_000_000, 10_000_000),
     sweep_s=1.0,
+    cost_repeats=3,
 )
 FULL = Sizes(
     jitter_s=3.0,
@@ -123,9 +129,12 @@ FULL = Sizes(
     scrape_pairs=3,
     scrape_run_s=5.0,  # 5 s runs at 10 Hz: about 50 scrapes a run, 150 over three pairs
     load_requests=10_000,
-    sweep=(2_000_000, 3_000_000, 4_000_000, 5_000_000, 7_000_000, 10_000_000),
-    sweep_s=3.0,
-)
+    sweep=(1_000_000, 2_000_000, 3_000_000, 4_000_000, 5_000_000, 7_000_000, 10_000_000,
+           12_000_000),
+    sweep_s=2.0,
+    cost_repeats=7,
+)  # fmt: skip
+SOURCES = ("simulator", "replay")  # the feed sources the capacity sweep offers rates from
 
 
 class E2EMeasure(Protocol):
@@ -136,6 +145,7 @@ class E2EMeasure(Protocol):
         duration_s: float,
         scrape_hz: float = 0.0,
         load_requests: int = 0,
+        replay: Path | None = None,
     ) -> E2ERun: ...
 
 
@@ -155,6 +165,8 @@ class Measures:
     backtest: Callable[[int], float] = measure_backtest
     e2e: E2EMeasure = measure_e2e
     metrics_render: Callable[[dict[str, int]], float] = measure_metrics_render
+    stage_costs: Callable[[int, int], dict[str, float]] = measure_stage_costs
+    replay_recording: Callable[[Path, int], Path] = write_replay
     service_cores: Callable[[], dict[str, int]] = default_cores
 
 
@@ -167,8 +179,13 @@ class Step:
 class _Bench:
     """The steps of one run, over the same sizes, CPUs and measures."""
 
-    def __init__(self, sizes: Sizes, cpus: tuple[int, int], measures: Measures) -> None:
+    def __init__(
+        self, sizes: Sizes, cpus: tuple[int, int], measures: Measures, scratch: Path
+    ) -> None:
         self.sizes, self.cpus, self.m = sizes, cpus, measures
+        # the recording the replay source's sweep replays (written by its own step)
+        self.recording = scratch / "replay.lmd"
+        self.replay_messages = int(max(sizes.sweep) * sizes.sweep_s * 1.1) + 100_000
         # the service's own layout (what `run` uses here: on a host, one core per stage and a
         # housekeeping core; on 2 CPUs, all stages fused with the first CPU left to the OS),
         # and the split one that always crosses cores (feed | engine + gateway)
@@ -189,7 +206,7 @@ class _Bench:
                 "e2e_split": {},
                 "e2e": {},
                 "scrape_interference_runs": {"p99_unscraped_ns": [], "p99_scraped_ns": []},
-                "rate_sweep": {},
+                "rate_sweep": {source: {} for source in SOURCES},
                 "alternating_runs": {name: [] for name in ALTERNATING},
             },
         )
@@ -226,8 +243,14 @@ class _Bench:
             ),
             Step("/metrics under 20 concurrent clients", self.metrics_under_load),
             Step("/metrics: the CPU one scrape costs (8 instruments)", self.metrics_render),
+            Step("what each step costs per message (one core)", self.stage_costs),
+            Step(
+                f"a recording of {self.replay_messages:,} messages to replay",
+                self.write_recording,
+            ),
             *(
-                Step(f"sweep at {rate:,} msgs/s", partial(self.sweep, rate))
+                Step(f"capacity: {source} at {rate:,} msgs/s", partial(self.sweep, source, rate))
+                for source in SOURCES
                 for rate in self.sizes.sweep
             ),
         ]
@@ -298,32 +321,48 @@ class _Bench:
     def metrics_render(self, f: Figures) -> None:
         f["metrics_render_cpu_us"] = self.m.metrics_render(self.layout)
 
-    def sweep(self, rate: int, f: Figures) -> None:
-        if any(r["drops"] > 0 for r in f["rate_sweep"].values()):
-            return  # past the pipeline's capacity: higher rates only drop more
-        f["rate_sweep"][str(rate)] = self.m.e2e(self.layout, rate, self.sizes.sweep_s)
+    def stage_costs(self, f: Figures) -> None:
+        f["stage_cost_ns"] = self.m.stage_costs(self.layout["engine"], self.sizes.cost_repeats)
+
+    def write_recording(self, f: Figures) -> None:
+        needed = self.replay_messages * MARKET_DATA.itemsize
+        free = shutil.disk_usage(self.recording.parent).free
+        if free < 2 * needed:
+            raise BenchError(
+                f"{self.recording.parent}: {free / 2**20:,.0f} MiB free; the replay recording "
+                f"needs {needed / 2**20:,.0f} MiB (twice that free): set TMPDIR to a bigger disk"
+            )
+        self.m.replay_recording(self.recording, self.replay_messages)
+
+    def sweep(self, source: str, rate: int, f: Figures) -> None:
+        runs = f["rate_sweep"][source]
+        if any(past_capacity(r) for r in runs.values()):
+            return  # past the pipeline's capacity: higher rates only fall further behind
+        replay = self.recording if source == "replay" else None
+        runs[str(rate)] = self.m.e2e(self.layout, rate, self.sizes.sweep_s, replay=replay)
 
 
 P99_BOUND_NS = 20_000  # the tick-to-order p99 a rate must keep to count as carried
 
 
-def max_rates(f: Figures) -> tuple[int, int]:
-    """The highest offered rates with no drops and p90 (sustained) or p99 within
-    ``P99_BOUND_NS``."""
-    best = sustained = 0
-    # the sweep starts from the highest e2e rate, already measured, and goes up
-    top = E2E_RATES[-1]
-    runs = [(top, f["e2e"][str(top)]), *((int(r), e) for r, e in f["rate_sweep"].items())]
-    for rate, result in runs:
-        if result["drops"] > 0:
-            break
-        if result["p99"] is not None and result["p99"] <= P99_BOUND_NS:
-            best = rate
-        # p90 is not yet set by the machine's hiccups (see hiccups_ns) but still shows a
-        # pipeline that has stopped keeping up and lives off its ring's backlog
-        if result["p90"] is not None and result["p90"] <= P99_BOUND_NS:
-            sustained = rate
-    return sustained, best
+def past_capacity(run: E2ERun) -> bool:
+    """Drops, or a p90 beyond the bound: p90 is not yet set by the machine's hiccups (see
+    hiccups_ns), so it shows a pipeline that no longer keeps up and lives off its backlog."""
+    return run["drops"] > 0 or run["p90"] is None or run["p90"] > P99_BOUND_NS
+
+
+def max_sustained_rates(f: Figures) -> dict[str, int]:
+    """By source, the highest offered rate of the sweep with no drops and tick-to-order p99
+    within ``P99_BOUND_NS``, below the first rate that dropped (0: none)."""
+    best = {}
+    for source, runs in f["rate_sweep"].items():
+        best[source] = 0
+        for rate, run in runs.items():
+            if run["drops"] > 0:
+                break
+            if run["p99"] is not None and run["p99"] <= P99_BOUND_NS:
+                best[source] = int(rate)
+    return best
 
 
 # the alternating runs' names, and the figure each one's median becomes
@@ -350,7 +389,7 @@ def finish(f: Figures) -> Figures:
     f["scrape_interference"] = float(
         np.median(runs["p99_scraped_ns"]) / np.median(runs["p99_unscraped_ns"])
     )
-    f["max_sustained_rate_msgs_per_s"], f["max_rate_msgs_per_s"] = max_rates(f)
+    f["max_sustained_rate_msgs_per_s"] = max_sustained_rates(f)
     f["ratios"], f["ratio_spread"] = ratios(f), ratio_spreads(f)
     doc = dict(f)
     ordered = {**{key: doc[key] for key in Figures.__annotations__ if key in doc}, **doc}
@@ -358,10 +397,11 @@ def finish(f: Figures) -> Figures:
 
 
 def bench_steps(
-    quick: bool, cpus: tuple[int, int], measures: Measures
+    quick: bool, cpus: tuple[int, int], measures: Measures, scratch: Path
 ) -> tuple[Figures, list[Step]]:
-    """The document before any step, and the steps that fill it in, in order."""
-    bench = _Bench(QUICK if quick else FULL, cpus, measures)
+    """The document before any step, and the steps that fill it in, in order; files the steps
+    write (the replay recording) go into ``scratch``."""
+    bench = _Bench(QUICK if quick else FULL, cpus, measures, scratch)
     return bench.start(quick), bench.steps()
 
 
@@ -372,12 +412,13 @@ def run_bench(
     progress: Progress | None = None,
 ) -> Figures:
     """Run every step on ``cpus`` under a progress bar; the finished figures document."""
-    figures, steps = bench_steps(quick, cpus, measures or Measures())
-    progress = progress or Progress(transient=True)
-    with progress:
-        task = progress.add_task("benchmark", total=len(steps))
-        for step in steps:
-            progress.update(task, description=step.label)
-            step.run(figures)
-            progress.advance(task)
+    with tempfile.TemporaryDirectory(prefix="lowlat-bench-") as scratch:
+        figures, steps = bench_steps(quick, cpus, measures or Measures(), Path(scratch))
+        progress = progress or Progress(transient=True)
+        with progress:
+            task = progress.add_task("benchmark", total=len(steps))
+            for step in steps:
+                progress.update(task, description=step.label)
+                step.run(figures)
+                progress.advance(task)
     return finish(figures)

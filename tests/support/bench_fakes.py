@@ -13,6 +13,19 @@ from service.bench.run import Measures
 FLOOR_P50 = 400.0  # timed
 FLOOR_UNTIMED = 250.0  # the ratios' floor
 CLOCK_READ = 20.0
+STAGE_COSTS = {
+    "feed_simulator": 30.0,
+    "feed_replay": 8.0,
+    "book": 10.0,
+    "features": 8.0,
+    "model": 9.0,
+    "strategy": 5.0,
+    "risk": 0.5,
+    "fused_replay": 60.0,
+    "fused_simulator": 90.0,
+    "batching": 0.3,
+    "batching_per_order": 60.0,
+}
 
 
 def summary(p50: float) -> dict[str, float]:
@@ -34,6 +47,7 @@ class FakeMeasures:
     def __init__(self, drops_from: int = 10**12, cpp: bool = True):
         self.drops_from, self.cpp = drops_from, cpp
         self.e2e_calls: list[dict] = []
+        self.recordings: list[tuple] = []
 
     def jitter(self, cpus, duration_s):
         return {
@@ -53,9 +67,15 @@ class FakeMeasures:
             raise BaselineError("no C++ compiler on PATH")
         return CppRing(3.0e7, 4.0e8, {"p50": 600.0, "p99": 900.0, "p999": 2e3, "max": 5e4})
 
-    def e2e(self, cores, rate, duration_s, scrape_hz=0.0, load_requests=0):
+    def e2e(self, cores, rate, duration_s, scrape_hz=0.0, load_requests=0, replay=None):
         self.e2e_calls.append(
-            {"cores": cores, "rate": rate, "scrape_hz": scrape_hz, "load_requests": load_requests}
+            {
+                "cores": cores,
+                "rate": rate,
+                "scrape_hz": scrape_hz,
+                "load_requests": load_requests,
+                "replay": replay,
+            }
         )
         p99 = 5000.0 * (1.1 if scrape_hz else 1.0)
         run = {
@@ -82,6 +102,11 @@ class FakeMeasures:
             }
         return run
 
+    def replay_recording(self, path, n):
+        self.recordings.append((path, n))
+        path.write_bytes(b"a recording")  # the real one writes n messages
+        return path
+
     def measures(self) -> Measures:
         return Measures(
             jitter=self.jitter,
@@ -97,4 +122,6 @@ class FakeMeasures:
             e2e=self.e2e,
             metrics_render=lambda cores: 80.0,
             service_cores=lambda: {"feed": 1, "engine": 1, "gateway": 1},
+            stage_costs=lambda cpu, repeats: dict(STAGE_COSTS),
+            replay_recording=self.replay_recording,
         )

@@ -35,11 +35,24 @@ ROWS = [
     "split: tick-to-order @ 1,000,000/s p50/p90/p99/p99.9/max",
     "tick-to-order @ 100,000/s p50/p90/p99/p99.9/max",
     "tick-to-order @ 1,000,000/s p50/p90/p99/p99.9/max",
-    "tick-to-order @ 2,000,000/s p50/p90/p99/p99.9/max",
-    "tick-to-order @ 3,000,000/s p50/p90/p99/p99.9/max",
-    "tick-to-order @ 5,000,000/s p50/p90/p99/p99.9/max",
-    "max rate (no drops, p99 <= 20 us)",
-    "max sustained rate (no drops, p90 <= 20 us)",
+    "cost per message, feed (simulator)",
+    "cost per message, feed (replay)",
+    "cost per message, book",
+    "cost per message, features",
+    "cost per message, model",
+    "cost per message, strategy",
+    "cost per message, risk",
+    "cost per message, whole fused loop, replay",
+    "cost per message, whole fused loop, simulator",
+    "cost per message, batching (gateway)",
+    "cost per order, batching (gateway)",
+    *(
+        f"{source} @ {rate:,}/s p50/p90/p99/p99.9/max"
+        for source in ("simulator", "replay")
+        for rate in (1_000_000, 2_000_000, 5_000_000, 10_000_000)
+    ),
+    "max sustained rate, simulator (no drops, p99 <= 20 us)",
+    "max sustained rate, replay (no drops, p99 <= 20 us)",
 ]
 
 

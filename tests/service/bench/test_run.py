@@ -10,8 +10,22 @@ from dataclasses import replace
 import pytest
 from rich.progress import Progress
 
-from service.bench.run import E2E_RATES, FULL, QUICK, Measures, bench_steps, run_bench
-from tests.support.bench_fakes import CLOCK_READ, FLOOR_P50, FLOOR_UNTIMED, FakeMeasures
+from service.bench.run import (
+    E2E_RATES,
+    FULL,
+    QUICK,
+    SOURCES,
+    Measures,
+    bench_steps,
+    run_bench,
+)
+from tests.support.bench_fakes import (
+    CLOCK_READ,
+    FLOOR_P50,
+    FLOOR_UNTIMED,
+    STAGE_COSTS,
+    FakeMeasures,
+)
 
 CPUS = (0, 1)
 
@@ -43,9 +57,9 @@ KEYS = [
     "scrape_interference_runs",
     "metrics_under_load",
     "metrics_render_cpu_us",
+    "stage_cost_ns",
     "rate_sweep",
     "max_sustained_rate_msgs_per_s",
-    "max_rate_msgs_per_s",
     "alternating_runs",
     "ratios",
     "ratio_spread",
@@ -80,40 +94,59 @@ def fake_run(fake: FakeMeasures, quick: bool = True) -> tuple[dict, Progress]:
 
 @pytest.mark.parametrize("quick", [True, False])
 @pytest.mark.parametrize("drops_from", [10**12, 3_000_000, 1])
-def test_the_bar_is_as_long_as_the_steps_it_advances(quick, drops_from):
+def test_the_bar_is_as_long_as_the_steps_it_advances(quick, drops_from, tmp_path):
     fake = FakeMeasures(drops_from)
     _, progress = fake_run(fake, quick)
     (task,) = progress.tasks
-    _, steps = bench_steps(quick, CPUS, fake_measures(fake))
+    _, steps = bench_steps(quick, CPUS, fake_measures(fake), tmp_path)
     assert task.total == task.completed == len(steps)
     assert task.finished
 
 
-def test_every_step_of_a_run_is_a_step_of_the_list():
+def test_every_step_of_a_run_is_a_step_of_the_list(tmp_path):
     fake = FakeMeasures()
-    figures, steps = bench_steps(True, CPUS, fake_measures(fake))
+    figures, steps = bench_steps(True, CPUS, fake_measures(fake), tmp_path)
     for step in steps:
         step.run(figures)
-    pipeline_runs = 2 * len(E2E_RATES) + 2 * QUICK.scrape_pairs + 1 + len(QUICK.sweep)
+    sweeps = len(SOURCES) * len(QUICK.sweep)
+    pipeline_runs = 2 * len(E2E_RATES) + 2 * QUICK.scrape_pairs + 1 + sweeps
     assert len(fake.e2e_calls) == pipeline_runs  # one step per run, a pair per scrape step
     labels = [step.label for step in steps]
     assert len(set(labels)) == len(labels)
 
 
-def test_the_sweep_stops_at_the_first_rate_that_drops():
+def test_each_source_is_swept_until_its_first_rate_that_drops():
     fake = FakeMeasures(drops_from=3_000_000)
     figures, _ = fake_run(fake)
-    assert list(figures["rate_sweep"]) == ["2000000", "3000000"]
-    swept = [c["rate"] for c in fake.e2e_calls if c["rate"] > E2E_RATES[-1]]
-    assert swept == [2_000_000, 3_000_000]  # 5M is never offered
-    assert figures["max_rate_msgs_per_s"] == figures["max_sustained_rate_msgs_per_s"] == 2_000_000
+    for source in SOURCES:
+        assert list(figures["rate_sweep"][source]) == ["1000000", "2000000", "5000000"]
+    (recording,) = fake.recordings
+    rates = (1_000_000, 2_000_000, 5_000_000)  # 10M is never offered: 5M dropped
+    swept = [(c["rate"], c["replay"]) for c in fake.e2e_calls[-2 * len(rates) :]]
+    assert swept == [*((r, None) for r in rates), *((r, recording[0]) for r in rates)]
+    assert figures["max_sustained_rate_msgs_per_s"] == {"simulator": 2_000_000, "replay": 2_000_000}
 
 
-def test_max_rates_start_from_the_highest_e2e_rate():
-    figures, _ = fake_run(FakeMeasures(drops_from=2_000_000))
-    assert figures["max_rate_msgs_per_s"] == 1_000_000
+def test_the_recording_holds_the_messages_of_the_longest_run(tmp_path):
+    fake = FakeMeasures()
+    figures, steps = bench_steps(False, CPUS, fake_measures(fake), tmp_path)
+    for step in steps:
+        step.run(figures)
+    ((path, n),) = fake.recordings
+    assert path.parent == tmp_path
+    assert n >= max(FULL.sweep) * FULL.sweep_s
+
+
+def test_a_source_that_drops_at_once_sustains_nothing():
     figures, _ = fake_run(FakeMeasures(drops_from=1))
-    assert figures["max_rate_msgs_per_s"] == figures["max_sustained_rate_msgs_per_s"] == 0
+    assert figures["max_sustained_rate_msgs_per_s"] == {"simulator": 0, "replay": 0}
+
+
+def test_stage_costs_reach_the_document_and_the_ratios():
+    figures, _ = fake_run(FakeMeasures())
+    assert figures["stage_cost_ns"] == STAGE_COSTS
+    assert figures["ratios"]["simulator_ns_per_msg"] == STAGE_COSTS["feed_simulator"]
+    assert figures["ratios"]["replay_million_msgs_per_s"] == 10.0  # the fakes never drop
 
 
 def test_the_pipeline_runs_use_both_layouts_and_the_full_sizes():
@@ -122,7 +155,8 @@ def test_the_pipeline_runs_use_both_layouts_and_the_full_sizes():
     assert figures["e2e_split_layout"] == {"feed": 0, "engine": 1, "gateway": 1}
     split = [c for c in fake.e2e_calls if c["cores"] == figures["e2e_split_layout"]]
     assert [c["rate"] for c in split] == list(E2E_RATES)
-    assert list(figures["rate_sweep"]) == [str(r) for r in FULL.sweep]
+    for source in SOURCES:
+        assert list(figures["rate_sweep"][source]) == [str(r) for r in FULL.sweep]
     scraped = [c for c in fake.e2e_calls if c["scrape_hz"]]
     assert len(scraped) == FULL.scrape_pairs and all(c["scrape_hz"] == 10.0 for c in scraped)
     loaded = [c for c in fake.e2e_calls if c["load_requests"]]
