@@ -486,3 +486,122 @@ def test_recent_summaries_give_window_quantiles_and_cumulative_count(tmp_path):
         assert "recent_seconds" not in M.render(second, engine.config).decode()
     finally:
         engine.close()
+
+
+# ------------------------------------------------- the template path equals generate_latest
+
+
+def with_instruments(config: Config, n: int) -> Config:
+    return dataclasses.replace(config, feed=dataclasses.replace(config.feed, instruments=n))
+
+
+def same_as_reference(sample, config, window=None, report=None, hugepages_dir=None) -> bytes:
+    """render's bytes, after checking they are render_reference's for the same inputs."""
+    kwargs = {"hugepages_dir": str(hugepages_dir)} if hugepages_dir else {}
+    fast = M.render(sample, config, window, report, **kwargs)
+    assert fast == M.render_reference(sample, config, window, report, **kwargs)
+    return fast
+
+
+def busy_engine(tmp_path, request, instruments: int, scale: int = 1):
+    """An engine with every counter, gauge, position and histogram written, and a window."""
+    from service.telemetry.engine_view import Interval
+
+    engine = running_engine(tmp_path, request, with_instruments(Config(), instruments))
+    rng = np.random.default_rng(instruments * 1000 + scale)
+    for metric in SCALARS:
+        words = engine.local[metric.offset : metric.offset + metric.words]
+        words[:] = rng.integers(0, 10**5, metric.words) * scale
+    engine.local[L.POSITIONS : L.POSITIONS + L.MAX_INSTRUMENTS] -= 5 * 10**4 * scale
+    engine.publish()
+    view = EngineView(engine.config)
+    first = view.sample()
+    for k, metric in enumerate(HISTOGRAMS):
+        values = latencies(rng, 3000, median_ns=500 * 3**k)
+        record(engine, metric, values)
+        if metric.offset == L.H_TICK_TO_ORDER:
+            write_slo_counts(engine, values)
+    if scale > 1:  # as if the engine had run for long: counts past 10**6, or even 2**53
+        for metric in HISTOGRAMS:
+            engine.stats[metric.offset : metric.offset + N_BUCKETS] *= scale
+    second = dataclasses.replace(view.sample(), taken_ns=first.taken_ns + 10**9)
+    return engine, first, second, Interval(first, second)
+
+
+@pytest.mark.parametrize("instruments", [1, 8])
+@pytest.mark.parametrize("scale", [1, 1000, 10**12], ids=["young", "long-run", "past-2**53"])
+def test_the_template_path_writes_generate_latests_bytes(tmp_path, request, instruments, scale):
+    from service.telemetry.engine_view import Interval
+
+    engine, first, second, window = busy_engine(tmp_path, request, instruments, scale)
+    config = engine.config
+    body = same_as_reference(second, config, window, {"ok": False, "summary": {"failed": 2}})
+    assert body.count(b"\ntrading_position{") == instruments
+    same_as_reference(second, config)  # no window: the summaries are left out
+    same_as_reference(second, config, Interval(None, second))  # the first reading
+    same_as_reference(second, config, Interval(second, second))  # no time between: none
+    # a window in which nothing was recorded: no quantile to tell
+    same_as_reference(second, config, Interval(second, dataclasses.replace(second, taken_ns=2)))
+    same_as_reference(first, config, Interval(first, first))
+    # something recorded in one histogram's window only
+    for metric in HISTOGRAMS:
+        earlier = second.stats.copy()
+        words = slice(metric.offset, metric.offset + HIST_WORDS)
+        earlier[words] = first.stats[words]
+        before = dataclasses.replace(second, block=earlier, taken_ns=first.taken_ns)
+        same_as_reference(second, config, Interval(before, second))
+
+
+def test_the_template_path_with_every_slo_case_and_idle_histograms(tmp_path, request):
+    engine = running_engine(tmp_path, request)
+    same_as_reference(EngineView(engine.config).sample(), engine.config)  # all zero
+    for slo_us in SLO_CASES.values():
+        slo = dataclasses.replace(
+            engine.config.slo,
+            tick_to_order_p50_us=slo_us[0],
+            tick_to_order_p99_us=slo_us[1],
+            tick_to_order_p999_us=slo_us[2],
+        )
+        config = dataclasses.replace(engine.config, slo=slo)
+        values = latencies(np.random.default_rng(5), 800, median_ns=4000)
+        record(engine, BY_NAME["tick_to_order"], values)
+        engine.stats[L.SLO_THRESHOLDS_NS : L.SLO_THRESHOLDS_NS + 3] = config.slo.thresholds_ns()
+        write_slo_counts(engine, values)
+        same_as_reference(EngineView(config).sample(), config)
+        # counts read out of step with the buckets: clamped the same way
+        engine.stats[L.SLO_TICK_TO_ORDER_WITHIN] = 0
+        engine.stats[L.SLO_TICK_TO_ORDER_WITHIN + 1] = 10**9
+        same_as_reference(EngineView(config).sample(), config)
+
+
+def test_the_template_path_without_an_engine_or_heartbeats(tmp_path, request):
+    config = Config()
+    absent = dataclasses.replace(
+        config,
+        service=dataclasses.replace(config.service, shm_dir=str(tmp_path), shm_prefix="nothing"),
+    )
+    same_as_reference(EngineView(absent).sample(), absent)
+    same_as_reference(
+        EngineView(absent).sample(), absent, None, {"ok": True, "summary": {"failed": 0}}
+    )
+    (tmp_path / "e").mkdir()
+    engine = SyntheticEngine(tmp_path / "e")  # segments there, no stage has published yet
+    request.addfinalizer(engine.close)
+    same_as_reference(EngineView(engine.config).sample(), engine.config)
+    engine.set_states(S_WARM)
+    engine.publish(now_ns=time.monotonic_ns() - 11 * 86400 * 10**9)  # old heartbeats
+    same_as_reference(EngineView(engine.config).sample(), engine.config)
+
+
+def test_the_template_path_reads_the_hugepages_as_the_collector_does(tmp_path, engine):
+    pages = tmp_path / "hugepages-2048kB"
+    pages.mkdir()
+    (pages / "nr_hugepages").write_text("512\n")
+    (pages / "free_hugepages").write_text("37\n")
+    sample = EngineView(engine.config).sample()
+    assert b"trading_hugepages_free 37.0" in same_as_reference(
+        sample, engine.config, None, None, pages
+    )
+    (pages / "free_hugepages").write_text("not a number\n")
+    same_as_reference(sample, engine.config, None, None, pages)
+    same_as_reference(sample, engine.config, None, None, tmp_path / "missing")
