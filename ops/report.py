@@ -14,37 +14,54 @@
 - ``bench.json``: every figure, for scripts.
 
 Every figure is ``FIGSIZE`` at ``DPI`` (1000 x 600 pixels) so scripts and tests can rely on it.
-matplotlib (Agg, no display needed) is imported inside ``render``: ``fab --list`` never pays
-for it.
+The charts are drawn by ``charts.draw``, the same code as the service's local report
+(``trading-service run --report``); matplotlib (Agg, no display needed) is imported only when
+``render`` draws: ``fab --list`` never pays for it.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from charts.draw import (
+    DPI,
+    FIGSIZE,
+    PERCENTILES,
+    PIXELS,
+    HistogramSeries,
+    PercentileSeries,
+    RateSeries,
+    Throughput,
+    histograms,
+    no_data,
+    percentiles,
+    save_chart,
+    throughput,
+)
+from charts.staging import write_staged
+from charts.text import fmt_rate, fmt_us
 from ops.bench_doc import EMULATED_WARNING, BenchDoc, ObjectiveKey
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-FIGSIZE = (10, 6)  # inches
-DPI = 100
-PIXELS = (FIGSIZE[0] * DPI, FIGSIZE[1] * DPI)  # (width, height)
+__all__ = [
+    "DPI",
+    "FIGSIZE",
+    "FILES",
+    "PERCENTILES",
+    "PIXELS",
+    "fmt_rate",
+    "fmt_us",
+    "render",
+    "summary_md",
+]
+
 PercentileKey = Literal["p50", "p90", "p99", "p999", "p9999", "max"]
-PERCENTILES: tuple[tuple[PercentileKey, str], ...] = (
-    ("p50", "p50"),
-    ("p90", "p90"),
-    ("p99", "p99"),
-    ("p999", "p99.9"),
-    ("p9999", "p99.99"),
-    ("max", "max"),
-)
+PERCENTILE_KEYS: tuple[PercentileKey, ...] = ("p50", "p90", "p99", "p999", "p9999", "max")
 SLO_KEYS: tuple[ObjectiveKey, ...] = ("p50", "p99", "p999")  # the objectives of [slo]
 JitterKey = Literal["p50", "p99", "p999", "max"]
 JITTER_BARS: tuple[tuple[JitterKey, str], ...] = (
@@ -63,40 +80,17 @@ FILES = (
 )
 
 
-def fmt_us(ns: float | None) -> str:
-    """Nanoseconds as the summary shows them: microseconds, 2 decimals; "-" for no data."""
-    return "-" if ns is None else f"{ns / 1000:,.2f}"
-
-
-def fmt_rate(rate: float | None) -> str:
-    return "-" if rate is None else f"{rate:,.0f}"
-
-
 def render(doc: BenchDoc, out: Path) -> list[Path]:
     """Write every report file for ``doc`` into ``out`` (created); the paths written.
 
-    The files are drawn in a hidden directory beside ``out`` and moved in when all are there:
-    a report that cannot be finished (a full disk) leaves nothing half-written in ``out``."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
-        names = _draw(doc, staging)
-        out.mkdir(exist_ok=True)
-        for name in names:
-            os.replace(staging / name, out / name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return [out / name for name in names]
+    The files are drawn in a hidden directory beside ``out`` and moved in when all are there
+    (``charts.staging``): a report that cannot be finished (a full disk) leaves nothing
+    half-written in ``out``."""
+    return write_staged(Path(out), lambda staging: _draw(doc, staging))
 
 
 def _draw(doc: BenchDoc, out: Path) -> list[str]:
     """Every report file for ``doc`` into the directory ``out``; their names."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display, no GUI toolkit
-    from matplotlib import pyplot as plt
-
     charts: tuple[tuple[str, Callable[[Axes, BenchDoc], None]], ...] = (
         ("latency_percentiles.png", _percentiles),
         ("latency_histogram.png", _histogram),
@@ -104,104 +98,60 @@ def _draw(doc: BenchDoc, out: Path) -> list[str]:
         ("jitter.png", _jitter),
     )
     for name, draw in charts:
-        fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
-        try:
-            draw(ax, doc)
-            ax.grid(True, which="both", alpha=0.3)
-            fig.tight_layout()
-            fig.savefig(out / name, dpi=DPI)  # no bbox_inches="tight": keep the pixel size
-        finally:
-            plt.close(fig)
+        save_chart(out / name, _bound(draw, doc))
     (out / "summary.md").write_text(summary_md(doc))
     (out / "bench.json").write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n")
     return [name for name, _ in charts] + ["summary.md", "bench.json"]
+
+
+def _bound(draw: Callable[[Axes, BenchDoc], None], doc: BenchDoc) -> Callable[[Axes], None]:
+    return lambda ax: draw(ax, doc)
 
 
 def _title(ax: Axes, doc: BenchDoc, what: str) -> None:
     ax.set_title(f"{what} — {doc['host']} ({doc['instance_id']}), {doc['started_at']}")
 
 
-def _no_data(ax: Axes, text: str) -> None:
-    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes)
-
-
 def _percentiles(ax: Axes, doc: BenchDoc) -> None:
     _title(ax, doc, "tick-to-order latency")
-    xs = list(range(len(PERCENTILES)))
-    drawn = False
-    for label, run in doc["runs"].items():
-        ys = [run["latency_ns"].get(key) for key, _ in PERCENTILES]
-        points = [(x, y / 1000) for x, y in zip(xs, ys, strict=True) if y]
-        if points:
-            ax.plot(*zip(*points, strict=True), marker="o", label=f"{label} msgs/s offered")
-            drawn = True
-    ax.set_xticks(xs, [name for _, name in PERCENTILES])
-    ax.set_xlabel("percentile")
-    ax.set_ylabel("latency, µs (log scale)")
-    if drawn:
-        ax.set_yscale("log")
-        ax.legend()
-    else:
-        _no_data(ax, "no latency recorded")
+    series = [
+        PercentileSeries(
+            f"{label} msgs/s offered", {key: run["latency_ns"].get(key) for key in PERCENTILE_KEYS}
+        )
+        for label, run in doc["runs"].items()
+    ]
+    percentiles(ax, series, "no latency recorded")
 
 
 def _histogram(ax: Axes, doc: BenchDoc) -> None:
     _title(ax, doc, "tick-to-order latency histogram")
-    drawn = False
-    for label, run in doc["runs"].items():
-        rows = run["histogram_ns"]["buckets"]
-        if not rows:
-            continue
-        # a bucket's middle value against its count; buckets widen with the value, so counts
-        # are per bucket, as recorded (not a density)
-        mids = [max((low + high) / 2, 1) / 1000 for _, low, high, _ in rows]
-        counts = [count for *_, count in rows]
-        ax.step(mids, counts, where="mid", label=f"{label} msgs/s offered")
-        drawn = True
-    ax.set_xlabel("latency, µs (log scale)")
-    ax.set_ylabel("messages per bucket (log scale)")
-    if drawn:
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.legend()
-    else:
-        _no_data(ax, "no latency recorded")
+    series = [
+        HistogramSeries(f"{label} msgs/s offered", run["histogram_ns"]["buckets"])
+        for label, run in doc["runs"].items()
+    ]
+    histograms(ax, series, "no latency recorded")
 
 
 def _throughput(ax: Axes, doc: BenchDoc) -> None:
     _title(ax, doc, "throughput (per-second /latest samples)")
-    drawn = False
-    for label, run in doc["runs"].items():
-        points = run["timeline"]
-        if not points:
-            continue
-        line = ax.plot(
-            [p["t_s"] for p in points],
-            [p["md_messages_per_s"] for p in points],
-            marker=".",
-            label=f"{label}: achieved",
+    series = [
+        RateSeries(
+            f"{label}: achieved",
+            [p["t_s"] for p in run["timeline"]],
+            [p["md_messages_per_s"] for p in run["timeline"]],
+            offered=run["offered_rate"],
+            offered_label=f"{label}: offered",
         )
-        ax.axhline(
-            run["offered_rate"],
-            linestyle="--",
-            color=line[0].get_color(),
-            alpha=0.6,
-            label=f"{label}: offered",
-        )
-        drawn = True
-    ax.set_xlabel("seconds since all stages ran")
-    ax.set_ylabel("market-data messages / s")
-    if drawn:
-        ax.legend()
-    else:
-        _no_data(ax, "no /latest samples while the stages ran")
+        for label, run in doc["runs"].items()
+    ]
+    throughput(ax, Throughput(series, empty="no /latest samples while the stages ran"))
 
 
 def _jitter(ax: Axes, doc: BenchDoc) -> None:
     _title(ax, doc, "jitter per isolated core (gaps in a pinned busy loop)")
     cpus = (doc.get("jitter") or {}).get("cpus") or {}
     if not cpus:
-        _no_data(ax, f"no jitter figures: {(doc.get('jitter') or {}).get('error', 'not run')}")
+        no_data(ax, f"no jitter figures: {(doc.get('jitter') or {}).get('error', 'not run')}")
         return
     width = 0.8 / len(JITTER_BARS)
     names = sorted(cpus, key=int)

@@ -12,7 +12,7 @@ import re
 
 from tests.support.paths import REPO
 
-PACKAGES = ("contracts", "service", "ami", "infra", "ops")
+PACKAGES = ("contracts", "charts", "service", "ami", "infra", "ops")
 ENTRY_POINTS = ("app.py", "fabfile.py")
 PATH = re.compile(r"^([\w/.]+\.py)\s", re.MULTILINE)
 

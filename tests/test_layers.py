@@ -30,6 +30,9 @@ LIGHT = {
     "ops.inspect": JIT + WEB,
     "ops.bench": JIT + WEB,
     "ops.bench_doc": JIT + WEB,
+    "ops.report": (*JIT, *WEB, "matplotlib", "service"),  # matplotlib only when it draws
+    "charts.draw": (*JIT, *WEB, "matplotlib", "service", "ops"),
+    "charts.local_report": (*JIT, *WEB, "matplotlib", "service", "ops"),
     "lab.__main__": JIT + WEB,
     "lab.run": JIT + WEB,
     "ami.cloudwatch": JIT + WEB,
