@@ -37,6 +37,8 @@ examples:
   trading-service config > my.toml              the effective config, every key explained
   trading-service run --config my.toml          run until SIGTERM/Ctrl-C, then drain and report
   trading-service run --replay day.lmd --speed 10   an imported day at 10x its own pace
+  trading-service run --duration 60 --report run-report/   charts and statistics.txt of the run
+  trading-service report run.json --out report/   the same report from run --json (or bench --json)
   trading-service record --out day.lmd --messages 1000000
   trading-service import lobster MSG.csv --orderbook BOOK.csv --out day.lmd --verify
   trading-service book --data day.lmd --levels 10 --csv book.csv
@@ -133,6 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON")
     run.add_argument(
+        "--report",
+        type=Path,
+        metavar="DIR",
+        help="also write the run's report into DIR: latency_histogram.png, "
+        "throughput_timeline.png, performance_summary.png, statistics.txt (checked before "
+        "the run starts)",
+    )
+    run.add_argument(
         "--replay",
         type=Path,
         metavar="PATH",
@@ -150,6 +160,27 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also serve the telemetry API for the length of the run (address from "
         "[telemetry]; on a host it runs as its own service instead)",
+    )
+
+    rep = add(
+        "report",
+        "draw the report of a run --json or bench --json document",
+        "Draw the report `run --report` draws, from a document written earlier: "
+        "latency_histogram.png, throughput_timeline.png, performance_summary.png (a one-page "
+        "dashboard) and statistics.txt, into --out. It takes what `trading-service run "
+        "--json` wrote (the same report the run drew), what `trading-service bench --json` "
+        "wrote (its end-to-end percentiles per offered rate; its rate sweep as throughput) "
+        "and fab bench's bench.json. The files appear in --out only once all four are drawn. "
+        "Exit 0, 2 for a document it cannot read or draw (one line).\n\nexamples:\n"
+        "  trading-service run --duration 30 --json run.json\n"
+        "  trading-service report run.json --out run-report/\n"
+        "  trading-service report bench.json --out bench-report/",
+    )
+    rep.add_argument(
+        "document", type=Path, metavar="RUN_OR_BENCH.json", help="a run or bench --json document"
+    )
+    rep.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="directory to write the report into"
     )
 
     cfg = add(
@@ -507,33 +538,75 @@ def _one_line(command: str, message: object) -> None:
     print(f"trading-service {command}: {text}", file=sys.stderr)
 
 
+REPORT_BYTES = 4 * 2**20  # room a report needs, at least (its four files are well under 1 MiB)
+
+
 def cmd_run(args) -> int:
+    import datetime as dt
+
     from service.runtime.pipeline import run_pipeline
     from service.telemetry.report import print_run_report, run_figures
+    from service.telemetry.timeline import TimelineSampler
 
     config = _with_replay(load(args.config), args.replay, args.speed)
     if args.json:
         check_output(args.json, "--json")
+    if args.report:
+        _check_report_dir(args.report, "--report")
     if args.telemetry:
         _check_port(config.telemetry.host, config.telemetry.port)
     log_lines.setup()
     api = None
+    sampler = None
+    started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     try:
         check_runtime(config)
         if args.telemetry:
             api = start_telemetry_process(config)
+        if args.json or args.report:
+            sampler = TimelineSampler(config).start()
         result = run_pipeline(config, args.duration)
     finally:
+        timeline = sampler.stop() if sampler is not None else []
         if api is not None:
             api.terminate()
             api.join(10)
-    figures = run_figures(result, config)
+    figures = run_figures(result, config, timeline, started_at)
     print_run_report(figures)
     if args.json:
         _write_json(args.json, figures)
+    if args.report:
+        _write_report(json.loads(json.dumps(figures)), args.report, "run")
     for problem in result.problems:
         logger.error("trading-service run: %s", problem)
     return result.exit_code
+
+
+def _check_report_dir(path: Path, what: str) -> None:
+    """Refuse, before any work, a report directory that cannot be written, or a machine
+    without matplotlib."""
+    from charts.draw import require_matplotlib
+    from contracts.outputs import check_output_dir
+
+    check_output_dir(path, what, REPORT_BYTES)
+    require_matplotlib()
+
+
+def _write_report(doc: dict, out: Path, source: str) -> None:
+    from service.telemetry.local_report import write_local_report
+
+    written = write_local_report(doc, out, source)
+    print(f"report in {out}/: " + ", ".join(p.name for p in written))
+
+
+def cmd_report(args) -> int:
+    from service.telemetry.local_report import load_document, local_report
+
+    doc = load_document(args.document)
+    local_report(doc, str(args.document))  # a document it cannot draw: refused before --out
+    _check_report_dir(args.out, "--out")
+    _write_report(doc, args.out, str(args.document))
+    return EXIT_OK
 
 
 def _with_replay(config, replay: Path | None, speed: float | None):
@@ -1104,6 +1177,7 @@ def cmd_train(args) -> int:
 
 COMMANDS = {
     "run": cmd_run,
+    "report": cmd_report,
     "telemetry": cmd_telemetry,
     "top": cmd_top,
     "config": cmd_config,

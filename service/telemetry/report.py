@@ -1,7 +1,14 @@
-"""What a run measured, as plain data (for ``--json``) and as tables (for people)."""
+"""What a run measured, as plain data (for ``--json``) and as tables (for people).
+
+``run_figures`` is the document ``run --json`` writes and ``run --report`` draws
+(``service.telemetry.local_report``): the counters, rates, latency summaries and the non-empty
+buckets of each latency histogram, the per-second timeline (``service.telemetry.timeline``),
+and a summary of the config the run used.
+"""
 
 from __future__ import annotations
 
+import socket
 import sys
 
 from rich.console import Console
@@ -13,12 +20,17 @@ from contracts.documents import finite_or_none
 from service.runtime.stats import describe, histogram
 
 LATENCIES = ("tick_to_order", "md_to_engine", "order_wait", "feed_lag")
+RUN_DOCUMENT = "trading-service run"  # the "document" key: what wrote it
 
 
-def run_figures(result, config) -> dict:
+def run_figures(result, config, timeline=None, started_at: str | None = None) -> dict:
+    """The run's document; ``timeline``: the sampler's points (none when it did not run)."""
     d = describe(result.stats, result.n_instruments)
     elapsed = max(result.elapsed_s, 1e-9)
     figures = {
+        "document": RUN_DOCUMENT,
+        "host": socket.gethostname(),
+        "started_at": started_at,
         "exit_code": result.exit_code,
         "problems": result.problems,
         "elapsed_s": round(result.elapsed_s, 3),
@@ -47,8 +59,44 @@ def run_figures(result, config) -> dict:
             if m.name in LATENCIES
         },
         "stages": d["stages"],
+        "timeline": list(timeline or []),
+        "config": config_summary(config),
     }
     return finite_or_none(figures)
+
+
+def config_summary(config) -> dict:
+    """The settings that shape a run's figures, as the report's config table shows them."""
+    return {
+        "config_file": config.source,
+        "shm_prefix": config.service.shm_prefix,
+        "stats_interval_us": config.service.stats_interval_us,
+        "cores": dict(config.cores),
+        "feed": {
+            "source": config.feed.source,
+            "rate": config.feed.rate,
+            "instruments": config.feed.instruments,
+            "replay_file": config.feed.replay_file if config.feed.source == "replay" else None,
+            "burst_probability": config.feed.burst_probability,
+        },
+        "md_ring_capacity": config.rings.md_capacity,
+        "engine": {
+            "signal_threshold": config.engine.signal_threshold,
+            "order_style": config.engine.order_style,
+            "model_file": config.engine.model_file or None,
+        },
+        "gateway": {
+            "exchange": config.gateway.exchange,
+            "batch_size": config.gateway.batch_size,
+            "batch_timeout_us": config.gateway.batch_timeout_us,
+        },
+        "risk_orders_per_second": config.risk.orders_per_second,
+        "slo_us": {
+            "tick_to_order_p50": config.slo.tick_to_order_p50_us,
+            "tick_to_order_p99": config.slo.tick_to_order_p99_us,
+            "tick_to_order_p999": config.slo.tick_to_order_p999_us,
+        },
+    }
 
 
 def sparse_histogram(hist) -> dict:
