@@ -1,6 +1,6 @@
 # lowlat developer entry points. Each target sets up the virtual environment on first use.
 #   make run    the service on its simulated feed, with its telemetry API on :8000, for
-#               $(DURATION) s; then what it measured
+#               $(DURATION) s; then what it measured, and its report in $(REPORT)/
 #   make test   the quality gate: system packages, ruff, import rules, mypy, the whole suite
 #   make bench  the quick benchmark (trading-service bench --quick)
 #   make lint   ruff and the import rules (lint-imports)
@@ -14,6 +14,7 @@
 
 VENV ?= .venv
 DURATION ?= 10
+REPORT ?= run-report
 PYTHON ?= python3
 STAMP := $(VENV)/.installed-stamp
 # The CDK CLI, pinned: npm's `latest` (3.x) cannot read the cloud assembly aws-cdk-lib 2.275 writes
@@ -36,7 +37,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/trading-service run --duration $(DURATION) --telemetry
+	$(VENV)/bin/trading-service run --duration $(DURATION) --telemetry --report $(REPORT)
+	@echo "the run's report: $(abspath $(REPORT))/performance_summary.png, statistics.txt, ..."
 
 test: $(STAMP)
 	scripts/system-deps
