@@ -29,7 +29,7 @@ def test_the_chain_cut_after_risk_decides_as_the_engine_does():
     accepted = 0
     for msg in stream:
         inst = np.int64(msg["instrument"])
-        side, price, reason = engine_on_message(
+        side, _price, reason = engine_on_message(
             live, inst, msg["kind"], np.int64(msg["side"]), msg["price"], np.int64(msg["qty"]),
             now, False,
         )  # fmt: skip
