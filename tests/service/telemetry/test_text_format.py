@@ -63,7 +63,7 @@ def test_integers_are_written_as_floatToGoString_writes_their_float(values):
 @example(1e16)
 @example(-1e22)
 def test_go_float_is_floatToGoString(value):
-    assert go_float(value) == floatToGoString(value)
+    assert go_float(value) == floatToGoString(value).encode()
 
 
 def test_families_without_a_present_slot_are_left_out_header_and_all():
@@ -76,7 +76,7 @@ def test_families_without_a_present_slot_are_left_out_header_and_all():
     families[2].add_metric(["y"], 0)
     template = Template(families)
     ints = np.array([5, 6, 7, 0, 0, 8, 9], dtype=np.int64)
-    texts = {3: go_float(0.25), 4: go_float(1e-9)}
+    texts = {3: go_float(0.25), 4: go_float(1e-9)}  # as ASCII bytes
     for present in ([1, 1, 1, 1, 1, 1, 1], [0, 1, 0, 0, 0, 0, 1], [0, 0, 0, 0, 1, 0, 0], [0] * 7):
         mask = np.array(present, dtype=bool)
         expected = []
