@@ -132,14 +132,17 @@ class EngineView:
 
 
 _COUNTERS = [m for m in L.CATALOG if m.kind == "counter"]
+# every counter word: one check per reading instead of two numpy calls per counter (~125 us of a
+# reading's CPU, more than rendering /metrics from it)
+_COUNTER_WORDS = np.concatenate([np.arange(m.offset, m.offset + m.words) for m in _COUNTERS])
 
 
 def implausible(block: np.ndarray) -> str | None:
     """What in a stats block no stage of this build could have written, else None."""
-    for m in _COUNTERS:
-        words = block[m.offset : m.offset + m.words]
-        if (words < 0).any():
-            return f"holds a negative counter ({m.name}): foreign or corrupt, not served"
+    if block[_COUNTER_WORDS].min() < 0:
+        for m in _COUNTERS:  # which one, for the reason
+            if (block[m.offset : m.offset + m.words] < 0).any():
+                return f"holds a negative counter ({m.name}): foreign or corrupt, not served"
     for stage, start in enumerate(L.SECTION_START):
         state = int(block[start + L.STATE])
         if not 0 <= state < len(STATE_NAMES):
