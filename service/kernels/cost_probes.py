@@ -33,16 +33,17 @@ from service.kernels.ring import (
 from service.kernels.risk import ACCEPTED, risk_check, risk_on_execution
 from service.kernels.signals import (
     model_score,
-    strategy_decide,
+    strategy_decide_between,
     strategy_order_price,
     update_book_features,
     update_trade_flow,
 )
 from service.kernels.stages import (
     E_ALPHA,
+    E_ENTER,
     E_ORDER_FLAGS,
     E_ORDER_QTY,
-    E_THRESHOLD,
+    E_REARM,
     feed_step,
     gateway_step,
 )
@@ -87,16 +88,13 @@ def engine_steps_cost(engine, stream, upto, now):  # noqa: C901 -- the chain, cu
                 valid = update_book_features(engine.features, engine.book, inst, alpha)
                 if upto >= MODEL and valid and engine.stale[inst] == 0:
                     score = model_score(
-                        engine.model.weights,
-                        engine.model.bias,
-                        engine.model.logistic,
-                        engine.features.values,
-                        inst,
+                        engine.model.weights, engine.model.bias, False, engine.features.values, inst
                     )
                     if upto >= STRATEGY:
-                        side = strategy_decide(
-                            score, engine.fvars[E_THRESHOLD], engine.last_signal, inst
-                        )
+                        side = strategy_decide_between(
+                            score, engine.fvars[E_ENTER], engine.fvars[E_REARM],
+                            engine.last_signal, inst,
+                        )  # fmt: skip
                         if side >= 0:
                             price = strategy_order_price(
                                 engine.book, inst, side, engine.ivars[E_ORDER_FLAGS] & 1

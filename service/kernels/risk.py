@@ -36,7 +36,7 @@ import numpy as np
 
 from contracts.records import BUY
 from contracts.stats_layout import REJECT_REASONS  # one list: the counters are indexed by it
-from service.kernels.jit import llvm_inline_kernel
+from service.kernels.jit import kernel
 
 ACCEPTED = 0
 (
@@ -108,7 +108,7 @@ def new_risk_state(n_instruments: int, limits: RiskLimits) -> RiskState:
     )
 
 
-@llvm_inline_kernel
+@kernel
 def risk_check(  # noqa: PLR0913 -- a kernel takes scalars, not objects, on the hot path
     limits, state, inst, side, price, qty, mid_ticks, now_ns, kill_switch_on
 ):
@@ -160,7 +160,7 @@ def risk_check(  # noqa: PLR0913 -- a kernel takes scalars, not objects, on the 
     return reason
 
 
-@llvm_inline_kernel
+@kernel
 def risk_on_execution(state, inst, side, order_qty, filled_qty):
     """An order of ``order_qty`` on ``side`` has ended with ``filled_qty`` filled.
 

@@ -37,6 +37,7 @@ int64; ``alpha``, ``score``, ``threshold``, ``bias`` float64; ``logistic`` bool.
 
 from __future__ import annotations
 
+import math
 from collections import namedtuple
 
 import numpy as np
@@ -166,6 +167,15 @@ def strategy_decide(score, threshold, last_signal, inst):
     """BUY, SELL or NO_ORDER for ``score``, edge-triggered with hysteresis (see module doc).
 
     A NaN score compares false everywhere: no order and no change of state.
+    """
+    return strategy_decide_between(score, threshold, 0.5 * threshold, last_signal, inst)
+
+
+@llvm_inline_kernel
+def strategy_decide_between(value, enter, rearm, last_signal, inst):
+    """``strategy_decide`` with its two bounds given: fire beyond ``enter`` (either sign),
+    re-arm within ``rearm`` of 0. The engine calls it with the model's linear value and
+    ``decision_bounds`` (no sigmoid per message).
 
     Written as selects, not branches: the score is as random as the market, so branches on it
     were mispredicted often, and each miss stalled the loop until the whole chain (book,
@@ -173,14 +183,34 @@ def strategy_decide(score, threshold, last_signal, inst):
     message's. The bench measured 40 ns a message for this step with branches.
     """
     last = last_signal[inst]
-    buy = score > threshold
-    sell = score < -threshold
-    rearm = abs(score) <= 0.5 * threshold
+    buy = value > enter
+    sell = value < -enter
+    rearm = abs(value) <= rearm
     # & rather than `and`: `and` short-circuits, which is a branch
     decision = BUY if buy & (last != BUY) else (SELL if sell & (last != SELL) else NO_ORDER)
     last = BUY if buy else (SELL if sell else (NO_ORDER if rearm else last))
     last_signal[inst] = last
     return decision
+
+
+def decision_bounds(threshold: float, logistic: bool) -> tuple[float, float]:
+    """The strategy's (enter, rearm) bounds on the model's linear value ``z``, equivalent to
+    ``threshold`` and ``threshold / 2`` on its score.
+
+    A logistic score is ``sigmoid(z) - 0.5``, strictly increasing and odd in ``z``, so
+    ``score > t`` exactly when ``z > logit(0.5 + t)``, and likewise for ``-t`` and ``t / 2``: the
+    engine compares ``z`` and never computes the sigmoid (an ``exp`` per message, about a tenth of
+    the engine's cost). A bound of 0.5 or more can never be crossed: infinite. Only a ``z`` within
+    a rounding error of a bound may be decided differently from the score, the same way live
+    and in the backtest, which share this.
+    """
+    if not logistic:
+        return float(threshold), 0.5 * float(threshold)
+
+    def logit_above_half(t: float) -> float:
+        return math.inf if t >= 0.5 else math.log((0.5 + t) / (0.5 - t))
+
+    return logit_above_half(float(threshold)), logit_above_half(0.5 * float(threshold))
 
 
 @llvm_inline_kernel

@@ -82,7 +82,7 @@ from service.kernels.risk import ACCEPTED, risk_check, risk_on_execution
 from service.kernels.seqlock import publish_section
 from service.kernels.signals import (
     model_score,
-    strategy_decide,
+    strategy_decide_between,
     strategy_order_price,
     update_book_features,
     update_trade_flow,
@@ -109,6 +109,7 @@ E_EXPECTED_SEQ, E_NEXT_ORDER_ID, E_INSTRUMENTS, E_ORDER_QTY, E_STALE, E_CLOSED =
 E_DECISIONS = 6  # orders copied into EngineState.decisions (a log for tests; empty live)
 E_ORDER_FLAGS = 7  # ORDER.flags of every order: ORDER_POST when the strategy joins the queue
 E_ALPHA, E_THRESHOLD = 0, 1
+E_ENTER, E_REARM = 2, 3  # the strategy's bounds on the model's linear value (decision_bounds)
 # GatewayState.ivars / fvars
 G_PENDING, G_BATCH_SIZE, G_TIMEOUT_NS, G_RNG = range(4)
 G_FILL_RATIO = 0
@@ -229,14 +230,13 @@ def engine_on_message(engine, inst, kind, side, price, qty, now, kill_on):  # no
         book_set_level(engine.book, inst, side, price, qty)
         valid = update_book_features(engine.features, engine.book, inst, alpha)
         if valid and engine.stale[inst] == 0:
-            score = model_score(
-                engine.model.weights,
-                engine.model.bias,
-                engine.model.logistic,
-                engine.features.values,
-                inst,
+            # the linear value, judged against bounds made for it: no sigmoid per message
+            z = model_score(
+                engine.model.weights, engine.model.bias, False, engine.features.values, inst
             )
-            order_side = strategy_decide(score, engine.fvars[E_THRESHOLD], engine.last_signal, inst)
+            order_side = strategy_decide_between(
+                z, engine.fvars[E_ENTER], engine.fvars[E_REARM], engine.last_signal, inst
+            )
             if order_side >= 0:
                 order_price = strategy_order_price(
                     engine.book, inst, order_side, engine.ivars[E_ORDER_FLAGS] & ORDER_POST

@@ -17,7 +17,7 @@ from service.kernels.market_packets import session_bytes
 from service.kernels.order_entry import OrderEntry, new_order_entry
 from service.kernels.recovery import new_recovery_client
 from service.kernels.risk import RiskLimits, new_risk_state
-from service.kernels.signals import new_features
+from service.kernels.signals import decision_bounds, new_features
 from service.kernels.stages import (
     E_INSTRUMENTS,
     E_NEXT_ORDER_ID,
@@ -105,7 +105,8 @@ def new_engine_state(config: Config, n_instruments: int, decisions: int = 0) -> 
     ivars[E_INSTRUMENTS] = n_instruments
     ivars[E_ORDER_QTY] = e.order_qty
     ivars[E_ORDER_FLAGS] = ORDER_POST if e.order_style == "join" else 0
-    fvars = np.array([e.ewma_alpha, e.signal_threshold], dtype=np.float64)
+    enter, rearm = decision_bounds(e.signal_threshold, bool(model.logistic))
+    fvars = np.array([e.ewma_alpha, e.signal_threshold, enter, rearm], dtype=np.float64)
     # the UDP feed joins the exchange's session wherever it is: no book is true before its
     # first snapshot (the simulator and a recording start with one)
     joins_live = config.feed.source == "udp"

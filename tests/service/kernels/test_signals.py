@@ -14,10 +14,12 @@ from contracts.records import ASK, BID, BUY, SELL
 from service.kernels import signals
 from service.kernels.book import EMPTY, book_set_level, new_book
 from service.kernels.signals import (
+    decision_bounds,
     inference_throughput_kernel,
     model_score,
     new_features,
     strategy_decide,
+    strategy_decide_between,
     strategy_order_price,
     update_book_features,
     update_trade_flow,
@@ -206,6 +208,36 @@ def test_strategy_matches_reference(scores, threshold):
         assert strategy_decide(score, threshold, last, 1) == ref.decide(score, threshold)
         assert last[1] == ref.last
     assert last[0] == NO_ORDER  # other instruments untouched
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    zs=st.lists(st.floats(-8.0, 8.0, allow_nan=False) | st.just(math.nan), max_size=60),
+    threshold=st.floats(0.0, 0.6),
+    logistic=st.booleans(),
+)
+def test_bounds_on_the_linear_value_decide_as_the_threshold_on_the_score(zs, threshold, logistic):
+    """What the engine does (the linear value against decision_bounds) is what the strategy
+    does on the model's score, away from a rounding error of a bound."""
+    enter, rearm = decision_bounds(threshold, logistic)
+    by_score = np.full(1, NO_ORDER, dtype=np.int64)
+    by_value = np.full(1, NO_ORDER, dtype=np.int64)
+    for z in zs:
+        score = 1.0 / (1.0 + math.exp(-z)) - 0.5 if logistic else z
+        near = [b for b in (threshold, 0.5 * threshold) if abs(abs(score) - b) < 1e-9]
+        want = strategy_decide(score, threshold, by_score, 0)
+        got = strategy_decide_between(z, enter, rearm, by_value, 0)
+        if near:  # a tie may go either way: carry on from the score's state
+            by_value[0] = by_score[0]
+            continue
+        assert got == want, (z, score)
+        assert by_value[0] == by_score[0]
+
+
+def test_a_logistic_bound_of_half_or_more_is_never_crossed():
+    assert decision_bounds(0.5, True) == (math.inf, math.log(3.0))
+    assert decision_bounds(1.0, True) == (math.inf, math.inf)
+    assert decision_bounds(0.2, False) == (0.2, 0.1)
 
 
 @pytest.mark.parametrize("which", ["jit", "py"])
