@@ -317,13 +317,15 @@ def _bench_report(doc: dict[str, Any]) -> LocalReport:
         f"{machine.get('cpu_model') or '?'}, cpus {','.join(map(str, doc.get('cpus') or []))}"
     )
     fused = _rates(doc["e2e"])
-    sweep = sorted({**fused, **_rates(doc["rate_sweep"])}.items())
+    sweeps = _sweeps(doc["rate_sweep"])
     split = _rates(doc.get("e2e_split") or {})
-    offered = [float(rate) for rate, _ in sweep]
-    series = [
-        RateSeries("achieved", offered, [run["achieved_msgs_per_s"] for _, run in sweep]),
-        RateSeries("offered", offered, offered, linestyle="--", color="gray"),
-    ]
+    series = []
+    for source, runs in {"fused": fused, **sweeps}.items():
+        offered = [float(rate) for rate in runs]
+        achieved = [run["achieved_msgs_per_s"] for run in runs.values()]
+        series.append(RateSeries(f"achieved, {source}", offered, achieved))
+    offered = sorted({float(rate) for runs in (fused, *sweeps.values()) for rate in runs})
+    series.append(RateSeries("offered", offered, offered, linestyle="--", color="gray"))
     percentile_series = [
         PercentileSeries(f"{rate:,} msgs/s", run) for rate, run in fused.items()
     ] + [PercentileSeries(f"{rate:,} msgs/s, split", run) for rate, run in split.items()]
@@ -337,13 +339,16 @@ def _bench_report(doc: dict[str, Any]) -> LocalReport:
         ("C++ ring items / s", fmt_rate(doc.get("cpp_ring_items_per_s"))),
         ("mp.Queue items / s", fmt_rate(doc.get("mpqueue_items_per_s"))),
         ("max sustained msgs / s", _sustained(doc.get("max_sustained_rate_msgs_per_s"))),
-        ("max rate msgs / s", fmt_rate(doc.get("max_rate_msgs_per_s"))),
+        *(
+            (f"cost per message, {step}", f"{ns:,.1f} ns")
+            for step, ns in (doc.get("stage_cost_ns") or {}).items()
+        ),
     ]
     stats = [title, "", table(("figure", "value"), headline)]
     for name, runs in (
         ("fused", fused),
         ("split", split),
-        ("rate sweep", _rates(doc["rate_sweep"])),
+        *((f"capacity sweep, {source}", runs) for source, runs in sweeps.items()),
     ):
         if runs:
             stats.append(_e2e_table(f"end to end, {name}: tick-to-order", runs))
@@ -368,7 +373,7 @@ def _bench_report(doc: dict[str, Any]) -> LocalReport:
     return LocalReport(
         title=title,
         statistics="\n".join(stats),
-        histogram_empty="a bench --json document holds percentiles, not histogram buckets: "
+        histogram_empty="a bench --json document holds percentiles,\nnot histogram buckets: "
         "`trading-service run --report DIR` draws one",
         percentiles=percentile_series,
         percentile_keys=LATENCY_KEYS,
@@ -387,6 +392,14 @@ def _sustained(value: Any) -> str:
     if isinstance(value, dict):
         return ", ".join(f"{k} {fmt_rate(v)}" for k, v in value.items())
     return fmt_rate(value)
+
+
+def _sweeps(sweep: dict[str, Any]) -> dict[str, dict[int, dict[str, Any]]]:
+    """The capacity sweep by feed source; a document from before the sweep had sources (its
+    keys are rates) was the simulator's."""
+    if all(key.isdigit() for key in sweep):
+        return {"simulator": _rates(sweep)} if sweep else {}
+    return {source: _rates(runs) for source, runs in sweep.items()}
 
 
 def _rates(runs: dict[str, Any]) -> dict[int, dict[str, Any]]:

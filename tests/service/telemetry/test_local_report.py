@@ -89,6 +89,30 @@ def test_a_bench_document_draws_what_it_has(tmp_path):
     assert png_size(tmp_path / "performance_summary.png") == DASHBOARD_PIXELS
 
 
+def test_a_bench_document_draws_the_capacity_sweep_of_each_source(tmp_path):
+    e2e = {"p50": 500.0, "p90": 800.0, "p99": 4000.0, "p999": 9000.0, "max": 20000.0, "drops": 0,
+           "orders": 5000, "messages": 1_000_000, "achieved_msgs_per_s": 999_000.0}  # fmt: skip
+    doc = {
+        "machine": {"cpu_model": "Neoverse-N1", "cores": 2, "kernel": "6.1", "arch": "aarch64"},
+        "cpus": [0, 1],
+        "floor_rtt_ns": {"untimed_mean": 130.0, "p50": 250.0, "p99": 400.0},
+        "e2e": {"1000000": e2e},
+        "stage_cost_ns": {"feed_simulator": 61.5, "fused_replay": 67.25},
+        "rate_sweep": {
+            "simulator": {"2000000": {**e2e, "drops": 7, "achieved_msgs_per_s": 1.9e6}},
+            "replay": {"5000000": {**e2e, "drops": 0, "achieved_msgs_per_s": 5.0e6}},
+        },
+        "max_sustained_rate_msgs_per_s": {"simulator": 0, "replay": 5_000_000},
+    }
+    write_local_report(doc, tmp_path, "bench.json")
+    text = (tmp_path / "statistics.txt").read_text()
+    assert "capacity sweep, simulator" in text and "capacity sweep, replay" in text
+    assert cells(text, "2,000,000")[:1] == ["1,900,000"] and cells(text, "2,000,000")[-2] == "7"
+    assert cells(text, "5,000,000")[:1] == ["5,000,000"]
+    assert cells(text, "cost per message, fused_replay") == ["67.2 ns"]
+    assert "simulator 0, replay 5,000,000" in text
+
+
 def test_a_fab_bench_document_draws_each_rate(tmp_path):
     doc = bench_doc()
     assert document_kind(doc) == "fab-bench"
