@@ -7,8 +7,9 @@ Two renderings of one sample (a lock-free copy of the stats block), byte for byt
 
 - ``render``, what GET /metrics serves: the lines come from a ``text_format.Template`` built
   once per instrument count and set of SLO boundaries (``_Layout``), and per scrape only the
-  values are computed, with numpy over all histograms at once (issue 16: at most 100 us of CPU
-  a scrape; ``generate_latest`` spends ~2 ms checking and formatting the same lines each time).
+  values are computed, in one call of ``service.kernels.exposition_values`` for every histogram
+  (issue 16: at most 100 us of CPU a scrape; ``generate_latest`` spends ~2 ms checking and
+  formatting the same lines each time).
 - ``render_reference``: ``generate_latest`` over ``TradingCollector``, a prometheus_client
   custom collector that builds the metric families the plain way. It is the definition the
   tests hold ``render`` to, so prometheus_client stays the source of truth for the format.
@@ -54,7 +55,6 @@ from prometheus_client.utils import floatToGoString
 import service
 from contracts import stats_layout as L
 from contracts.buckets import (
-    HIST_MAX,
     HIST_SUM,
     HIST_WORDS,
     N_BUCKETS,
@@ -71,6 +71,7 @@ from contracts.metric_names import (
 )
 from contracts.stages import STAGES, STATE_NAMES
 from service.config import Config
+from service.kernels import exposition_values as V
 from service.telemetry.engine_view import Interval, Sample
 from service.telemetry.text_format import Template, go_float
 
@@ -354,14 +355,13 @@ def render_reference(
 
 _RECENT_Q = np.array(RECENT_QUANTILES)
 _HISTOGRAMS = [m for m in L.CATALOG if m.kind == "histogram"]
-# The buckets of every histogram, one row each: one gather reads them all, and one cumsum over
-# the rows one after the other gives every row's cumulative counts, offset by the rows before it
-# (``base``): one numpy call for all histograms rather than one each.
-_HIST_OFFSETS = np.array([m.offset for m in _HISTOGRAMS])
-_BUCKET_INDEX = _HIST_OFFSETS[:, None] + np.arange(N_BUCKETS)
-_ROW_START = np.arange(len(_HISTOGRAMS)) * N_BUCKETS  # where each row starts in the flat run
-_ROW_LAST = _ROW_START + N_BUCKETS - 1
-_LADDER_INDEX = _ROW_START[:, None] + _LADDER_BUCKETS
+_HIST_OFFSETS = np.array([m.offset for m in _HISTOGRAMS], dtype=np.int64)
+_LADDER_NS = np.array(LADDER_NS, dtype=np.int64)
+# the columns of exposition_values' rows: the ladder, +Inf and _count, then the window's
+_N_LADDER = len(LADDER_NS)
+_HIST_COLUMNS = _N_LADDER + V.QUANTILE + len(RECENT_QUANTILES)
+_RECENT_COLUMN = _N_LADDER + V.RECENT
+_QUANTILE_COLUMNS = slice(_N_LADDER + V.QUANTILE, _HIST_COLUMNS)
 
 
 # each bucket's top in seconds, as a quantile at it is written
@@ -437,7 +437,6 @@ class _Layout:
                 ladder.append([at[e] for e in LADDER_NS])
                 if metric.offset == L.H_TICK_TO_ORDER:
                     self.slo_slots = {e: at[e] for e in slo_edges}
-                    self.tick_to_order_buckets = slots[: len(ordered) + 1]
                 infinity.append(slots[-3])
                 count.append(slots[-2])
                 total.append(slots[-1])
@@ -455,8 +454,8 @@ class _Layout:
         self.catalog = slice(first, self._slots)
         self.scalar_slots = np.array(scalar_slots)
         self.scalar_words = np.array(scalar_words)
-        self.ladder = np.array(ladder)  # [histogram, ladder edge]
-        self.infinity, self.count = np.array(infinity), np.array(count)
+        # [histogram, ladder edge, then +Inf and _count]: exposition_values' first columns
+        self.hist_slots = np.column_stack([np.array(ladder), infinity, count])
         self.sum = total
 
     def _recent(self, families: Families) -> None:
@@ -474,6 +473,7 @@ class _Layout:
             self.recent_count.append(int(slots[-2]))
             self.recent_sum.append(int(slots[-1]))
         self.recent_all = slice(self.recent[0].start, self.recent[-1].stop)
+        self.recent_count_slots = np.array(self.recent_count)
 
     def _host(self, families: Families) -> None:
         families[f"{PREFIX}host_tuned"].add_metric([], 0)
@@ -502,20 +502,29 @@ def render(
     with ``host_report`` (a check-host report as JSON) the host's tuning verdict.
 
     The lines come from a ``Template`` built once per instrument count and set of SLO
-    boundaries; per scrape only the values are computed, with numpy over all histograms at
-    once, and formatted into it.
+    boundaries; per scrape only the values are computed, in one kernel call for every
+    histogram (``exposition_values``: ~40 numpy calls before, each mostly call overhead), and
+    formatted into it.
     """
     block = sample.block if sample.running else None
     slo: dict[int, int] = {}
+    has_window = False
     if block is not None:
-        words = block[_BUCKET_INDEX]
-        running = np.cumsum(words)
-        ends = running[_ROW_LAST].tolist()
-        base = [0, *ends[:-1]]  # what the rows before each one add to its running counts
-        totals = [end - before for end, before in zip(ends, base, strict=True)]
-        start = _ROW_START[_TICK_TO_ORDER]
-        tick_to_order = running[start : start + N_BUCKETS] - base[_TICK_TO_ORDER]
-        slo = slo_points(tick_to_order, tick_to_order_slo(block))
+        has_window = window is not None and window.available
+        now, before = block, block
+        if has_window:
+            assert window is not None and window.previous is not None  # available: both ends
+            now, before = window.current.stats, window.previous.stats
+        # every number of the catalog and the recent summaries, in one kernel call
+        values = np.empty((len(_HISTOGRAMS), _HIST_COLUMNS), dtype=np.int64)
+        seconds = np.empty((len(_HISTOGRAMS), 2), dtype=np.float64)
+        slo_rows = np.empty((L.MAX_SLO_THRESHOLDS, 2), dtype=np.int64)
+        V.exposition_values(
+            block, now, before, has_window, _HIST_OFFSETS, _LADDER_BUCKETS, _LADDER_NS,
+            _TICK_TO_ORDER, L.SLO_THRESHOLDS_NS, L.SLO_TICK_TO_ORDER_WITHIN, _RECENT_Q, _HIGHS,
+            np.empty(N_BUCKETS, dtype=np.int64), values, seconds, slo_rows,
+        )  # fmt: skip
+        slo = {threshold: count for threshold, count in slo_rows.tolist() if threshold}
     layout = _layout(config.feed.instruments, tuple(sorted(slo)))
     present = np.zeros(layout.template.slots, dtype=bool)
     ints = np.zeros(layout.template.slots, dtype=np.int64)
@@ -529,22 +538,14 @@ def render(
     if block is not None:  # the catalog (as TradingCollector._catalog)
         present[layout.catalog] = True
         ints[layout.scalar_slots] = block[layout.scalar_words]
-        ladder = running[_LADDER_INDEX]
-        ladder -= np.array(base)[:, None]
-        ints[layout.ladder] = ladder
-        ints[layout.infinity] = ints[layout.count] = totals
-        if slo:
-            for edge, count in slo.items():
-                ints[layout.slo_slots[edge]] = count
-            # two thresholds in one bucket were read one after the other: keep them in order
-            buckets = layout.tick_to_order_buckets
-            ints[buckets] = np.maximum.accumulate(ints[buckets])
-        sums = [go_float(x) for x in (block[_HIST_OFFSETS + HIST_SUM] / NS_PER_S).tolist()]
+        ints[layout.hist_slots] = values[:, : _N_LADDER + 2]  # the ladder, +Inf and _count
+        for edge, count in slo.items():
+            ints[layout.slo_slots[edge]] = count
+        rows = seconds.tolist()
+        sums = [go_float(row[V.SUM_S]) for row in rows]
         texts.update(zip(layout.sum, sums, strict=True))
-        if window is not None and window.available:
-            # the window ends at this sample: its buckets are read already
-            now = words if window.current.block is block else None
-            _recent(layout, window, present, ints, texts, (now, sums, totals))
+        if has_window:
+            _recent(layout, present, ints, texts, (values, rows, sums))
 
     # the host (as TradingCollector._host)
     if host_report is not None:
@@ -586,51 +587,31 @@ def _engine(
 
 def _recent(
     layout: _Layout,
-    window: Interval,
     present: np.ndarray,
     ints: np.ndarray,
     texts: dict[int, bytes],
-    current: tuple[np.ndarray | None, list[bytes], list[int]],
+    scrape: tuple[np.ndarray, list[list[float]], list[bytes]],
 ) -> None:
-    """The recent summaries of every histogram at once: ``contracts.buckets.percentiles`` of
-    ``Interval.histogram``, with one cumsum and one searchsorted for all histograms (the tests
-    hold it to TradingCollector._recent). ``current``: the buckets of the sample the window ends
-    at, if read already, and each histogram's sum (written) and count since the start."""
-    assert window.previous is not None  # an available window has both ends
-    now, sums, totals = current
-    if now is None:
-        now = window.current.stats[_BUCKET_INDEX]
-    counts = now - window.previous.stats[_BUCKET_INDEX]
-    np.maximum(counts, 0, out=counts)
-    running = np.cumsum(counts)  # the rows one after the other
-    ends = running[_ROW_LAST]
-    base = np.zeros_like(ends)  # what the rows before each one add to its running counts
-    base[1:] = ends[:-1]
-    recorded = np.flatnonzero(ends - base).tolist()  # nothing recorded: no quantile to tell
+    """The recent summaries of every histogram from ``scrape``: ``exposition_values``' rows
+    (``values``, ``seconds``: the tests hold them to ``percentiles`` as TradingCollector._recent
+    reads them) and each histogram's sum since the start, written."""
+    values, seconds, sums = scrape
+    recorded = np.flatnonzero(values[:, _RECENT_COLUMN]).tolist()
     if not recorded:
-        return
-    # per row, the rank of each quantile (as percentiles() ranks it), then the row's total:
-    # the first bucket whose running count reaches each is one searchsorted for all rows
-    targets = np.empty((len(_HISTOGRAMS), len(RECENT_QUANTILES) + 1), dtype=np.int64)
-    targets[:, :-1] = np.maximum(1, np.ceil(_RECENT_Q * (ends - base)[:, None]))
-    targets[:, :-1] += base[:, None]
-    targets[:, -1] = ends
-    found = np.searchsorted(running, targets.ravel()).reshape(targets.shape) - _ROW_START[:, None]
-    rows = found.tolist()  # (a row with nothing recorded finds another row's: not used)
-    run_max = window.current.stats[_HIST_OFFSETS + HIST_MAX].tolist()
+        return  # nothing recorded in the window: no quantile to tell
+    buckets = values[:, _QUANTILE_COLUMNS].tolist()
     for h in recorded:
-        *buckets, highest = rows[h]
-        # the window's maximum: the top of its highest non-empty bucket, capped by the run's
-        largest = min(_HIGHS_LIST[highest], run_max[h])
         capped = b""
-        # a quantile is its bucket's top (written once, in _EDGE_TEXT) unless the maximum caps
-        for slot, bucket in zip(layout.quantiles[h], buckets, strict=True):
-            if _HIGHS_LIST[bucket] <= largest:
+        # a quantile is its bucket's top (written once, in _EDGE_TEXT) unless the window's
+        # maximum caps it (bucket -1)
+        for slot, bucket in zip(layout.quantiles[h], buckets[h], strict=True):
+            if bucket >= 0:
                 texts[slot] = _EDGE_TEXT[bucket]
             else:
-                texts[slot] = capped = capped or go_float(float(largest) / NS_PER_S)
+                texts[slot] = capped = capped or go_float(seconds[h][V.LARGEST_S])
         texts[layout.recent_sum[h]] = sums[h]
-    ints[[layout.recent_count[h] for h in recorded]] = [totals[h] for h in recorded]
+    # a summary's _count is the observations since the start, as a client-side summary's
+    ints[layout.recent_count_slots[recorded]] = values[recorded, _N_LADDER + V.TOTAL]
     if len(recorded) == len(_HISTOGRAMS):
         present[layout.recent_all] = True  # the common case, in one write
     else:
