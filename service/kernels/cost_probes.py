@@ -32,7 +32,7 @@ from service.kernels.ring import (
 )
 from service.kernels.risk import ACCEPTED, risk_check, risk_on_execution
 from service.kernels.signals import (
-    model_score,
+    model_linear,
     strategy_decide_between,
     strategy_order_price,
     update_book_features,
@@ -75,6 +75,11 @@ def engine_steps_cost(engine, stream, upto, now):  # noqa: C901 -- the chain, cu
     alpha = engine.fvars[E_ALPHA]
     qty = engine.ivars[E_ORDER_QTY]
     accepted = 0
+    # every argument typed as the live engine's are (a bool, not a literal; int64 quantities):
+    # a kernel called with other types compiles a second signature, which the kernels' tests
+    # forbid
+    kill_on = upto < 0
+    none = np.int64(0)
     start = monotonic_ns()
     for k in range(stream.shape[0]):
         msg = stream[k]
@@ -87,8 +92,8 @@ def engine_steps_cost(engine, stream, upto, now):  # noqa: C901 -- the chain, cu
             if upto >= FEATURES:
                 valid = update_book_features(engine.features, engine.book, inst, alpha)
                 if upto >= MODEL and valid and engine.stale[inst] == 0:
-                    score = model_score(
-                        engine.model.weights, engine.model.bias, False, engine.features.values, inst
+                    score = model_linear(
+                        engine.model.weights, engine.model.bias, engine.features.values, inst
                     )
                     if upto >= STRATEGY:
                         side = strategy_decide_between(
@@ -109,16 +114,18 @@ def engine_steps_cost(engine, stream, upto, now):  # noqa: C901 -- the chain, cu
                                     qty,
                                     engine.features.mid[inst],
                                     now,
-                                    False,
+                                    kill_on,
                                 )
                                 if reason == ACCEPTED:
                                     accepted += 1
-                                    risk_on_execution(engine.risk, inst, side, qty, 0)
+                                    risk_on_execution(engine.risk, inst, side, qty, none)
                     else:
                         accepted += score > 0.0
         elif kind == TRADE:
             if upto >= FEATURES:
-                update_trade_flow(engine.features, inst, np.int64(msg.side), msg.qty, alpha)
+                update_trade_flow(
+                    engine.features, inst, np.int64(msg.side), np.int64(msg.qty), alpha
+                )
         elif kind == SNAPSHOT_BEGIN:
             book_reset(engine.book, inst)
             engine.snap_clean[inst] = 1

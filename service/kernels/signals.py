@@ -150,12 +150,20 @@ def update_trade_flow(features, inst, aggressor_side, qty, alpha):
 
 
 @llvm_inline_kernel
-def model_score(weights, bias, logistic, features_values, inst):
-    """Score of ``inst``'s feature row: ``z = bias + w . x``; ``sigmoid(z) - 0.5`` if logistic."""
+def model_linear(weights, bias, features_values, inst):
+    """The linear value of ``inst``'s feature row: ``z = bias + w . x`` (what the engine judges
+    against ``decision_bounds``)."""
     row = np.uint64(inst)
     z = bias
     for k in range(N_FEATURES):
         z += weights[k] * features_values[row, k]
+    return z
+
+
+@llvm_inline_kernel
+def model_score(weights, bias, logistic, features_values, inst):
+    """Score of ``inst``'s feature row: ``z = bias + w . x``; ``sigmoid(z) - 0.5`` if logistic."""
+    z = model_linear(weights, bias, features_values, inst)
     if logistic:
         # exp overflows to inf for very negative z, giving exactly -0.5: no special case.
         z = 1.0 / (1.0 + np.exp(-z)) - 0.5

@@ -81,7 +81,7 @@ from service.kernels.ring import (
 from service.kernels.risk import ACCEPTED, risk_check, risk_on_execution
 from service.kernels.seqlock import publish_section
 from service.kernels.signals import (
-    model_score,
+    model_linear,
     strategy_decide_between,
     strategy_order_price,
     update_book_features,
@@ -231,9 +231,7 @@ def engine_on_message(engine, inst, kind, side, price, qty, now, kill_on):  # no
         valid = update_book_features(engine.features, engine.book, inst, alpha)
         if valid and engine.stale[inst] == 0:
             # the linear value, judged against bounds made for it: no sigmoid per message
-            z = model_score(
-                engine.model.weights, engine.model.bias, False, engine.features.values, inst
-            )
+            z = model_linear(engine.model.weights, engine.model.bias, engine.features.values, inst)
             order_side = strategy_decide_between(
                 z, engine.fvars[E_ENTER], engine.fvars[E_REARM], engine.last_signal, inst
             )
