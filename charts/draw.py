@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from contracts.errors import LowlatError
 
@@ -70,6 +70,20 @@ class RateSeries:
     offered_label: str = ""
     color: str | None = None
     linestyle: str = "-"
+
+    @classmethod
+    def timeline(
+        cls, label: str, points: Sequence[Mapping[str, Any]], offered: float | None
+    ) -> RateSeries:
+        """A run's per-second market-data rate (``t_s``, ``md_messages_per_s`` points) against
+        the rate it was offered: how ``fab bench`` runs are drawn wherever they are."""
+        return cls(
+            f"{label}: achieved",
+            [p["t_s"] for p in points],
+            [p["md_messages_per_s"] for p in points],
+            offered=offered,
+            offered_label=f"{label}: offered",
+        )
 
 
 _NO_MATPLOTLIB = (

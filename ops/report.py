@@ -135,13 +135,7 @@ def _histogram(ax: Axes, doc: BenchDoc) -> None:
 def _throughput(ax: Axes, doc: BenchDoc) -> None:
     _title(ax, doc, "throughput (per-second /latest samples)")
     series = [
-        RateSeries(
-            f"{label}: achieved",
-            [p["t_s"] for p in run["timeline"]],
-            [p["md_messages_per_s"] for p in run["timeline"]],
-            offered=run["offered_rate"],
-            offered_label=f"{label}: offered",
-        )
+        RateSeries.timeline(label, run["timeline"], run["offered_rate"])
         for label, run in doc["runs"].items()
     ]
     throughput(ax, Throughput(series, empty="no /latest samples while the stages ran"))

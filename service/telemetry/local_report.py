@@ -497,13 +497,7 @@ def _fab_bench_report(doc: dict[str, Any]) -> LocalReport:
         percentile_keys=FAB_KEYS,
         throughput=Throughput(
             [
-                RateSeries(
-                    f"{label}: achieved",
-                    [p["t_s"] for p in run["timeline"]],
-                    [p["md_messages_per_s"] for p in run["timeline"]],
-                    offered=run["offered_rate"],
-                    offered_label=f"{label}: offered",
-                )
+                RateSeries.timeline(label, run["timeline"], run["offered_rate"])
                 for label, run in runs.items()
             ],
             empty="no /latest samples while the stages ran",
