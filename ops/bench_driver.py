@@ -55,6 +55,7 @@ def main() -> int:
         with open(args.dir / "latest.jsonl", "w") as samples:
             next_at = time.monotonic()
             while child.poll() is None:
+                next_at += args.interval
                 if args.url:
                     try:
                         with opener.open(args.url, timeout=0.8) as response:
@@ -62,8 +63,9 @@ def main() -> int:
                         samples.write(json.dumps({"t": time.time(), "latest": doc}) + "\n")
                         samples.flush()
                     except (OSError, ValueError, urllib.error.URLError):
-                        pass  # the API is not up yet (the run is still warming up)
-                next_at += args.interval
+                        # the API is not up yet (the run is still warming up): ask again soon,
+                        # so a short run does not lose its first second of samples
+                        next_at = time.monotonic() + min(args.interval, 0.1)
                 while child.poll() is None and time.monotonic() < next_at:
                     time.sleep(0.05)
     return child.returncode if child.returncode >= 0 else 128 - child.returncode
