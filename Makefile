@@ -1,6 +1,7 @@
 # lowlat developer entry points. Each target sets up the virtual environment on first use.
-#   make run    the service on its simulated feed, with its telemetry API on :8000, for
-#               $(DURATION) s; then what it measured, and its report in $(REPORT)/
+#   make run    the service on its simulated feed for $(DURATION) s, with its telemetry API and
+#               live dashboard on http://127.0.0.1:8000; then what it measured, and its
+#               report in $(REPORT)/
 #   make test   the quality gate: system packages, ruff, import rules, mypy, the whole suite
 #   make bench  the quick benchmark (trading-service bench --quick)
 #   make lint   ruff and the import rules (lint-imports)
@@ -13,7 +14,7 @@
 #   make lab-ci the lab's steps CI runs after the unit tests (LAB_CI_STEPS)
 
 VENV ?= .venv
-DURATION ?= 10
+DURATION ?= 60
 REPORT ?= run-report
 PYTHON ?= python3
 STAMP := $(VENV)/.installed-stamp

@@ -706,7 +706,10 @@ def start_telemetry_process(config):
     )
     process.start()
     logger.info(
-        "telemetry API on http://%s:%s (/, /ready, /latest, /metrics, /docs)", t.host, t.port
+        "live dashboard: open http://%s:%s/ in a browser (API: /ready /latest /history "
+        "/metrics, docs at /docs) while the run lasts",
+        t.host,
+        t.port,
     )
     return process
 

@@ -4,13 +4,16 @@
 read-only to the stats and control blocks named by the same config as ``run``. It answers
 whether or not the engine runs and follows it across restarts (``service.telemetry.engine_view``).
 
-Endpoints: ``/`` (service info), ``/health`` (liveness of this process), ``/ready`` (200 only
+Endpoints: ``/`` (service info; the dashboard for a browser, as at ``/dashboard``:
+``service.telemetry.web``), ``/health`` (liveness of this process), ``/ready`` (200 only
 when every stage runs with a fresh heartbeat and the kill switch is off; else 503 with the
-reasons), ``/latest`` (a JSON snapshot with rates), ``/metrics`` (Prometheus text, read from
+reasons), ``/latest`` (a JSON snapshot with rates, readiness included), ``/history`` (the last
+minutes, a point per reading of the sampler: ``service.telemetry.history``), ``/metrics``
+(Prometheus text, read from
 the stats block at scrape time), ``/host`` (the ``check-host`` report: the root timer's while it
 is fresh, else one computed by a background thread at most once a minute, never on a request;
 202 until the first one exists), and the OpenAPI document at ``/openapi.json`` with docs at
-``/docs``.
+``/docs`` (Swagger UI's files served from the wheel by fastapi-offline: no CDN).
 
 Nothing here can stall a stage: every read is a lock-free snapshot. The locks serialise this
 process's own readers, so concurrent scrapes share one fresh reading and one rendering of it.
@@ -29,8 +32,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse, Response
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
 
 from ami.check import FAIL, Check, check_host
@@ -40,7 +45,7 @@ from ami.units import (
     CHECK_HOST_TIMER_UNIT,
     CHECK_HOST_UNIT,
 )
-from contracts import log_lines
+from contracts import log_lines, slo
 from contracts import stats_layout as L
 from contracts.buckets import HIST_WORDS, summary
 from contracts.documents import finite_or_none
@@ -48,9 +53,11 @@ from contracts.stages import GATEWAY, STAGES
 from service import __version__
 from service.config import Config, housekeeping_cpus
 from service.runtime.stats import describe
-from service.telemetry.engine_view import EngineView, Interval, Sample
+from service.telemetry.engine_view import RINGS, EngineView, Interval, Sample
 from service.telemetry.exposition import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from service.telemetry.exposition import render
+from service.telemetry.history import History
+from service.telemetry.web import DASHBOARD_HEADERS, STATIC_DIR, dashboard_html, wants_html
 
 logger = logging.getLogger(__name__)
 _SHARE_WITHIN_S = 0.02  # scrapes arriving within this of a fresh reading share it
@@ -64,11 +71,12 @@ class Sampler:
     ``sample_interval_s``, so ``/latest`` can compute rates over a known window.
     """
 
-    def __init__(self, view: EngineView, interval_s: float, history: int = 8):
+    def __init__(self, view: EngineView, interval_s: float, keep: int = 8):
         self._view = view
         self._lock = threading.Lock()
         self._last: Sample | None = None
-        self._history: collections.deque[Sample] = collections.deque(maxlen=history)
+        self._history: collections.deque[Sample] = collections.deque(maxlen=keep)
+        self.series = History(interval_s)  # /history: a point per periodic reading
         self._interval_s = interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sampler", daemon=True)
@@ -84,7 +92,9 @@ class Sampler:
 
     def _run(self) -> None:
         while not self._stop.wait(self._next_wait_s()):
-            self._history.append(self.fresh(max_age_s=0.0))
+            sample = self.fresh(max_age_s=0.0)
+            self._history.append(sample)
+            self.series.record(sample, time.time())
 
     def _next_wait_s(self) -> float:
         """The interval, but a tenth of it while no kept reading is of a running engine: a run
@@ -261,6 +271,7 @@ class Info(BaseModel):
     engine_pid: int
     engine_uptime_s: float | None
     telemetry_uptime_s: float
+    slo_us: dict[str, float] = Field(description="the [slo] objectives, microseconds")
     links: dict[str, str]
 
 
@@ -292,6 +303,31 @@ class Latest(BaseModel):
     stale_books: int
     kill_switch: bool
     stages: dict[str, StageInfo]
+    ready: bool = Field(description="what /ready answers, from the same reading")
+    ready_reasons: list[str] = Field(description="why not ready; empty when ready")
+
+
+class Percentiles(BaseModel):
+    count: int = Field(description="latencies recorded in the interval")
+    p50: float | None
+    p90: float | None
+    p99: float | None
+    p999: float | None
+
+
+class HistoryPoint(BaseModel):
+    t: float = Field(description="when the reading was taken, Unix seconds")
+    engine_running: bool
+    window_s: float | None = Field(description="the interval since the previous point")
+    latency_ns: dict[str, Percentiles] = Field(description="per latency path, over the interval")
+    rates_per_s: dict[str, float | None]
+    rings: dict[str, int] = Field(description="occupancy of each ring at the reading")
+
+
+class HistoryDoc(BaseModel):
+    interval_s: float = Field(description="between points ([telemetry] sample_interval_s)")
+    span_s: float = Field(description="how far back the points go, at most")
+    points: list[HistoryPoint]
 
 
 class NotAvailable(BaseModel):
@@ -380,21 +416,15 @@ def latest(current: Sample, start: Sample | None, config: Config) -> Latest:
             stale_books=0,
             kill_switch=current.kill_switch,
             stages=_stages(current, config),
+            ready=False,
+            ready_reasons=ready_reasons(current, config),
         )
     block = current.block
+    reasons = ready_reasons(current, config)
     d = describe(block, config.feed.instruments)
     interval = Interval(start, current)
     window_s = interval.interval_s if interval.available else None
-    rates = {
-        label: interval.per_second(offset, words) if interval.available else None
-        for label, offset, words in (
-            ("md_messages", L.MD_PROCESSED, 1),
-            ("orders", L.ORDERS_SENT, 1),
-            ("fills", L.FILLS, 1),
-            ("rejects", L.REJECTS, len(L.REJECT_REASONS)),
-            ("sequence_gaps", L.SEQUENCE_GAPS, 1),
-        )
-    }
+    rates = interval.rates()
     window, since_start = {}, {}
     for metric in L.CATALOG:
         if metric.kind != "histogram":
@@ -410,15 +440,8 @@ def latest(current: Sample, start: Sample | None, config: Config) -> Latest:
         latency_ns=window,
         latency_ns_since_start=since_start,
         rings={
-            "md": RingInfo(
-                occupancy=d["md_ring_occupancy"], occupancy_max=d["md_ring_occupancy_max"]
-            ),
-            "orders": RingInfo(
-                occupancy=d["order_ring_occupancy"], occupancy_max=d["order_ring_occupancy_max"]
-            ),
-            "fills": RingInfo(
-                occupancy=d["fill_ring_occupancy"], occupancy_max=d["fill_ring_occupancy_max"]
-            ),
+            name: RingInfo(occupancy=int(block[occupancy]), occupancy_max=int(block[highest]))
+            for name, occupancy, highest in RINGS
         },
         rejects=d["orders_rejected"],
         positions=d["position"],
@@ -427,7 +450,34 @@ def latest(current: Sample, start: Sample | None, config: Config) -> Latest:
         stale_books=d["stale_books"],
         kill_switch=current.kill_switch,
         stages=_stages(current, config),
+        ready=not reasons,
+        ready_reasons=reasons,
     )
+
+
+def _add_pages(app: FastAPI, info_doc) -> None:
+    """``/`` (the Info JSON, or the dashboard for a browser), ``/dashboard`` and ``/static``."""
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    page = dashboard_html()
+
+    @app.get(
+        "/",
+        response_model=Info,
+        responses={200: {"content": {"text/html": {}}, "description": "JSON, or the dashboard"}},
+        summary="What this service is and where to look; the dashboard for a browser",
+    )
+    async def info(request: Request):
+        if wants_html(request.headers.get("accept", "")):
+            return HTMLResponse(page, headers={**DASHBOARD_HEADERS, "Vary": "Accept"})
+        return JSONResponse(info_doc().model_dump(), headers={"Vary": "Accept"})
+
+    @app.get(
+        "/dashboard",
+        response_class=HTMLResponse,
+        summary="The live dashboard page (also at / for a browser)",
+    )
+    async def dashboard() -> HTMLResponse:
+        return HTMLResponse(page, headers=DASHBOARD_HEADERS)
 
 
 def create_app(
@@ -437,7 +487,11 @@ def create_app(
     sampler = sampler or Sampler(EngineView(config), config.telemetry.sample_interval_s)
     host_reporter = host_reporter or HostReporter()
     started = time.monotonic()
-    app = FastAPI(
+    # FastAPIOffline: /docs (Swagger UI) from fastapi-offline's copies of the files FastAPI
+    # would fetch from a CDN, served by this process. No /redoc: ReDoc's bundle always draws its
+    # logo from cdn.redoc.ly, a failed request on every load on a host without egress.
+    app = FastAPIOffline(
+        redoc_url=None,
         title="lowlat telemetry",
         version=__version__,
         description="Read-only view of the lowlat trading engine: health, readiness, the "
@@ -446,8 +500,7 @@ def create_app(
         on_shutdown=[sampler.stop, host_reporter.stop],
     )
 
-    @app.get("/", response_model=Info, summary="What this service is and where to look")
-    async def info() -> Info:
+    def info_doc() -> Info:
         sample = sampler.fresh()
         feed = config.feed
         return Info(
@@ -465,12 +518,15 @@ def create_app(
             engine_pid=sample.owner_pid,
             engine_uptime_s=(sample.taken_ns - sample.started_ns) / 1e9 if sample.running else None,
             telemetry_uptime_s=time.monotonic() - started,
+            slo_us={key: getattr(config.slo, key) for key in slo.TICK_TO_ORDER_OBJECTIVES_US},
             links={
                 p: p
                 for p in (
+                    "/dashboard",
                     "/health",
                     "/ready",
                     "/latest",
+                    "/history",
                     "/metrics",
                     "/host",
                     "/docs",
@@ -478,6 +534,8 @@ def create_app(
                 )
             },
         )
+
+    _add_pages(app, info_doc)
 
     @app.get("/health", response_model=Health, summary="Liveness of this API process")
     async def health() -> Health:
@@ -498,6 +556,23 @@ def create_app(
     async def latest_figures() -> Latest:
         current = sampler.fresh()
         return latest(current, sampler.window_start(current), config)
+
+    @app.get(
+        "/history",
+        response_model=HistoryDoc,
+        summary="The last few minutes: a point per reading of the sampler, oldest first",
+    )
+    async def history(
+        after: float | None = Query(None, description="only points taken after this Unix time"),
+    ) -> JSONResponse:
+        series = sampler.series
+        return JSONResponse(
+            {
+                "interval_s": series.interval_s,
+                "span_s": series.span_s,
+                "points": series.since(after),
+            }
+        )
 
     def metrics_body() -> bytes:
         return sampler.rendered(

@@ -33,6 +33,23 @@ from service.runtime.stats import snapshot
 
 _BUCKET_HIGHS = bucket_bounds()[1]
 
+# The counters /latest and /history show as rates: label, first word, words summed
+RATES = (
+    ("md_messages", L.MD_PROCESSED, 1),
+    ("orders", L.ORDERS_SENT, 1),
+    ("fills", L.FILLS, 1),
+    ("rejects", L.REJECTS, len(L.REJECT_REASONS)),
+    ("sequence_gaps", L.SEQUENCE_GAPS, 1),
+    ("md_messages_dropped", L.MD_DROPPED, 1),  # the feed's: the md ring was full
+    ("md_messages_lost", L.MD_LOST, 1),  # the engine's: the feed lapped it
+)
+# The rings /latest and /history show: name, occupancy word, highest-occupancy word
+RINGS = (
+    ("md", L.MD_RING_OCCUPANCY, L.MD_RING_OCCUPANCY_MAX),
+    ("orders", L.ORDER_RING_OCCUPANCY, L.ORDER_RING_OCCUPANCY_MAX),
+    ("fills", L.FILL_RING_OCCUPANCY, L.FILL_RING_OCCUPANCY_MAX),
+)
+
 
 @dataclass(frozen=True)
 class Sample:
@@ -184,6 +201,10 @@ class Interval:
     def per_second(self, offset: int, words: int = 1) -> float | None:
         delta = self.delta(offset, words)
         return None if delta is None else delta / self.interval_s
+
+    def rates(self) -> dict[str, float | None]:
+        """Every counter of ``RATES`` per second over the interval (None when unknown)."""
+        return {label: self.per_second(offset, words) for label, offset, words in RATES}
 
     def histogram(self, offset: int) -> np.ndarray | None:
         """The histogram (buckets, sum, max) of only what was recorded between the samples.

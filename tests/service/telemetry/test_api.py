@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -20,72 +19,17 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.net import free_port, wait_http
+from tests.support.net import wait_http
 from tests.support.prometheus import PrometheusServer
+from tests.support.telemetry_stack import CLI, running_stack
 
 pytestmark = pytest.mark.slow
-CLI = [sys.executable, "-m", "service.cli"]
-
-
-class Stack:
-    """An engine and its telemetry API, sharing one config."""
-
-    def __init__(self, workdir):
-        self.prefix = f"lltest-tel-{uuid.uuid4().hex[:8]}"
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.config = workdir / "service.toml"
-        self.config.write_text(
-            f'[service]\nshm_prefix = "{self.prefix}"\n'
-            "[feed]\nrate = 50000\n"
-            f"[telemetry]\nport = {self.port}\nsample_interval_s = 0.2\nready_heartbeat_s = 1.0\n"
-        )
-        self.engine: subprocess.Popen | None = None
-        self.api = subprocess.Popen(
-            [*CLI, "telemetry", "--config", str(self.config)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        wait_http(f"{self.url}/health")
-
-    def start_engine(self) -> None:
-        self.engine = subprocess.Popen(
-            [*CLI, "run", "--config", str(self.config)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        wait_http(f"{self.url}/ready", timeout=300)
-
-    def stop_engine(self) -> int:
-        assert self.engine is not None
-        self.engine.send_signal(signal.SIGTERM)
-        self.engine.communicate(timeout=60)
-        code, self.engine = self.engine.returncode, None
-        return code
-
-    def close(self) -> None:
-        if self.engine is not None:
-            self.stop_engine()
-        self.api.send_signal(signal.SIGTERM)
-        try:
-            self.api.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.api.kill()
-
-    def get(self, path: str, **kwargs) -> httpx.Response:
-        return httpx.get(f"{self.url}{path}", timeout=10, **kwargs)
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    s = Stack(tmp_path_factory.mktemp("telemetry"))
-    try:
-        s.start_engine()
+    with running_stack(tmp_path_factory.mktemp("telemetry")) as s:
         yield s
-    finally:
-        s.close()
 
 
 def metrics(stack) -> dict[str, list]:
@@ -138,6 +82,54 @@ def test_latest_counters_and_rates_move(stack):
     assert window["count"] > 0 and window["p50"] <= window["p99"] <= window["max"]
     assert set(second["rejects"]) >= {"kill_switch", "rate_throttle"}
     assert set(second["rings"]) == {"md", "orders", "fills"}
+
+
+def test_latest_says_what_ready_says(stack):
+    latest = stack.get("/latest").json()
+    assert latest["ready"] is True and latest["ready_reasons"] == []
+
+
+def test_history_has_the_recent_seconds_of_the_running_engine(stack):
+    doc = stack.get("/history").json()
+    assert doc["interval_s"] == 0.2 and doc["span_s"] == 300.0  # the config's sample interval
+    running = [p for p in doc["points"] if p["engine_running"] and p["window_s"]]
+    assert len(running) >= 3
+    ts = [p["t"] for p in doc["points"]]
+    assert ts == sorted(ts) and time.time() - 2 < ts[-1] <= time.time()
+    last = running[-1]
+    assert 25_000 < last["rates_per_s"]["md_messages"] < 75_000  # offered 50k msgs/s
+    t2o = last["latency_ns"]["tick_to_order"]
+    assert t2o["count"] > 0 and t2o["p50"] <= t2o["p90"] <= t2o["p99"] <= t2o["p999"]
+    newer = stack.get("/history", params={"after": ts[-2]}).json()["points"]
+    assert newer and all(p["t"] > ts[-2] for p in newer) and newer[0]["t"] == ts[-1]
+
+
+def test_a_browser_gets_the_dashboard_and_curl_and_scripts_get_json(stack):
+    browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+    page = stack.get("/", headers={"Accept": browser})
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "<title>lowlat telemetry</title>" in page.text
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    assert page.headers["vary"] == "Accept"
+    for accept in ("*/*", "application/json"):
+        doc = stack.get("/", headers={"Accept": accept})
+        assert doc.headers["content-type"] == "application/json", accept
+        assert doc.json()["slo_us"] == {
+            "tick_to_order_p50_us": 5.0,
+            "tick_to_order_p99_us": 50.0,
+            "tick_to_order_p999_us": 500.0,
+        }
+    curl = subprocess.run(["curl", "-sf", f"{stack.url}/"], capture_output=True, text=True)
+    assert curl.returncode == 0 and json.loads(curl.stdout)["engine_running"] is True
+    assert stack.get("/dashboard").text == page.text
+    for asset, kind in (
+        ("/static/dashboard.js", "text/javascript"),
+        ("/static/dashboard.css", "text/css"),
+        ("/static/vendor/uplot/uPlot.iife.min.js", "text/javascript"),
+        ("/static/vendor/uplot/uPlot.min.css", "text/css"),
+    ):
+        response = stack.get(asset)
+        assert response.status_code == 200 and response.headers["content-type"].startswith(kind)
 
 
 def test_metrics_are_prometheus_text_with_live_values(stack):
