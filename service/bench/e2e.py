@@ -24,6 +24,7 @@ from service.runtime.stats import describe
 from service.telemetry.api import serve
 from service.telemetry.engine_view import Interval, Sample
 from service.telemetry.exposition import render
+from service.telemetry.web import PAGE_POLLS
 
 
 def bench_config(cores: dict[str, int], tag: str, **feed: object) -> Config:
@@ -39,13 +40,14 @@ def bench_config(cores: dict[str, int], tag: str, **feed: object) -> Config:
     )
 
 
-def measure_e2e(
+def measure_e2e(  # noqa: PLR0913 -- each is one knob of a run, all but three defaulted
     cores: dict[str, int],
     rate: int,
     duration_s: float,
     scrape_hz: float = 0.0,
     load_requests: int = 0,
     replay: Path | None = None,
+    pages: int = 0,
 ) -> E2ERun:
     """Tick-to-order through the whole pipeline at a steady offered rate, stages on ``cores``,
     from the simulator or, with ``replay``, from that recording replayed at the rate.
@@ -54,11 +56,13 @@ def measure_e2e(
     the figure would describe the burst model, not the pipeline at the rate in its name.
     With ``scrape_hz`` a telemetry API serves the run and /metrics is scraped at that rate
     meanwhile; with ``load_requests``, ``hey`` sends that many /metrics requests from 20
-    concurrent clients during the run and their latency percentiles are returned too.
+    concurrent clients during the run and their latency percentiles are returned too. With
+    ``pages``, that many dashboard pages poll the API as ``dashboard.js`` does
+    (``service.telemetry.web.PAGE_POLLS``), each from its own client.
     """
     source = {} if replay is None else {"source": "replay", "replay_file": str(replay)}
     config = bench_config(cores, "e2e", rate=rate, burst_probability=0.0, **source)
-    with _TelemetryDuring(config, scrape_hz, load_requests) as telemetry:
+    with _TelemetryDuring(config, scrape_hz, load_requests, pages) as telemetry:
         result = run_pipeline(config, duration_s, log=telemetry.on_log, stop=telemetry.done)
     if result.exit_code != 0:
         raise BenchError(f"pipeline at {rate} msgs/s failed: {'; '.join(result.problems)}")
@@ -82,6 +86,8 @@ class _TelemetryFigures(TypedDict, total=False):
     scrapes: int
     scrape_errors: int
     metrics_under_load: HttpLoad
+    page_requests: int
+    page_errors: int
 
 
 class _TelemetryDuring:
@@ -91,12 +97,15 @@ class _TelemetryDuring:
     measured window and not the warm-up.
     """
 
-    def __init__(self, config: Config, scrape_hz: float, load_requests: int) -> None:
+    def __init__(self, config: Config, scrape_hz: float, load_requests: int, pages: int) -> None:
         self.config, self.scrape_hz, self.load_requests = config, scrape_hz, load_requests
-        self.active = scrape_hz > 0 or load_requests > 0
+        self.pages = pages
+        self.active = scrape_hz > 0 or load_requests > 0 or pages > 0
         self.scrapes = self.scrape_errors = 0
+        self.page_requests = self.page_errors = 0
+        self._count_lock = threading.Lock()
         self.load: HttpLoad = {}
-        self.url = ""
+        self.url = self.base = ""
         self.server: BaseProcess | None = None
         self._stop = threading.Event()
         self._hey_done = threading.Event()
@@ -113,7 +122,8 @@ class _TelemetryDuring:
         self.config = dataclasses.replace(
             self.config, telemetry=dataclasses.replace(self.config.telemetry, port=port)
         )
-        self.url = f"http://127.0.0.1:{port}/metrics"
+        self.base = f"http://127.0.0.1:{port}"
+        self.url = f"{self.base}/metrics"
         self.server = multiprocessing.get_context("spawn").Process(
             target=serve, args=(self.config, "127.0.0.1", port), daemon=True
         )
@@ -127,6 +137,9 @@ class _TelemetryDuring:
             self._threads.append(threading.Thread(target=self._scrape, daemon=True))
         if self.load_requests > 0:
             self._threads.append(threading.Thread(target=self._hey, daemon=True))
+        self._threads += [
+            threading.Thread(target=self._page, args=(i,), daemon=True) for i in range(self.pages)
+        ]
         for thread in self._threads:
             thread.start()
 
@@ -140,6 +153,33 @@ class _TelemetryDuring:
                     ok = False
                 self.scrapes += 1
                 self.scrape_errors += not ok
+
+    def _page(self, index: int) -> None:
+        """One open dashboard: every path of ``PAGE_POLLS`` at its period, ``/history`` only
+        for the points since the last one it had, as the page asks."""
+        self._warm()
+        self._stop.wait(index / max(self.pages, 1))  # pages opened at different moments
+        due = dict.fromkeys((path for path, _ in PAGE_POLLS), 0.0)
+        last_t: float | None = None
+        with httpx.Client(base_url=self.base, timeout=2.5) as client:
+            while not self._stop.is_set():
+                now = time.monotonic()
+                for path, period_s in PAGE_POLLS:
+                    if now < due[path]:
+                        continue
+                    due[path] = now + period_s
+                    params = {"after": last_t} if path == "history" and last_t else None
+                    try:
+                        response = client.get(f"/{path}", params=params)
+                        ok = response.status_code in (200, 202)
+                        if ok and path == "history" and response.json()["points"]:
+                            last_t = response.json()["points"][-1]["t"]
+                    except (httpx.HTTPError, ValueError, KeyError):
+                        ok = False
+                    with self._count_lock:  # ten threads add to the same two counts
+                        self.page_requests += 1
+                        self.page_errors += not ok
+                self._stop.wait(max(0.0, min(due.values()) - time.monotonic()))
 
     def _warm(self) -> None:
         """Wait until the API answers /metrics: its first reading loads the snapshot kernels."""
@@ -165,6 +205,8 @@ class _TelemetryDuring:
             out["scrapes"], out["scrape_errors"] = self.scrapes, self.scrape_errors
         if self.load_requests > 0:
             out["metrics_under_load"] = self.load
+        if self.pages > 0:
+            out["page_requests"], out["page_errors"] = self.page_requests, self.page_errors
         return out
 
     def __exit__(self, *exc: object) -> None:

@@ -59,14 +59,21 @@ class E2ERun(TypedDict):
     achieved_msgs_per_s: float
     scrapes: NotRequired[int]  # with /metrics scraped during the run
     scrape_errors: NotRequired[int]
+    page_requests: NotRequired[int]  # with dashboard pages open during the run
+    page_errors: NotRequired[int]
     metrics_under_load: NotRequired[HttpLoad]  # with hey loading /metrics during the run
 
 
 class ScrapeRuns(TypedDict):
+    """Tick-to-order p99 of the interference runs, alone and with the API in use beside them."""
+
     p99_unscraped_ns: list[float]
-    p99_scraped_ns: list[float]
+    p99_scraped_ns: list[float]  # /metrics scraped at 10 Hz
+    p99_paged_ns: list[float]  # ten dashboard pages open (run.DASHBOARD_PAGES)
     scrapes_last_run: NotRequired[int]
     scrape_errors_last_run: NotRequired[int]
+    page_requests_last_run: NotRequired[int]
+    page_errors_last_run: NotRequired[int]
 
 
 class Floor(TypedDict):
@@ -111,6 +118,7 @@ class Figures(TypedDict):
     e2e_split: dict[str, E2ERun]  # by offered rate, msgs/s
     e2e: dict[str, E2ERun]
     scrape_interference: float | None
+    dashboard_interference: float | None  # tick-to-order p99 with ten pages open / without
     scrape_interference_runs: ScrapeRuns
     metrics_under_load: HttpLoad
     metrics_render_cpu_us: float  # CPU per /metrics exposition, 8 instruments (e2e)

@@ -138,7 +138,7 @@ SOURCES = ("simulator", "replay")  # the feed sources the capacity sweep offers 
 
 
 class E2EMeasure(Protocol):
-    def __call__(  # the signature of e2e.measure_e2e
+    def __call__(  # noqa: PLR0913 -- the signature of e2e.measure_e2e
         self,
         cores: dict[str, int],
         rate: int,
@@ -146,6 +146,7 @@ class E2EMeasure(Protocol):
         scrape_hz: float = 0.0,
         load_requests: int = 0,
         replay: Path | None = None,
+        pages: int = 0,
     ) -> E2ERun: ...
 
 
@@ -205,7 +206,11 @@ class _Bench:
                 "e2e_split_layout": self.split,
                 "e2e_split": {},
                 "e2e": {},
-                "scrape_interference_runs": {"p99_unscraped_ns": [], "p99_scraped_ns": []},
+                "scrape_interference_runs": {
+                    "p99_unscraped_ns": [],
+                    "p99_scraped_ns": [],
+                    "p99_paged_ns": [],
+                },
                 "rate_sweep": {source: {} for source in SOURCES},
                 "alternating_runs": {name: [] for name in ALTERNATING},
             },
@@ -236,7 +241,8 @@ class _Bench:
             *(Step(f"pipeline at {rate:,} msgs/s", partial(self.e2e, rate)) for rate in E2E_RATES),
             *(
                 Step(
-                    f"scrape interference {i + 1}/{pairs}: 1M msgs/s, /metrics at 10 Hz or not",
+                    f"telemetry interference {i + 1}/{pairs}: 1M msgs/s; alone, /metrics at 10 Hz, "
+                    f"{DASHBOARD_PAGES} dashboard pages",
                     self.scrape_pair,
                 )
                 for i in range(pairs)
@@ -307,11 +313,15 @@ class _Bench:
         run_s = self.sizes.scrape_run_s
         plain = self.m.e2e(self.layout, 1_000_000, run_s)
         scraped = self.m.e2e(self.layout, 1_000_000, run_s, scrape_hz=10.0)
+        paged = self.m.e2e(self.layout, 1_000_000, run_s, pages=DASHBOARD_PAGES)
         runs = f["scrape_interference_runs"]
         runs["p99_unscraped_ns"].append(plain["p99"] or float("nan"))
         runs["p99_scraped_ns"].append(scraped["p99"] or float("nan"))
+        runs["p99_paged_ns"].append(paged["p99"] or float("nan"))
         runs["scrapes_last_run"] = scraped["scrapes"]
         runs["scrape_errors_last_run"] = scraped["scrape_errors"]
+        runs["page_requests_last_run"] = paged["page_requests"]
+        runs["page_errors_last_run"] = paged["page_errors"]
 
     def metrics_under_load(self, f: Figures) -> None:
         # the run lasts as long as hey takes (the duration is only a ceiling)
@@ -342,6 +352,7 @@ class _Bench:
         runs[str(rate)] = self.m.e2e(self.layout, rate, self.sizes.sweep_s, replay=replay)
 
 
+DASHBOARD_PAGES = 10  # open dashboard pages in the interference runs (issue 17's "ten")
 P99_BOUND_NS = 20_000  # the tick-to-order p99 a rate must keep to count as carried
 
 
@@ -388,6 +399,9 @@ def finish(f: Figures) -> Figures:
     runs = f["scrape_interference_runs"]
     f["scrape_interference"] = float(
         np.median(runs["p99_scraped_ns"]) / np.median(runs["p99_unscraped_ns"])
+    )
+    f["dashboard_interference"] = float(
+        np.median(runs["p99_paged_ns"]) / np.median(runs["p99_unscraped_ns"])
     )
     f["max_sustained_rate_msgs_per_s"] = max_sustained_rates(f)
     f["ratios"], f["ratio_spread"] = ratios(f), ratio_spreads(f)

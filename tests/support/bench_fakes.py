@@ -67,7 +67,9 @@ class FakeMeasures:
             raise BaselineError("no C++ compiler on PATH")
         return CppRing(3.0e7, 4.0e8, {"p50": 600.0, "p99": 900.0, "p999": 2e3, "max": 5e4})
 
-    def e2e(self, cores, rate, duration_s, scrape_hz=0.0, load_requests=0, replay=None):
+    def e2e(  # noqa: PLR0913 -- e2e.measure_e2e's signature
+        self, cores, rate, duration_s, scrape_hz=0.0, load_requests=0, replay=None, pages=0
+    ):
         self.e2e_calls.append(
             {
                 "cores": cores,
@@ -75,9 +77,10 @@ class FakeMeasures:
                 "scrape_hz": scrape_hz,
                 "load_requests": load_requests,
                 "replay": replay,
+                "pages": pages,
             }
         )
-        p99 = 5000.0 * (1.1 if scrape_hz else 1.0)
+        p99 = 5000.0 * (1.1 if scrape_hz else 1.2 if pages else 1.0)
         run = {
             "p50": 500.0,
             "p90": 900.0,
@@ -91,6 +94,8 @@ class FakeMeasures:
         }
         if scrape_hz:
             run.update(scrapes=20, scrape_errors=0)
+        if pages:
+            run.update(page_requests=22 * pages, page_errors=0)
         if load_requests:
             run["metrics_under_load"] = {
                 "requests": load_requests,

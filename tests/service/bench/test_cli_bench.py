@@ -57,6 +57,10 @@ def test_quick_bench_writes_every_figure_as_numbers(tmp_path):
     assert _number(f["scrape_interference"]) and f["scrape_interference"] > 0
     assert f["scrape_interference_runs"]["scrapes_last_run"] > 0
     assert f["scrape_interference_runs"]["scrape_errors_last_run"] == 0
+    # ten dashboard pages polled the API through the paged runs, and it answered them all
+    assert _number(f["dashboard_interference"]) and f["dashboard_interference"] > 0
+    assert f["scrape_interference_runs"]["page_requests_last_run"] >= 10
+    assert f["scrape_interference_runs"]["page_errors_last_run"] == 0
     assert _number(f["metrics_render_cpu_us"]) and f["metrics_render_cpu_us"] > 0
     load = f["metrics_under_load"]
     if "error" not in load:  # hey installed

@@ -11,6 +11,7 @@ import pytest
 from rich.progress import Progress
 
 from service.bench.run import (
+    DASHBOARD_PAGES,
     E2E_RATES,
     FULL,
     QUICK,
@@ -54,6 +55,7 @@ KEYS = [
     "e2e_split",
     "e2e",
     "scrape_interference",
+    "dashboard_interference",
     "scrape_interference_runs",
     "metrics_under_load",
     "metrics_render_cpu_us",
@@ -109,8 +111,8 @@ def test_every_step_of_a_run_is_a_step_of_the_list(tmp_path):
     for step in steps:
         step.run(figures)
     sweeps = len(SOURCES) * len(QUICK.sweep)
-    pipeline_runs = 2 * len(E2E_RATES) + 2 * QUICK.scrape_pairs + 1 + sweeps
-    assert len(fake.e2e_calls) == pipeline_runs  # one step per run, a pair per scrape step
+    pipeline_runs = 2 * len(E2E_RATES) + 3 * QUICK.scrape_pairs + 1 + sweeps
+    assert len(fake.e2e_calls) == pipeline_runs  # one step per run, three per interference step
     labels = [step.label for step in steps]
     assert len(set(labels)) == len(labels)
 
@@ -183,6 +185,19 @@ def test_scrape_interference_is_the_ratio_of_the_alternating_runs_medians():
     assert runs["p99_unscraped_ns"] == [5000.0] * QUICK.scrape_pairs
     assert figures["scrape_interference"] == pytest.approx(1.1)
     assert runs["scrapes_last_run"] == 20 and runs["scrape_errors_last_run"] == 0
+
+
+def test_dashboard_interference_is_ten_pages_against_the_same_unscraped_runs():
+    fake = FakeMeasures()
+    figures, _ = fake_run(fake)
+    paged = [c for c in fake.e2e_calls if c["pages"]]
+    assert [c["pages"] for c in paged] == [DASHBOARD_PAGES] * QUICK.scrape_pairs
+    assert all(c["rate"] == 1_000_000 and not c["scrape_hz"] for c in paged)
+    runs = figures["scrape_interference_runs"]
+    assert runs["p99_paged_ns"] == [6000.0] * QUICK.scrape_pairs
+    assert figures["dashboard_interference"] == pytest.approx(1.2)
+    assert figures["ratios"]["dashboard_interference"] == pytest.approx(1.2)
+    assert runs["page_requests_last_run"] == 220 and runs["page_errors_last_run"] == 0
 
 
 def test_the_document_keeps_its_keys_and_their_order():
