@@ -18,13 +18,13 @@ import httpx
 from service.bench import BenchError
 from service.bench.figures import E2ERun, HttpLoad
 from service.bench.http_load import hey_latency
+from service.bench.pages import Pages
 from service.config import Config, ServiceConfig
 from service.runtime.pipeline import run_pipeline
 from service.runtime.stats import describe
 from service.telemetry.api import serve
 from service.telemetry.engine_view import Interval, Sample
 from service.telemetry.exposition import render
-from service.telemetry.web import PAGE_POLLS
 
 
 def bench_config(cores: dict[str, int], tag: str, **feed: object) -> Config:
@@ -57,12 +57,12 @@ def measure_e2e(  # noqa: PLR0913 -- each is one knob of a run, all but three de
     With ``scrape_hz`` a telemetry API serves the run and /metrics is scraped at that rate
     meanwhile; with ``load_requests``, ``hey`` sends that many /metrics requests from 20
     concurrent clients during the run and their latency percentiles are returned too. With
-    ``pages``, that many dashboard pages poll the API as ``dashboard.js`` does
-    (``service.telemetry.web.PAGE_POLLS``), each from its own client.
+    ``pages``, that many dashboard pages poll the API as ``dashboard.js`` does, through ``hey``
+    (``service.bench.pages``).
     """
     source = {} if replay is None else {"source": "replay", "replay_file": str(replay)}
     config = bench_config(cores, "e2e", rate=rate, burst_probability=0.0, **source)
-    with _TelemetryDuring(config, scrape_hz, load_requests, pages) as telemetry:
+    with _TelemetryDuring(config, scrape_hz, load_requests, (pages, duration_s)) as telemetry:
         result = run_pipeline(config, duration_s, log=telemetry.on_log, stop=telemetry.done)
     if result.exit_code != 0:
         raise BenchError(f"pipeline at {rate} msgs/s failed: {'; '.join(result.problems)}")
@@ -88,6 +88,7 @@ class _TelemetryFigures(TypedDict, total=False):
     metrics_under_load: HttpLoad
     page_requests: int
     page_errors: int
+    pages_error: str
 
 
 class _TelemetryDuring:
@@ -97,13 +98,15 @@ class _TelemetryDuring:
     measured window and not the warm-up.
     """
 
-    def __init__(self, config: Config, scrape_hz: float, load_requests: int, pages: int) -> None:
+    def __init__(
+        self, config: Config, scrape_hz: float, load_requests: int, pages: tuple[int, float]
+    ) -> None:
         self.config, self.scrape_hz, self.load_requests = config, scrape_hz, load_requests
-        self.pages = pages
-        self.active = scrape_hz > 0 or load_requests > 0 or pages > 0
+        self.pages, self._pages_s = pages  # how many, for how long
+        self.active = scrape_hz > 0 or load_requests > 0 or self.pages > 0
         self.scrapes = self.scrape_errors = 0
-        self.page_requests = self.page_errors = 0
-        self._count_lock = threading.Lock()
+        self._open: Pages | None = None
+        self._page_counts = (0, 0)  # requests answered, failed: when the pages are closed
         self.load: HttpLoad = {}
         self.url = self.base = ""
         self.server: BaseProcess | None = None
@@ -137,9 +140,8 @@ class _TelemetryDuring:
             self._threads.append(threading.Thread(target=self._scrape, daemon=True))
         if self.load_requests > 0:
             self._threads.append(threading.Thread(target=self._hey, daemon=True))
-        self._threads += [
-            threading.Thread(target=self._page, args=(i,), daemon=True) for i in range(self.pages)
-        ]
+        if self.pages > 0:
+            self._threads.append(threading.Thread(target=self._open_pages, daemon=True))
         for thread in self._threads:
             thread.start()
 
@@ -154,32 +156,10 @@ class _TelemetryDuring:
                 self.scrapes += 1
                 self.scrape_errors += not ok
 
-    def _page(self, index: int) -> None:
-        """One open dashboard: every path of ``PAGE_POLLS`` at its period, ``/history`` only
-        for the points since the last one it had, as the page asks."""
+    def _open_pages(self) -> None:
         self._warm()
-        self._stop.wait(index / max(self.pages, 1))  # pages opened at different moments
-        due = dict.fromkeys((path for path, _ in PAGE_POLLS), 0.0)
-        last_t: float | None = None
-        with httpx.Client(base_url=self.base, timeout=2.5) as client:
-            while not self._stop.is_set():
-                now = time.monotonic()
-                for path, period_s in PAGE_POLLS:
-                    if now < due[path]:
-                        continue
-                    due[path] = now + period_s
-                    params = {"after": last_t} if path == "history" and last_t else None
-                    try:
-                        response = client.get(f"/{path}", params=params)
-                        ok = response.status_code in (200, 202)
-                        if ok and path == "history" and response.json()["points"]:
-                            last_t = response.json()["points"][-1]["t"]
-                    except (httpx.HTTPError, ValueError, KeyError):
-                        ok = False
-                    with self._count_lock:  # ten threads add to the same two counts
-                        self.page_requests += 1
-                        self.page_errors += not ok
-                self._stop.wait(max(0.0, min(due.values()) - time.monotonic()))
+        self._open = Pages(self.base, self.pages, self._pages_s)
+        self._open.start()
 
     def _warm(self) -> None:
         """Wait until the API answers /metrics: its first reading loads the snapshot kernels."""
@@ -206,7 +186,9 @@ class _TelemetryDuring:
         if self.load_requests > 0:
             out["metrics_under_load"] = self.load
         if self.pages > 0:
-            out["page_requests"], out["page_errors"] = self.page_requests, self.page_errors
+            out["page_requests"], out["page_errors"] = self._page_counts
+            if self._open is not None and self._open.error:
+                out["pages_error"] = self._open.error
         return out
 
     def __exit__(self, *exc: object) -> None:
@@ -215,6 +197,7 @@ class _TelemetryDuring:
         self._stop.set()
         for thread in self._threads:
             thread.join(60)
+        self._page_counts = self._open.stop() if self._open is not None else (0, 0)
         self.server.terminate()
         self.server.join(10)
 

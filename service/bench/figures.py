@@ -61,6 +61,7 @@ class E2ERun(TypedDict):
     scrape_errors: NotRequired[int]
     page_requests: NotRequired[int]  # with dashboard pages open during the run
     page_errors: NotRequired[int]
+    pages_error: NotRequired[str]  # why no page could be opened (hey missing)
     metrics_under_load: NotRequired[HttpLoad]  # with hey loading /metrics during the run
 
 
@@ -74,6 +75,7 @@ class ScrapeRuns(TypedDict):
     scrape_errors_last_run: NotRequired[int]
     page_requests_last_run: NotRequired[int]
     page_errors_last_run: NotRequired[int]
+    pages_error: NotRequired[str]  # why the paged runs had no pages: no interference figure
 
 
 class Floor(TypedDict):

@@ -317,7 +317,11 @@ class _Bench:
         runs = f["scrape_interference_runs"]
         runs["p99_unscraped_ns"].append(plain["p99"] or float("nan"))
         runs["p99_scraped_ns"].append(scraped["p99"] or float("nan"))
-        runs["p99_paged_ns"].append(paged["p99"] or float("nan"))
+        # without pages (hey missing) the paged run is a plain one: it must not count as paged
+        opened = paged.get("page_requests", 0) > 0
+        runs["p99_paged_ns"].append((paged["p99"] if opened else None) or float("nan"))
+        if "pages_error" in paged:
+            runs["pages_error"] = paged["pages_error"]
         runs["scrapes_last_run"] = scraped["scrapes"]
         runs["scrape_errors_last_run"] = scraped["scrape_errors"]
         runs["page_requests_last_run"] = paged["page_requests"]

@@ -29,7 +29,9 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from fastapi import FastAPI, Query, Request
@@ -68,7 +70,10 @@ class Sampler:
 
     ``fresh()`` returns a reading no older than a few milliseconds, so a burst of concurrent
     scrapes costs one snapshot. A background thread takes a reading every
-    ``sample_interval_s``, so ``/latest`` can compute rates over a known window.
+    ``sample_interval_s``, so ``/latest`` can compute rates over a known window, and makes
+    ``series`` (``/history``) a point of it, with ``describe(reading, window start)`` (the
+    /latest document) as the state at that point: the dashboard reads only that, so no open
+    page costs a reading of its own.
     """
 
     def __init__(self, view: EngineView, interval_s: float, keep: int = 8):
@@ -77,6 +82,7 @@ class Sampler:
         self._last: Sample | None = None
         self._history: collections.deque[Sample] = collections.deque(maxlen=keep)
         self.series = History(interval_s)  # /history: a point per periodic reading
+        self.describe: Callable[[Sample, Sample | None], dict] | None = None
         self._interval_s = interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sampler", daemon=True)
@@ -94,7 +100,13 @@ class Sampler:
         while not self._stop.wait(self._next_wait_s()):
             sample = self.fresh(max_age_s=0.0)
             self._history.append(sample)
-            self.series.record(sample, time.time())
+            try:
+                self.series.record(sample, time.time(), partial(self._state, sample))
+            except Exception as exc:  # the readings /latest and /metrics need must go on
+                logger.warning("history point failed: %r", exc)
+
+    def _state(self, sample: Sample) -> dict | None:
+        return self.describe(sample, self.window_start(sample)) if self.describe else None
 
     def _next_wait_s(self) -> float:
         """The interval, but a tenth of it while no kept reading is of a running engine: a run
@@ -327,6 +339,9 @@ class HistoryPoint(BaseModel):
 class HistoryDoc(BaseModel):
     interval_s: float = Field(description="between points ([telemetry] sample_interval_s)")
     span_s: float = Field(description="how far back the points go, at most")
+    latest: Latest | None = Field(
+        description="the /latest document of the newest point's reading (None before the first)"
+    )
     points: list[HistoryPoint]
 
 
@@ -485,6 +500,7 @@ def create_app(
 ) -> FastAPI:
     """The API for the engine named by ``config``; starts its sampler on startup."""
     sampler = sampler or Sampler(EngineView(config), config.telemetry.sample_interval_s)
+    sampler.describe = lambda current, start: latest(current, start, config).model_dump(mode="json")
     host_reporter = host_reporter or HostReporter()
     started = time.monotonic()
     # FastAPIOffline: /docs (Swagger UI) from fastapi-offline's copies of the files FastAPI
@@ -564,15 +580,10 @@ def create_app(
     )
     async def history(
         after: float | None = Query(None, description="only points taken after this Unix time"),
-    ) -> JSONResponse:
-        series = sampler.series
-        return JSONResponse(
-            {
-                "interval_s": series.interval_s,
-                "span_s": series.span_s,
-                "points": series.since(after),
-            }
-        )
+    ) -> Response:
+        # JSON serialised once per reading on the sampler's thread: a poll costs a filter and a
+        # join, whatever the number of open dashboards
+        return Response(sampler.series.body(after), media_type="application/json")
 
     def metrics_body() -> bytes:
         return sampler.rendered(

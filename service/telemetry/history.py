@@ -3,17 +3,22 @@
 The telemetry API's sampler (``service.telemetry.api.Sampler``) reads the stats block every
 ``[telemetry] sample_interval_s``. Each reading and the one before it make a point: the
 percentiles of every latency path over that interval, the counters of ``RATES`` per second, and
-the occupancy of each ring. ``/history`` serves the points, so the dashboard opened during an
-incident shows the minutes before it, and the browsers watching cause no reading of their own.
+the occupancy of each ring. With the newest point goes the state at its reading (the
+``/latest`` document: stages, readiness, kill switch, rejects, positions). ``/history`` serves
+both, so the dashboard opened during an incident shows the minutes before it, and the browsers
+watching cause no reading of their own.
 
-Points are plain JSON-ready dicts, made once on the sampler's thread and shared by every request.
+Each point and the state are serialised to JSON once, on the sampler's thread: a request only
+picks the points it asks for and joins their bytes, however many dashboards are open.
 """
 
 from __future__ import annotations
 
 import collections
+import json
 import math
 import threading
+from collections.abc import Callable
 
 from contracts import stats_layout as L
 from contracts.buckets import summary
@@ -47,19 +52,28 @@ def point(interval: Interval, wall_s: float) -> dict:
     }
 
 
+def _json(doc: dict | None) -> bytes:
+    return json.dumps(finite_or_none(doc), separators=(",", ":"), allow_nan=False).encode()
+
+
 class History:
-    """A bounded series of points: ``record`` from the sampler's thread, ``since`` from any."""
+    """A bounded series of points: ``record`` from the sampler's thread, ``since`` and ``body``
+    from any."""
 
     def __init__(self, interval_s: float, span_s: float = HISTORY_S):
         self.interval_s = interval_s
         self.span_s = span_s
-        self._points: collections.deque[dict] = collections.deque(
+        self._points: collections.deque[tuple[dict, bytes]] = collections.deque(
             maxlen=max(2, math.ceil(span_s / interval_s))
         )
+        self._state = b"null"  # the newest point's reading as /latest describes it
+        self._head = _json({"interval_s": interval_s, "span_s": span_s})[:-1]
         self._previous: Sample | None = None
         self._lock = threading.Lock()  # a deque cannot be copied while another thread appends
 
-    def record(self, sample: Sample, wall_s: float) -> None:
+    def record(
+        self, sample: Sample, wall_s: float, state: Callable[[], dict | None] | None = None
+    ) -> None:
         """A point for ``sample``; at most one per interval, but always when the engine came or
         went (the sampler reads more often while no engine runs, to catch the next run)."""
         previous = self._previous
@@ -70,12 +84,25 @@ class History:
         ):
             return
         new = point(Interval(previous, sample), wall_s)
+        encoded = _json(new)
+        described = _json(state()) if state is not None else b"null"
         self._previous = sample
         with self._lock:
-            self._points.append(new)
+            self._points.append((new, encoded))
+            self._state = described
+
+    def _since(self, after: float | None) -> list[tuple[dict, bytes]]:
+        with self._lock:
+            points = list(self._points)
+        return points if after is None else [p for p in points if p[0]["t"] > after]
 
     def since(self, after: float | None = None) -> list[dict]:
         """The points taken after Unix time ``after`` (all of them when None), oldest first."""
+        return [p for p, _ in self._since(after)]
+
+    def body(self, after: float | None = None) -> bytes:
+        """The ``/history`` document: the points after ``after`` and the newest state."""
+        points = b",".join(encoded for _, encoded in self._since(after))
         with self._lock:
-            points = list(self._points)
-        return points if after is None else [p for p in points if p["t"] > after]
+            state = self._state
+        return self._head + b',"latest":' + state + b',"points":[' + points + b"]}"

@@ -7,10 +7,11 @@ the page needs ships in the wheel and comes from the API itself: a trading host 
 egress, and the page's Content-Security-Policy lets it load nothing from anywhere else.
 
 The page reads only the API's own JSON: ``/`` once for what the service is, then every second
-``/latest`` (the current state, readiness included) and ``/history?after=T`` (the points the
-sampler took since the last one it drew), and ``/host`` every ten seconds. ``/history`` is
-computed on the sampler's thread, so no open page adds a reading of the engine's stats block
-beyond what ``/latest`` shares among concurrent requests.
+``/history?after=T`` (the points the sampler took since the last one the page drew, and the
+``/latest`` document of the newest reading: stages, readiness, kill switch, rejects,
+positions), and ``/host`` every ten seconds. ``/history`` is made and serialised on the
+sampler's thread once per reading, so an open page adds no reading of the engine's stats block
+and little work per poll (``dashboard_interference`` in ``trading-service bench``).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ DASHBOARD_HEADERS = {
 
 # What one open page asks, and how often (seconds): dashboard.js's loops, which a test holds to
 # this list; the bench's ten simulated pages (service.bench.e2e) poll exactly this.
-PAGE_POLLS = (("latest", 1.0), ("history", 1.0), ("host", 10.0))
+PAGE_POLLS = (("history", 1.0), ("host", 10.0))
 
 
 def dashboard_html() -> str:

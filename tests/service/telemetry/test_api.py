@@ -102,6 +102,11 @@ def test_history_has_the_recent_seconds_of_the_running_engine(stack):
     assert t2o["count"] > 0 and t2o["p50"] <= t2o["p90"] <= t2o["p99"] <= t2o["p999"]
     newer = stack.get("/history", params={"after": ts[-2]}).json()["points"]
     assert newer and all(p["t"] > ts[-2] for p in newer) and newer[0]["t"] == ts[-1]
+    # with the points, the /latest document of the newest point's reading: what the page shows
+    state = doc["latest"]
+    assert state["engine_running"] is True and state["ready"] is True
+    assert set(state) == set(stack.get("/latest").json())
+    assert 25_000 < state["rates_per_s"]["md_messages"] < 75_000
 
 
 def test_a_browser_gets_the_dashboard_and_curl_and_scripts_get_json(stack):

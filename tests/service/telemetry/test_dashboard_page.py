@@ -79,7 +79,15 @@ def test_the_page_draws_the_running_engine(opened, stack):
     assert not log.http_errors, log.http_errors
     log.assert_no_console_errors()
     asked = {r.split()[1].removeprefix(stack.url).split("?")[0] for r in log.requests}
-    assert {"/", "/latest", "/history", "/host"} <= asked
+    assert asked == {
+        "/",
+        "/static/dashboard.css",
+        "/static/dashboard.js",
+        "/static/vendor/uplot/uPlot.min.css",
+        "/static/vendor/uplot/uPlot.iife.min.js",
+        "/history",  # the charts and the state at the newest reading: never /latest
+        "/host",
+    }
     # then each second only the points since the last one it drew
     with page.expect_request(lambda r: "/history?after=" in r.url, timeout=WAIT_MS):
         pass

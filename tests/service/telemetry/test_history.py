@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -86,3 +87,21 @@ def test_since_returns_only_newer_points_and_the_span_bounds_them(engine):
     assert [p["t"] for p in history.since(5.0)] == [6.0, 7.0]
     assert history.since(7.0) == [] and len(history.since(float("-inf"))) == 4
     assert np.isfinite([p["rates_per_s"]["md_messages"] for p in history.since()]).all()
+
+
+def test_the_body_is_the_points_asked_for_and_the_newest_state_as_json(engine):
+    view, history = EngineView(engine.config), History(INTERVAL_S)
+    assert json.loads(history.body()) == {
+        "interval_s": INTERVAL_S, "span_s": 300.0, "latest": None, "points": [],
+    }  # fmt: skip
+    states = iter([{"n": 1, "x": float("nan")}, {"n": 2, "x": 0.5}])
+    history.record(later(view), 10.0, lambda: next(states))
+    history.record(later(view), 11.0, lambda: next(states))
+    doc = json.loads(history.body())
+    assert doc["points"] == history.since() and [p["t"] for p in doc["points"]] == [10.0, 11.0]
+    assert doc["latest"] == {"n": 2, "x": 0.5}  # the newest point's
+    assert json.loads(history.body(10.0))["points"] == history.since(10.0)
+    # a state that is not finite JSON comes out as null, never as NaN
+    first = History(INTERVAL_S)
+    first.record(later(view), 1.0, lambda: {"x": float("nan")})
+    assert json.loads(first.body())["latest"] == {"x": None}

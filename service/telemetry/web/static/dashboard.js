@@ -1,7 +1,9 @@
 // The live dashboard: polls the API's own JSON once a second and draws it with uPlot.
 //   /           once: what the service is (feed, stage cores, SLOs, version)
-//   /latest     every second: stage map, readiness, kill switch, rejects, positions, rings
-//   /history    every second, only the points since the last one drawn (?after=T): the charts
+//   /history    every second, only the points since the last one drawn (?after=T), for the
+//               charts, and the state at the newest one (the /latest document: stage map,
+//               readiness, kill switch, rejects, positions, rings). Both are made once per
+//               reading of the engine by the API's sampler, so open pages cost it no reading.
 //   /host       every ten seconds: the host tuning verdict
 // Every URL is relative, so the page works behind an SSH tunnel or a path prefix alike.
 "use strict";
@@ -266,7 +268,7 @@
     polling = true;
     try {
       const after = state.lastT == null ? "" : `?after=${state.lastT}`;
-      const [latest, history] = await Promise.all([getJson("latest"), getJson(`history${after}`)]);
+      const history = await getJson(`history${after}`);
       state.lastAnswer = Date.now();
       state.apiDown = false;
       state.span = history.span_s || state.span;
@@ -274,7 +276,7 @@
         if (state.lastT == null || p.t > state.lastT) state.points.push(p);
       }
       if (state.points.length) state.lastT = state.points[state.points.length - 1].t;
-      showLatest(latest);
+      if (history.latest) showLatest(history.latest);
       draw();
     } catch (error) {
       apiDown(error);

@@ -1,0 +1,81 @@
+"""Open dashboard pages, simulated: what ten operators watching the dashboard ask of the API.
+
+A browser runs on the operator's machine, not on the trading host: what the host bears is the
+API answering. So the pages here are ``hey`` workers (a few microseconds of CPU a request, where
+a Python client costs milliseconds that the host would never pay), one per page for each path
+the page polls, at the page's period (``service.telemetry.web.PAGE_POLLS``, which a test holds
+to ``dashboard.js``). ``/history`` is asked with ``after`` set to when the pages opened, so each
+answer holds the points since then: a little more than the page, which asks only for the
+points since its last answer. The workers start in step, a burst each period: no kinder than
+pages opened at different moments.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+
+from service.telemetry.web import PAGE_POLLS
+
+
+class Pages:
+    """``pages`` dashboards polling ``base_url`` for ``duration_s`` from ``start()``."""
+
+    def __init__(self, base_url: str, pages: int, duration_s: float) -> None:
+        self.base_url, self.pages, self.duration_s = base_url, pages, duration_s
+        self._hey: list[subprocess.Popen] = []
+        self.error = "" if shutil.which("hey") else "hey is not installed (Debian package hey)"
+
+    def start(self) -> None:
+        if self.error:
+            return
+        opened = time.time()
+        for path, period_s in PAGE_POLLS:
+            query = f"?after={opened:.3f}" if path == "history" else ""
+            command = ["hey", "-c", str(self.pages), "-q", f"{1 / period_s:g}",
+                       "-z", f"{self.duration_s:.1f}s", "-t", "10",
+                       f"{self.base_url}/{path}{query}"]  # fmt: skip
+            self._hey.append(
+                subprocess.Popen(
+                    command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+                )
+            )
+
+    def stop(self) -> tuple[int, int]:
+        """(requests answered, requests that failed or answered other than 200/202)."""
+        answered = failed = 0
+        for hey in self._hey:
+            try:
+                out, _ = hey.communicate(timeout=self.duration_s + 30)
+            except subprocess.TimeoutExpired:
+                hey.kill()
+                out, _ = hey.communicate()
+            counts = status_counts(out)
+            ok = counts.get(200, 0) + counts.get(202, 0)
+            answered += ok
+            failed += sum(counts.values()) - ok + error_count(out)
+        return answered, failed
+
+
+def status_counts(out: str) -> dict[int, int]:
+    """hey's "Status code distribution": ``[200]\t110 responses`` lines, by status."""
+    counts = {}
+    for line in out.splitlines():
+        line = line.strip()
+        if line.startswith("[") and "]" in line and line.endswith("responses"):
+            code, rest = line[1:].split("]", 1)
+            counts[int(code)] = int(rest.split()[0])
+    return counts
+
+
+def error_count(out: str) -> int:
+    """Requests hey saw fail without a status (refused, timed out): its "Error distribution"."""
+    errors, in_errors = 0, False
+    for line in out.splitlines():
+        line = line.strip()
+        if line.startswith("Error distribution"):
+            in_errors = True
+        elif in_errors and line.startswith("["):
+            errors += int(line[1:].split("]", 1)[0])
+    return errors
