@@ -120,6 +120,22 @@ def test_first_deploy_reaches_ready(host, first):
     assert list((release / "venv/lib").glob("python3*/site-packages/numba/__pycache__/*.pyc"))
 
 
+def test_the_deployed_api_serves_the_dashboard_from_the_release_wheel(host, first):
+    base = host.ready_url.removesuffix("/ready")
+    page = httpx.get(f"{base}/", headers={"Accept": "text/html"}, timeout=5, trust_env=False)
+    assert page.status_code == 200 and "<title>lowlat telemetry</title>" in page.text
+    for asset in (
+        "static/dashboard.js",
+        "static/vendor/uplot/uPlot.iife.min.js",
+        "static-offline-docs/swagger-ui-bundle.js",  # /docs without a CDN
+    ):
+        response = httpx.get(f"{base}/{asset}", timeout=5, trust_env=False)
+        assert response.status_code == 200, asset
+    # the files are the installed wheel's (package data), not this checkout's
+    site = host.prefix / "releases" / first.name / "venv/lib"
+    assert list(site.glob("python3*/site-packages/service/telemetry/web/static/vendor/uplot/*.js"))
+
+
 def test_status_shows_units_release_and_ready(host, first):
     result = host.fab("status", "--host", "lowlat-loopback", timeout=120)
     out = output(result)
