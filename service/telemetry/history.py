@@ -26,6 +26,8 @@ from contracts.documents import finite_or_none
 from service.telemetry.engine_view import RINGS, Interval, Sample
 
 HISTORY_S = 300.0  # what the dashboard draws: the last five minutes
+MAX_POINTS = 1500  # at the shortest sample interval (0.05 s), the last 75 s: a page's first
+# /history stays a few MB at most
 PERCENTILES = ("p50", "p90", "p99", "p999")
 LATENCY_PATHS = tuple(m for m in L.CATALOG if m.kind == "histogram")
 
@@ -61,13 +63,12 @@ class History:
     from any."""
 
     def __init__(self, interval_s: float, span_s: float = HISTORY_S):
+        kept = min(MAX_POINTS, max(2, math.ceil(span_s / interval_s)))
         self.interval_s = interval_s
-        self.span_s = span_s
-        self._points: collections.deque[tuple[dict, bytes]] = collections.deque(
-            maxlen=max(2, math.ceil(span_s / interval_s))
-        )
+        self.span_s = min(span_s, kept * interval_s)
+        self._points: collections.deque[tuple[dict, bytes]] = collections.deque(maxlen=kept)
         self._state = b"null"  # the newest point's reading as /latest describes it
-        self._head = _json({"interval_s": interval_s, "span_s": span_s})[:-1]
+        self._head = _json({"interval_s": interval_s, "span_s": self.span_s})[:-1]
         self._previous: Sample | None = None
         self._lock = threading.Lock()  # a deque cannot be copied while another thread appends
 

@@ -11,7 +11,7 @@ import pytest
 from contracts import stats_layout as L
 from contracts.stages import S_RUNNING
 from service.telemetry.engine_view import RATES, RINGS, EngineView
-from service.telemetry.history import PERCENTILES, History
+from service.telemetry.history import MAX_POINTS, PERCENTILES, History
 from tests.support.synthetic_engine import SyntheticEngine, record
 
 INTERVAL_S = 0.05
@@ -92,7 +92,7 @@ def test_since_returns_only_newer_points_and_the_span_bounds_them(engine):
 def test_the_body_is_the_points_asked_for_and_the_newest_state_as_json(engine):
     view, history = EngineView(engine.config), History(INTERVAL_S)
     assert json.loads(history.body()) == {
-        "interval_s": INTERVAL_S, "span_s": 300.0, "latest": None, "points": [],
+        "interval_s": INTERVAL_S, "span_s": history.span_s, "latest": None, "points": [],
     }  # fmt: skip
     states = iter([{"n": 1, "x": float("nan")}, {"n": 2, "x": 0.5}])
     history.record(later(view), 10.0, lambda: next(states))
@@ -105,3 +105,10 @@ def test_the_body_is_the_points_asked_for_and_the_newest_state_as_json(engine):
     first = History(INTERVAL_S)
     first.record(later(view), 1.0, lambda: {"x": float("nan")})
     assert json.loads(first.body())["latest"] == {"x": None}
+
+
+def test_a_short_sample_interval_keeps_fewer_minutes_not_more_points():
+    assert History(1.0).span_s == 300.0
+    short = History(0.05)
+    assert short.span_s == pytest.approx(MAX_POINTS * 0.05)
+    assert json.loads(short.body())["span_s"] == short.span_s
