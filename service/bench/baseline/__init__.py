@@ -205,20 +205,22 @@ def build_socket_pingpong(cache_dir: Path | None = None) -> Path:
         return _build_from(path, cache_dir, compiler, CFLAGS, "socket_pingpong")
 
 
-def measure_c_socket_rtt(
+def measure_c_socket_rtt(  # noqa: PLR0913 -- the C program's arguments, keyword-only past rounds
     proto: str,
     ends: tuple[tuple[str, int], tuple[str, int]],
     cpus: Sequence[int],
     rounds: int,
     *,
     warmup: int = 1000,
+    timeout_ms: int = 100,
     prefixes: tuple[Sequence[str], Sequence[str]] = ((), ()),
 ) -> dict:
     """The C round trip of one 64-byte message over ``proto`` ("udp" or "tcp"), ``rounds``
     times after ``warmup``: the initiator at ``ends[0]`` (IP, port) on ``cpus[0]``, the echo at
     ``ends[1]`` on ``cpus[1]``; each started after its word list in ``prefixes`` (``ip netns
-    exec NS`` to run it in a namespace). Returns the initiator's JSON: ``rounds``, ``lost``,
-    ``rtt_ns`` (min, p50, p90, p99, p999, max, mean)."""
+    exec NS`` to run it in a namespace). An echo later than ``timeout_ms`` is a lost round.
+    Returns the initiator's JSON: ``rounds``, ``lost``, ``rtt_ns`` (min, p50, p90, p99, p999,
+    max, mean)."""
     a, b = _check_cpus(cpus)
     binary = build_socket_pingpong()
     local, peer = (f"{ip}:{port}" for ip, port in ends)
@@ -236,7 +238,8 @@ def measure_c_socket_rtt(
         result = _run(
             Path(binary),
             ["initiator", *common, "--local", local, "--peer", peer, "--cpu", str(a),
-             "--rounds", str(int(rounds)), "--warmup", str(int(warmup))],
+             "--rounds", str(int(rounds)), "--warmup", str(int(warmup)),
+             "--timeout-ms", str(int(timeout_ms))],
             RUN_TIMEOUT_S,
             prefix=prefixes[0],
         )  # fmt: skip
