@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import time
 
+from service.bench.http_load import error_count, status_counts
 from service.telemetry.web import PAGE_POLLS
 
 
@@ -72,26 +73,3 @@ def hey_schedule(pages: int, period_s: float, duration_s: float) -> list[str]:
         return ["hey", "-n", str(pages), "-c", str(pages)]
     each = math.floor(duration_s / period_s)
     return ["hey", "-n", str(pages * each), "-c", str(pages), "-q", f"{1 / period_s:g}"]
-
-
-def status_counts(out: str) -> dict[int, int]:
-    """hey's "Status code distribution": ``[200]\t110 responses`` lines, by status."""
-    counts = {}
-    for line in out.splitlines():
-        line = line.strip()
-        if line.startswith("[") and "]" in line and line.endswith("responses"):
-            code, rest = line[1:].split("]", 1)
-            counts[int(code)] = int(rest.split()[0])
-    return counts
-
-
-def error_count(out: str) -> int:
-    """Requests hey saw fail without a status (refused, timed out): its "Error distribution"."""
-    errors, in_errors = 0, False
-    for line in out.splitlines():
-        line = line.strip()
-        if line.startswith("Error distribution"):
-            in_errors = True
-        elif in_errors and line.startswith("["):
-            errors += int(line[1:].split("]", 1)[0])
-    return errors

@@ -25,7 +25,7 @@
 
   const $ = (id) => document.getElementById(id);
   const state = { info: null, points: [], span: 300, lastT: null, lastAnswer: null,
-    apiDown: false, charts: [] };
+    charts: [] };
 
   // ------------------------------------------------------------------ formatting
   const num = (v) => (v == null ? "–" : Math.round(v).toLocaleString("en-US"));
@@ -235,7 +235,6 @@
   }
 
   function apiDown(error) {
-    state.apiDown = true;
     document.body.dataset.state = "api-down";
     const since = state.lastAnswer ? ` · last answer ${clock(state.lastAnswer)}` : "";
     text("status", `API not answering${since}`);
@@ -270,7 +269,6 @@
       const after = state.lastT == null ? "" : `?after=${state.lastT}`;
       const history = await getJson(`history${after}`);
       state.lastAnswer = Date.now();
-      state.apiDown = false;
       state.span = history.span_s || state.span;
       for (const p of history.points) {
         if (state.lastT == null || p.t > state.lastT) state.points.push(p);
